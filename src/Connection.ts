@@ -1,0 +1,127 @@
+/**
+ * The current connection: who it is, its data, and how to talk to it.
+ *
+ * Connection data always carries `clientId` (UUID v7), `connectedAt` and,
+ * when the URL names one, `resourceId`, next to what `authenticate`
+ * returned. It lives in the socket attachment, so it survives hibernation.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type { PayloadTooLarge } from "./Errors"
+import type { MessageSchema, PayloadArgs } from "./Message"
+
+/**
+ * The fields the runtime sets on every connection; `authenticate` cannot
+ * overwrite them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SystemData {
+  readonly clientId: string
+  readonly resourceId?: string
+  readonly connectedAt: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectionData<TData = {}> = SystemData & TData
+
+/**
+ * The subset of `WebSocket` the runtime talks to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Socket {
+  readonly readyState: number
+  send(message: string): void
+  close(code?: number, reason?: string): void
+}
+
+/**
+ * Options for `send`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SendOptions {
+  /** Extra fields for the frame's `meta`. */
+  readonly meta?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The connection whose message (or lifecycle event) is being handled.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class Connection extends Context.Service<Connection, {
+  readonly clientId: string
+  /** A live view of the connection data. */
+  readonly data: ConnectionData<Readonly<Record<string, unknown>>>
+  readonly topics: ReadonlySet<string>
+  readonly send: <M extends MessageSchema>(message: M, ...args: PayloadArgs<M, SendOptions>) => Effect.Effect<void>
+  readonly assignData: (partial: Readonly<Record<string, unknown>>) => Effect.Effect<void, PayloadTooLarge>
+  readonly close: (code?: number, reason?: string) => Effect.Effect<void>
+}>()("durable-ws/Connection") {}
+
+/**
+ * The largest serialized attachment workerd keeps per socket.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxAttachmentBytes = 16 * 1024
+
+const systemKeys: ReadonlySet<string> = new Set(["clientId", "resourceId", "connectedAt"])
+
+/**
+ * Merges user data into connection data. Own-key copy only: `__proto__` and
+ * `constructor` arrive as plain keys and never touch a prototype; the
+ * system fields always win.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const mergeData = <T extends SystemData>(
+  base: T,
+  partial: Readonly<Record<string, unknown>> | undefined
+): T => {
+  const next: Record<string, unknown> = {}
+  for (const key of Object.keys(base)) defineOwn(next, key, (base as Record<string, unknown>)[key])
+  if (partial !== undefined) {
+    for (const key of Object.keys(partial)) {
+      if (!systemKeys.has(key)) defineOwn(next, key, partial[key])
+    }
+  }
+  return next as T
+}
+
+const defineOwn = (target: Record<string, unknown>, key: string, value: unknown) => {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true })
+}
+
+/**
+ * `resourceId` from the upgrade URL: `?room`, else `?id`, else the last
+ * non-empty path segment.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const resourceIdOf = (url: URL): string | undefined => {
+  const fromQuery = url.searchParams.get("room") ?? url.searchParams.get("id")
+  if (fromQuery !== null && fromQuery !== "") return fromQuery
+  const segments = url.pathname.split("/").filter((s) => s.length > 0)
+  const last = segments[segments.length - 1]
+  if (last === undefined) return undefined
+  try {
+    return decodeURIComponent(last)
+  } catch {
+    return last
+  }
+}

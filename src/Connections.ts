@@ -1,0 +1,51 @@
+/**
+ * All open connections of the current instance, hibernation-aware: after a
+ * wake they are read back from the runtime's own socket list.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type { ConnectionData, SendOptions } from "./Connection"
+import type { MessageSchema, PayloadArgs } from "./Message"
+
+/**
+ * A snapshot of one connection.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ConnectionInfo<TData = Readonly<Record<string, unknown>>> {
+  readonly clientId: string
+  readonly data: ConnectionData<TData>
+  readonly topics: ReadonlyArray<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface BroadcastOptions extends SendOptions {
+  /** clientIds that should not receive the frame. */
+  readonly exclude?: ReadonlyArray<string>
+}
+
+/**
+ * @since 0.1.0
+ * @category services
+ */
+export class Connections extends Context.Service<Connections, {
+  readonly count: Effect.Effect<number>
+  readonly list: Effect.Effect<ReadonlyArray<ConnectionInfo>>
+  /** Sends to one connection; false when no open connection has that clientId. */
+  readonly send: <M extends MessageSchema>(
+    clientId: string,
+    message: M,
+    ...args: PayloadArgs<M, SendOptions>
+  ) => Effect.Effect<boolean>
+  /** Sends to every open connection; returns how many were reached. */
+  readonly broadcast: <M extends MessageSchema>(
+    message: M,
+    ...args: PayloadArgs<M, BroadcastOptions>
+  ) => Effect.Effect<number>
+}>()("durable-ws/Connections") {}

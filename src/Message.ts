@@ -1,0 +1,413 @@
+/**
+ * Message schemas and the wire codec.
+ *
+ * A message is a `type` plus an optional payload schema built on
+ * `effect/Schema`. The codec turns a raw WebSocket frame into an
+ * {@link Envelope} (checking size in bytes before parsing) and turns outbound
+ * messages and errors into JSON text frames.
+ *
+ * @since 0.1.0
+ */
+import * as Exit from "effect/Exit"
+import * as Predicate from "effect/Predicate"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
+import * as SchemaParser from "effect/SchemaParser"
+import type { Issue, WireError } from "./Errors"
+import { PayloadTooLarge, ValidationError } from "./Errors"
+
+/**
+ * A payload schema. Payload schemas must not need services to decode or
+ * encode (plain data schemas never do).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadSchema = Schema.Top
+
+const codecs = Symbol.for("durable-ws/Message/codecs")
+
+interface Codecs {
+  readonly decode: (input: unknown) => Exit.Exit<unknown, SchemaIssue.Issue>
+  readonly encode: (input: unknown) => Exit.Exit<unknown, SchemaIssue.Issue>
+}
+
+/**
+ * A message definition: its wire `type` and the schema of its payload
+ * (`undefined` for a message without payload).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MessageSchema<
+  Type extends string = string,
+  S extends PayloadSchema | undefined = PayloadSchema | undefined
+> {
+  readonly _tag: "MessageSchema"
+  readonly type: Type
+  readonly schema: S
+  /** @internal */
+  readonly [codecs]: Codecs | undefined
+}
+
+/**
+ * A request/response pair: the request is a message whose handler must
+ * `reply` with a payload of `response`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpcSchema<
+  Type extends string = string,
+  S extends PayloadSchema | undefined = PayloadSchema | undefined,
+  Response extends MessageSchema = MessageSchema
+> extends MessageSchema<Type, S> {
+  readonly response: Response
+}
+
+/**
+ * The decoded payload type of a message (`undefined` when it has none).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Payload<M extends MessageSchema> = M["schema"] extends PayloadSchema ? M["schema"]["Type"] : undefined
+
+/**
+ * The arguments that follow a message in `send`/`publish`: the payload when
+ * the message has one, nothing when it does not.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadArgs<M extends MessageSchema, Opts> = M["schema"] extends PayloadSchema
+  ? [payload: Payload<M>, options?: Opts]
+  : [payload?: undefined, options?: Opts]
+
+/**
+ * Types that clients may not use: `$…` and `__…` are reserved for the
+ * protocol itself (heartbeats, control frames).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isReservedType = (type: string): boolean => type.startsWith("$") || type.startsWith("__")
+
+const makeCodecs = (schema: PayloadSchema): Codecs => {
+  const codec = schema as Schema.Codec<unknown, unknown, never, never>
+  return { decode: SchemaParser.decodeUnknownExit(codec), encode: SchemaParser.encodeUnknownExit(codec) }
+}
+
+const checkType = (type: string): void => {
+  if (typeof type !== "string" || type.length === 0) {
+    throw new TypeError("durable-ws: a message type must be a non-empty string")
+  }
+  if (isReservedType(type)) {
+    throw new TypeError(`durable-ws: message type "${type}" is reserved ("$" and "__" prefixes belong to the protocol)`)
+  }
+}
+
+const toSchema = (fieldsOrSchema: Schema.Struct.Fields | PayloadSchema | undefined): PayloadSchema | undefined => {
+  if (fieldsOrSchema === undefined) return undefined
+  if (Schema.isSchema(fieldsOrSchema)) return fieldsOrSchema
+  return Schema.Struct(fieldsOrSchema)
+}
+
+const make = <S extends PayloadSchema | undefined>(type: string, schema: S): MessageSchema<string, S> => {
+  checkType(type)
+  return { _tag: "MessageSchema", type, schema, [codecs]: schema === undefined ? undefined : makeCodecs(schema) }
+}
+
+/**
+ * Defines a message. The payload is a record of fields (a `Schema.Struct`
+ * is built from it), any schema, or absent.
+ *
+ * @example
+ * const Ping = message("PING", { text: Schema.String })
+ * const Bare = message("BARE")
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export function message<const Type extends string>(type: Type): MessageSchema<Type, undefined>
+export function message<const Type extends string, const Fields extends Schema.Struct.Fields>(
+  type: Type,
+  fields: Fields
+): MessageSchema<Type, Schema.Struct<Fields>>
+export function message<const Type extends string, S extends PayloadSchema>(
+  type: Type,
+  schema: S
+): MessageSchema<Type, S>
+export function message(
+  type: string,
+  fieldsOrSchema?: Schema.Struct.Fields | PayloadSchema
+): MessageSchema {
+  return make(type, toSchema(fieldsOrSchema))
+}
+
+/**
+ * Defines a request/response pair. The handler registered with
+ * `router.rpc` replies with the response payload; the reply carries the
+ * request's `meta.correlationId`.
+ *
+ * @example
+ * const GetUser = rpc("GET_USER", { id: Schema.String }, "USER", { name: Schema.String })
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export function rpc<
+  const ReqType extends string,
+  const ReqFields extends Schema.Struct.Fields,
+  const ResType extends string,
+  const ResFields extends Schema.Struct.Fields
+>(
+  requestType: ReqType,
+  requestFields: ReqFields,
+  responseType: ResType,
+  responseFields: ResFields
+): RpcSchema<ReqType, Schema.Struct<ReqFields>, MessageSchema<ResType, Schema.Struct<ResFields>>>
+export function rpc<
+  const ReqType extends string,
+  Req extends PayloadSchema | undefined,
+  const ResType extends string,
+  Res extends PayloadSchema | undefined
+>(
+  requestType: ReqType,
+  request: Req,
+  responseType: ResType,
+  response: Res
+): RpcSchema<ReqType, Req, MessageSchema<ResType, Res>>
+export function rpc(
+  requestType: string,
+  request: Schema.Struct.Fields | PayloadSchema | undefined,
+  responseType: string,
+  response: Schema.Struct.Fields | PayloadSchema | undefined
+): RpcSchema {
+  const responseMessage = make(responseType, toSchema(response))
+  return { ...make(requestType, toSchema(request)), response: responseMessage }
+}
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isRpc = (m: MessageSchema): m is RpcSchema => "response" in m
+
+// ---------------------------------------------------------------------------
+// Payload validation
+// ---------------------------------------------------------------------------
+
+const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+
+const toIssues = (issue: SchemaIssue.Issue): ReadonlyArray<Issue> =>
+  formatIssues(issue).issues.map((i) => ({
+    path: (i.path ?? []).map((segment) =>
+      (Predicate.isObject(segment) && "key" in segment ? segment.key : segment) as PropertyKey
+    ),
+    message: i.message
+  }))
+
+const runCodec = (
+  m: MessageSchema,
+  input: unknown,
+  direction: "decode" | "encode"
+): { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: ValidationError } => {
+  const c = m[codecs]
+  if (c === undefined) {
+    return input === undefined || input === null
+      ? { ok: true, value: undefined }
+      : {
+        ok: false,
+        error: new ValidationError({
+          message: `Message "${m.type}" takes no payload`,
+          issues: [{ path: [], message: "Expected no payload" }]
+        })
+      }
+  }
+  const exit = c[direction](input)
+  if (Exit.isSuccess(exit)) return { ok: true, value: exit.value }
+  const issue = Exit.findErrorOption(exit)
+  return {
+    ok: false,
+    error: new ValidationError({
+      message: `Invalid payload for "${m.type}"`,
+      issues: issue._tag === "Some" ? toIssues(issue.value) : []
+    })
+  }
+}
+
+/**
+ * Validates an inbound payload against the message's schema.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodePayload = (m: MessageSchema, input: unknown) => runCodec(m, input, "decode")
+
+/**
+ * Validates an outbound payload and turns it into its JSON-ready form.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodePayload = (m: MessageSchema, input: unknown) => runCodec(m, input, "encode")
+
+// ---------------------------------------------------------------------------
+// Envelope codec
+// ---------------------------------------------------------------------------
+
+/**
+ * A decoded inbound frame.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Envelope {
+  readonly type: string
+  readonly meta: Readonly<Record<string, unknown>>
+  readonly payload: unknown
+  readonly correlationId: string | undefined
+}
+
+/**
+ * A frame that could not be decoded, with the correlationId when one could
+ * be read (so an RPC caller still gets its `RPC_ERROR`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InvalidFrame {
+  readonly error: ValidationError | PayloadTooLarge
+  readonly correlationId: string | undefined
+}
+
+/**
+ * The number of bytes `text` takes in UTF-8, without allocating.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const utf8Length = (text: string): number => {
+  let bytes = 0
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i)
+    if (unit < 0x80) bytes += 1
+    else if (unit < 0x800) bytes += 2
+    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1)
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        bytes += 4
+        i++
+      } else bytes += 3
+    } else bytes += 3
+  }
+  return bytes
+}
+
+const textSize = (text: string, limit: number): number | undefined => {
+  // Every UTF-16 unit is 1 to 3 UTF-8 bytes: the exact count is needed only in between.
+  if (text.length * 3 <= limit) return undefined
+  if (text.length > limit) return text.length
+  const size = utf8Length(text)
+  return size > limit ? size : undefined
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false })
+
+const invalid = (message: string, correlationId?: string): InvalidFrame => ({
+  error: new ValidationError({ message }),
+  correlationId
+})
+
+const tooLarge = (size: number, limit: number): InvalidFrame => ({
+  error: new PayloadTooLarge({ size, limit, message: `Frame of ${size} bytes exceeds the ${limit}-byte limit` }),
+  correlationId: undefined
+})
+
+/**
+ * Decodes a raw frame (text, or binary UTF-8 JSON) into an envelope. Size
+ * is checked in bytes before anything is parsed.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeEnvelope = (frame: string | ArrayBuffer, maxBytes: number): Envelope | InvalidFrame => {
+  let text: string
+  if (typeof frame === "string") {
+    const size = textSize(frame, maxBytes)
+    if (size !== undefined) return tooLarge(size, maxBytes)
+    text = frame
+  } else {
+    if (frame.byteLength > maxBytes) return tooLarge(frame.byteLength, maxBytes)
+    try {
+      text = utf8.decode(frame)
+    } catch {
+      return invalid("Binary frame is not valid UTF-8")
+    }
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    return invalid("Frame is not valid JSON")
+  }
+  if (!Predicate.isObject(parsed) || Array.isArray(parsed)) return invalid("Frame must be a JSON object")
+  const record = parsed as Record<string, unknown>
+  const meta = record["meta"]
+  if (meta !== undefined && (!Predicate.isObject(meta) || Array.isArray(meta))) {
+    return invalid("meta must be an object")
+  }
+  const metaRecord = (meta ?? {}) as Record<string, unknown>
+  const correlationId = metaRecord["correlationId"]
+  if (correlationId !== undefined && typeof correlationId !== "string") {
+    return invalid("meta.correlationId must be a string")
+  }
+  const type = record["type"]
+  if (typeof type !== "string" || type.length === 0) {
+    return invalid("Frame must have a non-empty string type", correlationId)
+  }
+  return { type, meta: metaRecord, payload: record["payload"], correlationId }
+}
+
+/**
+ * @since 0.1.0
+ * @category guards
+ */
+export const isInvalidFrame = (u: Envelope | InvalidFrame): u is InvalidFrame => "error" in u
+
+/**
+ * Encodes an outbound frame. `payload` must already be in its encoded form.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeFrame = (type: string, payload: unknown, meta?: Readonly<Record<string, unknown>>): string =>
+  JSON.stringify(
+    payload === undefined
+      ? meta === undefined ? { type } : { type, meta }
+      : meta === undefined
+      ? { type, payload }
+      : { type, meta, payload }
+  )
+
+/**
+ * Encodes an `ERROR` frame, or an `RPC_ERROR` frame when the request
+ * carried a correlationId.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeErrorFrame = (error: WireError, correlationId: string | undefined): string =>
+  correlationId === undefined
+    ? JSON.stringify({ type: "ERROR", meta: {}, payload: error })
+    : JSON.stringify({ type: "RPC_ERROR", meta: { correlationId }, payload: error })
+
+/**
+ * The heartbeat a client sends, and the answer it gets — answered by the
+ * runtime (`setWebSocketAutoResponse`) without waking a hibernated object.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const heartbeat = { request: "{\"type\":\"__heartbeat\"}", response: "{\"type\":\"__heartbeat_ack\"}" } as const

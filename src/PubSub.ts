@@ -1,0 +1,249 @@
+/**
+ * Topics and publishing, scoped to one Durable Object instance.
+ *
+ * Subscriptions are stored in each socket's attachment (so they survive
+ * hibernation) and mirrored in an in-memory index from topic to
+ * connections, rebuilt lazily on the first use after a wake. A publish
+ * validates the payload, serializes it once, and sends the same string to
+ * every subscriber; a subscriber whose socket is gone is skipped.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import { Connection } from "./Connection"
+import type { ErrorCode } from "./Errors"
+import { TopicError } from "./Errors"
+import type { LiveConnection } from "./internal/connection"
+import { liveConnectionOf } from "./internal/connection"
+import type { MessageSchema, PayloadArgs } from "./Message"
+import { encodeFrame, encodePayload } from "./Message"
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface PublishOptions {
+  /** Do not deliver to the connection that is publishing. */
+  readonly excludeSelf?: boolean
+  /** Extra fields for the published frame's `meta`. */
+  readonly meta?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The outcome of a publish; it never throws. `matched` counts the sockets
+ * the frame was handed to.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PublishResult =
+  | { readonly ok: true; readonly matched: number }
+  | { readonly ok: false; readonly error: ErrorCode; readonly message: string }
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxTopicsPerConnection = 100
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxTopicLength = 256
+
+/**
+ * A topic authorization hook, given the connection and the topic.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Authorize = (connection: LiveConnection, topic: string) => boolean | PromiseLike<boolean>
+
+/**
+ * Pub/sub for the current instance.
+ *
+ * @since 0.1.0
+ * @category services
+ */
+export class PubSub extends Context.Service<PubSub, {
+  readonly subscribe: (topic: string) => Effect.Effect<void, TopicError, Connection>
+  readonly unsubscribe: (topic: string) => Effect.Effect<void, never, Connection>
+  readonly publish: <M extends MessageSchema>(
+    topic: string,
+    message: M,
+    ...args: PayloadArgs<M, PublishOptions>
+  ) => Effect.Effect<PublishResult>
+  readonly subscriberCount: (topic: string) => Effect.Effect<number>
+}>()("durable-ws/PubSub") {}
+
+const topicProblem = (topic: unknown): string | undefined =>
+  typeof topic !== "string"
+    ? "Topic must be a string"
+    : topic.length === 0
+    ? "Topic must not be empty"
+    : topic.length > maxTopicLength
+    ? `Topic is longer than ${maxTopicLength} characters`
+    : undefined
+
+const failed = (error: ErrorCode, message: string): PublishResult => ({ ok: false, error, message })
+
+const allowed = (authorize: Authorize | undefined, connection: LiveConnection | undefined, topic: string) =>
+  authorize === undefined || connection === undefined
+    ? Effect.succeed(true)
+    : Effect.tryPromise(async () => (await authorize(connection, topic)) === true).pipe(
+      Effect.catch(() => Effect.succeed(false))
+    )
+
+/**
+ * The per-instance implementation of {@link PubSub}.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export class DurablePubSub {
+  private readonly index = new Map<string, Set<LiveConnection>>()
+  private indexed = false
+
+  constructor(
+    private readonly connections: () => Iterable<LiveConnection>,
+    private readonly authorizeSubscribe?: Authorize,
+    private readonly authorizePublish?: Authorize
+  ) {}
+
+  /** After a wake the index is empty: rebuild it from the attachments once, on first use. */
+  private ensureIndex(): void {
+    if (this.indexed) return
+    this.indexed = true
+    for (const connection of this.connections()) {
+      if (!connection.closed) for (const topic of connection.topics) this.add(topic, connection)
+    }
+  }
+
+  private add(topic: string, connection: LiveConnection): void {
+    let subscribers = this.index.get(topic)
+    if (subscribers === undefined) this.index.set(topic, subscribers = new Set())
+    subscribers.add(connection)
+  }
+
+  /** Registers a connection that just opened (its topics, if any, are already in its attachment). */
+  track(connection: LiveConnection): void {
+    if (this.indexed) for (const topic of connection.topics) this.add(topic, connection)
+  }
+
+  subscribe(connection: LiveConnection, topic: string): Effect.Effect<void, TopicError> {
+    const problem = topicProblem(topic)
+    if (problem !== undefined) {
+      return Effect.fail(new TopicError({ topic: String(topic), code: "INVALID_ARGUMENT", message: problem }))
+    }
+    if (connection.topics.has(topic)) return Effect.void
+    return allowed(this.authorizeSubscribe, connection, topic).pipe(
+      Effect.flatMap((ok) => {
+        if (!ok) {
+          return Effect.fail(
+            new TopicError({ topic, code: "PERMISSION_DENIED", message: `Not allowed to subscribe to "${topic}"` })
+          )
+        }
+        if (connection.topics.has(topic)) return Effect.void
+        if (connection.topics.size >= maxTopicsPerConnection) {
+          return Effect.fail(
+            new TopicError({
+              topic,
+              code: "RESOURCE_EXHAUSTED",
+              message: `A connection may subscribe to at most ${maxTopicsPerConnection} topics`
+            })
+          )
+        }
+        const tooLarge = connection.persist(connection.data, [...connection.topics, topic])
+        if (tooLarge !== undefined) {
+          return Effect.fail(new TopicError({ topic, code: "RESOURCE_EXHAUSTED", message: tooLarge.message }))
+        }
+        this.ensureIndex()
+        connection.topics.add(topic)
+        this.add(topic, connection)
+        return Effect.void
+      })
+    )
+  }
+
+  unsubscribe(connection: LiveConnection, topic: string): void {
+    if (!connection.topics.delete(topic)) return
+    connection.persist()
+    this.index.get(topic)?.delete(connection)
+    if (this.index.get(topic)?.size === 0) this.index.delete(topic)
+  }
+
+  /** Drops a closed connection from every topic (its attachment dies with the socket). */
+  remove(connection: LiveConnection): void {
+    for (const topic of connection.topics) {
+      const subscribers = this.index.get(topic)
+      subscribers?.delete(connection)
+      if (subscribers?.size === 0) this.index.delete(topic)
+    }
+  }
+
+  subscriberCount(topic: string): number {
+    this.ensureIndex()
+    return this.index.get(topic)?.size ?? 0
+  }
+
+  /** Sends one already-serialized frame to every subscriber of `topic`. */
+  fanOut(topic: string, frame: string, exclude: LiveConnection | undefined): number {
+    this.ensureIndex()
+    const subscribers = this.index.get(topic)
+    if (subscribers === undefined) return 0
+    let matched = 0
+    for (const connection of subscribers) {
+      if (connection !== exclude && connection.sendFrame(frame)) matched++
+    }
+    return matched
+  }
+
+  publish(
+    topic: string,
+    message: MessageSchema,
+    payload: unknown,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): Effect.Effect<PublishResult> {
+    const problem = topicProblem(topic)
+    if (problem !== undefined) return Effect.succeed(failed("INVALID_ARGUMENT", problem))
+    const encoded = encodePayload(message, payload)
+    if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
+    const deliver = (): PublishResult => {
+      const frame = encodeFrame(message.type, encoded.value, options?.meta)
+      return { ok: true, matched: this.fanOut(topic, frame, options?.excludeSelf === true ? from : undefined) }
+    }
+    if (this.authorizePublish === undefined || from === undefined) return Effect.sync(deliver)
+    return allowed(this.authorizePublish, from, topic).pipe(
+      Effect.map((ok) => ok ? deliver() : failed("PERMISSION_DENIED", `Not allowed to publish to "${topic}"`))
+    )
+  }
+
+  /** The {@link PubSub} service over this instance. */
+  get service(): PubSub["Service"] {
+    return PubSub.of({
+      subscribe: (topic) => Effect.flatMap(Connection, (c) => this.subscribe(liveConnectionOf(c), topic)),
+      unsubscribe: (topic) => Effect.map(Connection, (c) => this.unsubscribe(liveConnectionOf(c), topic)),
+      publish: (topic, message, ...[payload, options]) =>
+        Effect.flatMap(
+          Effect.serviceOption(Connection),
+          (c) => this.publish(topic, message, payload, options, Option.isSome(c) ? liveConnectionOf(c.value) : undefined)
+        ),
+      subscriberCount: (topic) => Effect.sync(() => this.subscriberCount(topic))
+    })
+  }
+
+  /**
+   * A layer providing {@link PubSub} for this instance.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  get layer(): Layer.Layer<PubSub> {
+    return Layer.succeed(PubSub, this.service)
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * Typed access to the Durable Object's storage, as an Effect service.
+ *
+ * Every operation fails with {@link StorageError} instead of throwing, so
+ * a storage fault reaches the client as `UNAVAILABLE` and `onError` sees the
+ * typed error. Values may be decoded with a schema on the way out.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import type * as Schema from "effect/Schema"
+import * as SchemaParser from "effect/SchemaParser"
+import { StorageError } from "./Errors"
+
+/**
+ * A schema usable for decoding stored values.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StoredSchema<A> = Schema.Codec<A, unknown, never, never>
+
+/**
+ * @since 0.1.0
+ * @category services
+ */
+export class Storage extends Context.Service<Storage, {
+  /** The underlying `DurableObjectStorage`, for what the service does not cover. */
+  readonly raw: DurableObjectStorage
+  readonly get: {
+    (key: string): Effect.Effect<unknown, StorageError>
+    <A>(key: string, schema: StoredSchema<A>): Effect.Effect<A | undefined, StorageError>
+  }
+  readonly put: (key: string, value: unknown) => Effect.Effect<void, StorageError>
+  readonly delete: (key: string) => Effect.Effect<boolean, StorageError>
+  readonly list: (options?: DurableObjectListOptions) => Effect.Effect<ReadonlyMap<string, unknown>, StorageError>
+  readonly transaction: <A>(
+    body: (transaction: DurableObjectTransaction) => Promise<A>
+  ) => Effect.Effect<A, StorageError>
+  readonly sql: {
+    (query: string, ...bindings: ReadonlyArray<SqlStorageValue>): Effect.Effect<
+      ReadonlyArray<Record<string, SqlStorageValue>>,
+      StorageError
+    >
+  }
+  readonly sqlAs: <A>(
+    schema: StoredSchema<A>,
+    query: string,
+    ...bindings: ReadonlyArray<SqlStorageValue>
+  ) => Effect.Effect<ReadonlyArray<A>, StorageError>
+}>()("durable-ws/Storage") {
+  /**
+   * A layer over the given storage (usually `this.ctx.storage`).
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layer = (storage: DurableObjectStorage): Layer.Layer<Storage> => Layer.succeed(Storage, make(storage))
+}
+
+const failure = (operation: string) => (cause: unknown) =>
+  new StorageError({
+    operation,
+    message: `Storage ${operation} failed`,
+    cause
+  })
+
+const attempt = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, StorageError> =>
+  Effect.tryPromise({ try: run, catch: failure(operation) })
+
+const decodeWith = <A>(operation: string, schema: StoredSchema<A>, value: unknown): Effect.Effect<A, StorageError> => {
+  const exit = SchemaParser.decodeUnknownExit(schema)(value)
+  return Exit.isSuccess(exit)
+    ? Effect.succeed(exit.value)
+    : Effect.fail(new StorageError({ operation, message: `Stored value does not match the schema (${operation})` }))
+}
+
+/**
+ * Builds the service over a `DurableObjectStorage`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (storage: DurableObjectStorage): Storage["Service"] => {
+  function get(key: string): Effect.Effect<unknown, StorageError>
+  function get<A>(key: string, schema: StoredSchema<A>): Effect.Effect<A | undefined, StorageError>
+  function get<A>(key: string, schema?: StoredSchema<A>): Effect.Effect<unknown, StorageError> {
+    const read = attempt("get", () => storage.get(key))
+    return schema === undefined
+      ? read
+      : Effect.flatMap(read, (value) => value === undefined ? Effect.undefined : decodeWith("get", schema, value))
+  }
+  const sql = (query: string, ...bindings: ReadonlyArray<SqlStorageValue>) =>
+    Effect.try({
+      try: () => storage.sql.exec<Record<string, SqlStorageValue>>(query, ...bindings).toArray(),
+      catch: failure("sql")
+    })
+  return Storage.of({
+    raw: storage,
+    get,
+    put: (key, value) => attempt("put", () => storage.put(key, value)),
+    delete: (key) => attempt("delete", () => storage.delete(key)),
+    list: (options) => attempt("list", () => storage.list(options)),
+    transaction: (body) => attempt("transaction", () => storage.transaction(body)),
+    sql,
+    sqlAs: (schema, query, ...bindings) =>
+      Effect.flatMap(sql(query, ...bindings), (rows) => Effect.forEach(rows, (row) => decodeWith("sql", schema, row)))
+  })
+}

@@ -1,0 +1,142 @@
+import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import type { ConnectionData, SendOptions, Socket } from "../Connection"
+import type { Topics } from "../HandlerContext"
+import { Connection, maxAttachmentBytes, mergeData } from "../Connection"
+import { PayloadTooLarge } from "../Errors"
+import type { MessageSchema } from "../Message"
+import { encodeFrame, encodePayload, utf8Length } from "../Message"
+
+/**
+ * What is kept in the socket attachment: everything a connection needs to
+ * resume after hibernation. Short keys because it is serialized on every
+ * change and capped at 16 KiB.
+ */
+export interface Attachment {
+  readonly d: ConnectionData<Record<string, unknown>>
+  readonly t: ReadonlyArray<string>
+}
+
+export interface AttachmentStore {
+  readonly read: (socket: Socket) => unknown
+  readonly write: (socket: Socket, attachment: Attachment) => void
+}
+
+export const isAttachment = (u: unknown): u is Attachment =>
+  typeof u === "object" && u !== null && "d" in u && "t" in u && Array.isArray((u as Attachment).t)
+
+const settled: Promise<void> = Promise.resolve()
+
+/**
+ * One open connection of one instance, rebuilt from its attachment after a
+ * wake. Holds the in-memory parts that need not survive hibernation: the
+ * queue that keeps its messages in order, and its Effect context.
+ */
+export class LiveConnection {
+  /** Handlers of this connection run one after another, in arrival order. */
+  private tail: Promise<void> = settled
+  closed = false
+  context: Context.Context<never> | undefined = undefined
+  topicsView: Topics | undefined = undefined
+
+  constructor(
+    readonly socket: Socket,
+    public data: ConnectionData<Record<string, unknown>>,
+    readonly topics: Set<string>,
+    private readonly store: AttachmentStore
+  ) {}
+
+  get clientId(): string {
+    return this.data.clientId
+  }
+
+  /** Sends a frame; false when the socket is gone (a closed peer never breaks a fan-out). */
+  sendFrame(frame: string): boolean {
+    try {
+      this.socket.send(frame)
+      return true
+    } catch {
+      return false
+    }
+  }
+
+  /** Writes the attachment, refusing (and keeping the old one) past workerd's 16 KiB. */
+  persist(
+    data: ConnectionData<Record<string, unknown>> = this.data,
+    topics: Iterable<string> = this.topics
+  ): PayloadTooLarge | undefined {
+    const attachment: Attachment = { d: data, t: Array.from(topics) }
+    const size = utf8Length(JSON.stringify(attachment))
+    if (size > maxAttachmentBytes) {
+      return new PayloadTooLarge({
+        size,
+        limit: maxAttachmentBytes,
+        message: `Connection state would be ${size} bytes; the limit is ${maxAttachmentBytes}`
+      })
+    }
+    this.store.write(this.socket, attachment)
+    return undefined
+  }
+
+  /** Sends a typed message; an invalid outbound payload is a server bug, so it throws. */
+  send(message: MessageSchema, payload: unknown, options: SendOptions | undefined, correlationId?: string): void {
+    const encoded = encodePayload(message, payload)
+    if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
+    const meta = correlationId === undefined
+      ? { timestamp: Date.now(), ...options?.meta }
+      : { timestamp: Date.now(), ...options?.meta, correlationId }
+    this.sendFrame(encodeFrame(message.type, encoded.value, meta))
+  }
+
+  /** Merges into the connection data; past 16 KiB the old data is kept and the error returned. */
+  assignData(partial: Readonly<Record<string, unknown>>): PayloadTooLarge | undefined {
+    const next = mergeData(this.data, partial)
+    const tooLarge = this.persist(next)
+    if (tooLarge === undefined) this.data = next
+    return tooLarge
+  }
+
+  close(code?: number, reason?: string): void {
+    try {
+      this.socket.close(code, reason)
+    } catch {
+      // already closing: nothing left to do
+    }
+  }
+
+  private cachedService: Connection["Service"] | undefined
+
+  /** The {@link Connection} service for this connection. */
+  get service(): Connection["Service"] {
+    if (this.cachedService !== undefined) return this.cachedService
+    const self = this
+    const service: Connection["Service"] & { [live]?: LiveConnection } = {
+      clientId: this.clientId,
+      get data() {
+        return self.data
+      },
+      topics: this.topics,
+      send: (message, ...[payload, options]) => Effect.sync(() => self.send(message, payload, options)),
+      assignData: (partial) =>
+        Effect.suspend(() => {
+          const tooLarge = self.assignData(partial)
+          return tooLarge === undefined ? Effect.void : Effect.fail(tooLarge)
+        }),
+      close: (code, reason) => Effect.sync(() => self.close(code, reason))
+    }
+    service[live] = this
+    return this.cachedService = Connection.of(service)
+  }
+
+  enqueue(task: () => Promise<void>): Promise<void> {
+    const next = this.tail.then(task)
+    this.tail = next
+    return next
+  }
+}
+
+const live = Symbol.for("durable-ws/LiveConnection")
+
+/** The live connection behind a {@link Connection} service value. */
+export const liveConnectionOf = (service: Connection["Service"]): LiveConnection =>
+  (service as Connection["Service"] & { readonly [live]: LiveConnection })[live]
