@@ -266,6 +266,22 @@ export const createDurableObjectHandler = <TData, R>(
 }
 
 /**
+ * The class {@link WebSocketDurableObject} returns.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WebSocketDurableObjectClass<TData> {
+  new(state: DurableObjectState, env: Cloudflare.Env): DurableObject<Cloudflare.Env> & {
+    readonly ws: DurableObjectHandler<TData>
+    fetch(request: Request): Promise<Response>
+    webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void>
+    webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
+    webSocketError(ws: WebSocket, error: unknown): Promise<void>
+  }
+}
+
+/**
  * A Durable Object class with everything wired:
  * `export class Lobby extends WebSocketDurableObject(router, { maxConnections: 500 }) {}`.
  * The handler is reachable as `this.ws` in subclasses.
@@ -276,7 +292,7 @@ export const createDurableObjectHandler = <TData, R>(
 export const WebSocketDurableObject = <TData, R>(
   router: Router<TData, R>,
   options: Omit<HandlerOptions<TData, R>, "state" | "env"> & LayerOption<R>
-) =>
+): WebSocketDurableObjectClass<TData> =>
   class WebSocketRouterObject extends DurableObject<Cloudflare.Env> {
     readonly ws: DurableObjectHandler<TData>
     constructor(state: DurableObjectState, env: Cloudflare.Env) {

@@ -107,7 +107,7 @@ const checkType = (type: string): void => {
   }
 }
 
-const toSchema = (fieldsOrSchema: Schema.Struct.Fields | PayloadSchema | undefined): PayloadSchema | undefined => {
+const toSchema = (fieldsOrSchema: PayloadInput): PayloadSchema | undefined => {
   if (fieldsOrSchema === undefined) return undefined
   if (Schema.isSchema(fieldsOrSchema)) return fieldsOrSchema
   return Schema.Struct(fieldsOrSchema)
@@ -117,6 +117,25 @@ const make = <S extends PayloadSchema | undefined>(type: string, schema: S): Mes
   checkType(type)
   return { _tag: "MessageSchema", type, schema, [codecs]: schema === undefined ? undefined : makeCodecs(schema) }
 }
+
+/**
+ * What a payload can be given as: a record of fields, a schema, or nothing.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadInput = Schema.Struct.Fields | PayloadSchema | undefined
+
+/**
+ * The schema a {@link PayloadInput} becomes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type SchemaOf<P extends PayloadInput> = P extends undefined ? undefined
+  : P extends Schema.Top ? P
+  : P extends Schema.Struct.Fields ? Schema.Struct<P>
+  : never
 
 /**
  * Defines a message. The payload is a record of fields (a `Schema.Struct`
@@ -129,26 +148,16 @@ const make = <S extends PayloadSchema | undefined>(type: string, schema: S): Mes
  * @since 0.1.0
  * @category constructors
  */
-export function message<const Type extends string>(type: Type): MessageSchema<Type, undefined>
-export function message<const Type extends string, const Fields extends Schema.Struct.Fields>(
+export const message = <const Type extends string, const P extends PayloadInput = undefined>(
   type: Type,
-  fields: Fields
-): MessageSchema<Type, Schema.Struct<Fields>>
-export function message<const Type extends string, S extends PayloadSchema>(
-  type: Type,
-  schema: S
-): MessageSchema<Type, S>
-export function message(
-  type: string,
-  fieldsOrSchema?: Schema.Struct.Fields | PayloadSchema
-): MessageSchema {
-  return make(type, toSchema(fieldsOrSchema))
-}
+  payload?: P
+): MessageSchema<Type, SchemaOf<P>> => make(type, toSchema(payload)) as MessageSchema<Type, SchemaOf<P>>
 
 /**
  * Defines a request/response pair. The handler registered with
  * `router.rpc` replies with the response payload; the reply carries the
- * request's `meta.correlationId`.
+ * request's `meta.correlationId`. Either side may be fields, a schema, or
+ * `undefined`.
  *
  * @example
  * const GetUser = rpc("GET_USER", { id: Schema.String }, "USER", { name: Schema.String })
@@ -156,36 +165,23 @@ export function message(
  * @since 0.1.0
  * @category constructors
  */
-export function rpc<
+export const rpc = <
   const ReqType extends string,
-  const ReqFields extends Schema.Struct.Fields,
+  const Req extends PayloadInput,
   const ResType extends string,
-  const ResFields extends Schema.Struct.Fields
->(
-  requestType: ReqType,
-  requestFields: ReqFields,
-  responseType: ResType,
-  responseFields: ResFields
-): RpcSchema<ReqType, Schema.Struct<ReqFields>, MessageSchema<ResType, Schema.Struct<ResFields>>>
-export function rpc<
-  const ReqType extends string,
-  Req extends PayloadSchema | undefined,
-  const ResType extends string,
-  Res extends PayloadSchema | undefined
+  const Res extends PayloadInput
 >(
   requestType: ReqType,
   request: Req,
   responseType: ResType,
   response: Res
-): RpcSchema<ReqType, Req, MessageSchema<ResType, Res>>
-export function rpc(
-  requestType: string,
-  request: Schema.Struct.Fields | PayloadSchema | undefined,
-  responseType: string,
-  response: Schema.Struct.Fields | PayloadSchema | undefined
-): RpcSchema {
+): RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>> => {
   const responseMessage = make(responseType, toSchema(response))
-  return { ...make(requestType, toSchema(request)), response: responseMessage }
+  return { ...make(requestType, toSchema(request)), response: responseMessage } as RpcSchema<
+    ReqType,
+    SchemaOf<Req>,
+    MessageSchema<ResType, SchemaOf<Res>>
+  >
 }
 
 /**

@@ -1,0 +1,8 @@
+declare namespace Cloudflare {
+  interface Env {
+    readonly ROOM: DurableObjectNamespace
+    readonly LOBBY: DurableObjectNamespace
+    readonly GUARDED: DurableObjectNamespace
+    readonly MEMORY: DurableObjectNamespace
+  }
+}
