@@ -1,0 +1,146 @@
+/**
+ * Echo throughput, publish fan-out and the first publish after a wake, for
+ * the four contenders, measured in one workerd process, interleaved round by
+ * round. Run with `npm run bench`; the method is in bench/README.md.
+ */
+import { env, evictDurableObject, SELF } from "cloudflare:test"
+import { afterAll, describe, it } from "vitest"
+import type { BenchSocket } from "./lib/sockets"
+import { expectFrames, open, openSubscribers } from "./lib/sockets"
+import { rotated } from "./lib/stats"
+import { renderReport } from "./lib/report"
+import type { Results } from "./lib/report"
+import type { Contender } from "./worker/index"
+import { contenders as bindings } from "./worker/index"
+import { echoFrame, prefixes, publishFrame, topic } from "./worker/protocol"
+
+const quick = env.BENCH_QUICK === "1"
+
+/** Sizes and rounds; `BENCH_QUICK=1` shrinks them for a smoke run. */
+const plan = {
+  warmupRounds: 1,
+  echo: { clients: 10, messagesPerClient: quick ? 20 : 250, rounds: quick ? 2 : 15 },
+  fanOut: [
+    { subscribers: 100, publishesPerRound: quick ? 2 : 40, rounds: quick ? 2 : 15 },
+    { subscribers: 1000, publishesPerRound: quick ? 1 : 8, rounds: quick ? 2 : 15 }
+  ],
+  wake: { subscribers: 1000, rounds: quick ? 2 : 11 }
+} as const
+
+const contenders: ReadonlyArray<Contender> = ["raw", "promise", "effect", "party"]
+const results: Results = { plan, echo: {}, fanOut: {}, wake: {}, inObject: {} }
+const timeoutMs = 60_000
+
+const stub = (contender: Contender, name: string) => {
+  const namespace = env[bindings[contender]]
+  return namespace.get(namespace.idFromName(name))
+}
+
+/** The time the object spent handling messages since the last call, and how many it handled. */
+const inObject = async (contender: Contender, name: string): Promise<{ ms: number; messages: number }> => {
+  const res = await SELF.fetch(`http://bench.local/${contender}/${name}/__stats`)
+  return res.json()
+}
+
+const record = (table: Record<string, Partial<Record<Contender, Array<number>>>>, row: string, c: Contender, value: number) => {
+  const samples = (table[row] ??= {})
+  ;(samples[c] ??= []).push(value)
+}
+
+/** Runs `measure` for every contender, round after round, discarding the warm-up rounds. */
+const interleaved = async (rounds: number, measure: (contender: Contender, keep: boolean) => Promise<void>) => {
+  for (let round = 0; round < plan.warmupRounds + rounds; round++) {
+    for (const contender of rotated(contenders, round)) await measure(contender, round >= plan.warmupRounds)
+  }
+}
+
+interface Room {
+  readonly publisher: BenchSocket
+  readonly subscribers: ReadonlyArray<BenchSocket>
+}
+
+const everyone: Array<BenchSocket> = []
+const rooms = new Map<string, Room>()
+const fanOutRoom = (subscribers: number) => `fan-${subscribers}`
+
+/** One publish; the time until every subscriber has the frame. */
+const publishOnce = async (contender: Contender, room: Room, n: number): Promise<number> => {
+  const start = performance.now()
+  await expectFrames(room.subscribers.length, prefixes.news, timeoutMs, `${contender} fan-out`, (frame) => {
+    for (const socket of room.subscribers) socket.sink = frame
+    room.publisher.send(publishFrame(n))
+  })
+  return performance.now() - start
+}
+
+describe("durable-ws vs raw Hibernation API vs partyserver", () => {
+  afterAll(() => {
+    for (const socket of everyone) socket.close()
+    console.log(renderReport(results))
+  })
+
+  it("echo throughput", async () => {
+    const { clients, messagesPerClient, rounds } = plan.echo
+    const sockets = new Map<Contender, Array<BenchSocket>>()
+    for (const contender of contenders) {
+      const opened = await Promise.all(Array.from({ length: clients }, () => open(contender, "echo")))
+      sockets.set(contender, opened)
+      everyone.push(...opened)
+    }
+    const frames = Array.from({ length: messagesPerClient }, (_, n) => echoFrame(n))
+    const total = clients * messagesPerClient
+    await interleaved(rounds, async (contender, keep) => {
+      const group = sockets.get(contender)!
+      await inObject(contender, "echo")
+      const start = performance.now()
+      await expectFrames(total, prefixes.echoReply, timeoutMs, `${contender} echo replies`, (frame) => {
+        for (const socket of group) socket.sink = frame
+        for (const data of frames) for (const socket of group) socket.send(data)
+      })
+      const elapsed = performance.now() - start
+      const stats = await inObject(contender, "echo")
+      if (!keep) return
+      record(results.echo, "echo", contender, total / (elapsed / 1000))
+      record(results.inObject, "echo", contender, stats.ms / stats.messages)
+    })
+  })
+
+  for (const { subscribers, publishesPerRound, rounds } of plan.fanOut) {
+    it(`publish fan-out to ${subscribers}`, async () => {
+      const name = fanOutRoom(subscribers)
+      for (const contender of contenders) {
+        const subs = await openSubscribers(contender, name, topic, subscribers)
+        const publisher = await open(contender, name)
+        rooms.set(`${contender}/${name}`, { publisher, subscribers: subs })
+        everyone.push(publisher, ...subs)
+      }
+      const row = `fan-out ${subscribers}`
+      await interleaved(rounds, async (contender, keep) => {
+        const room = rooms.get(`${contender}/${name}`)!
+        await inObject(contender, name)
+        let elapsed = 0
+        for (let n = 0; n < publishesPerRound; n++) elapsed += await publishOnce(contender, room, n)
+        const stats = await inObject(contender, name)
+        if (!keep) return
+        record(results.fanOut, row, contender, elapsed / publishesPerRound)
+        record(results.inObject, row, contender, stats.ms / stats.messages)
+      })
+    })
+  }
+
+  it("first publish after a wake", async () => {
+    // The 1000-subscriber rooms of the fan-out run: eviction hibernates their sockets, the publish wakes the object.
+    const name = fanOutRoom(plan.wake.subscribers)
+    const row = `after wake ${plan.wake.subscribers}`
+    await interleaved(plan.wake.rounds, async (contender, keep) => {
+      const room = rooms.get(`${contender}/${name}`)
+      if (room === undefined) throw new Error(`no ${plan.wake.subscribers}-subscriber room for ${contender}`)
+      await evictDurableObject(stub(contender, name))
+      const elapsed = await publishOnce(contender, room, 0)
+      const stats = await inObject(contender, name)
+      if (!keep) return
+      record(results.wake, row, contender, elapsed)
+      record(results.inObject, row, contender, stats.ms / stats.messages)
+    })
+  })
+})

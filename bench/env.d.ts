@@ -1,0 +1,10 @@
+declare namespace Cloudflare {
+  interface Env {
+    readonly RAW: DurableObjectNamespace
+    readonly DWS_PROMISE: DurableObjectNamespace
+    readonly DWS_EFFECT: DurableObjectNamespace
+    readonly PARTY: DurableObjectNamespace
+    /** "1" shrinks the bench to a smoke run. */
+    readonly BENCH_QUICK?: string
+  }
+}

@@ -1,0 +1,48 @@
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { Connection, createRouter, message, PubSub, WebSocketDurableObject } from "../../src/index"
+
+const Echo = message("ECHO", { n: Schema.Number, text: Schema.String })
+const EchoReply = message("ECHO_REPLY", { n: Schema.Number, text: Schema.String })
+const Subscribe = message("SUBSCRIBE", { topic: Schema.String })
+const Subscribed = message("SUBSCRIBED")
+const Publish = message("PUBLISH", { topic: Schema.String, n: Schema.Number, text: Schema.String })
+const News = message("NEWS", { n: Schema.Number, text: Schema.String })
+
+// Fan-out needs the subscribers plus the publisher in one object.
+const options = { maxConnections: 2000 }
+
+/** durable-ws, promise facade: async handlers on `ctx`. */
+const promiseRouter = createRouter()
+  .on(Echo, async (ctx) => ctx.send(EchoReply, ctx.payload))
+  .on(Subscribe, async (ctx) => {
+    await ctx.topics.subscribe(ctx.payload.topic)
+    ctx.send(Subscribed)
+  })
+  .on(Publish, async (ctx) => {
+    await ctx.publish(ctx.payload.topic, News, { n: ctx.payload.n, text: ctx.payload.text })
+  })
+
+export const PromiseHandlers = WebSocketDurableObject(promiseRouter, options)
+
+/** durable-ws, Effect-native: handlers are Effects using the built-in services. */
+const effectRouter = createRouter()
+  .on(Echo, (ctx) =>
+    Effect.gen(function*() {
+      const connection = yield* Connection
+      yield* connection.send(EchoReply, ctx.payload)
+    }))
+  .on(Subscribe, (ctx) =>
+    Effect.gen(function*() {
+      const pubsub = yield* PubSub
+      const connection = yield* Connection
+      yield* pubsub.subscribe(ctx.payload.topic)
+      yield* connection.send(Subscribed)
+    }))
+  .on(Publish, (ctx) =>
+    Effect.gen(function*() {
+      const pubsub = yield* PubSub
+      yield* pubsub.publish(ctx.payload.topic, News, { n: ctx.payload.n, text: ctx.payload.text })
+    }))
+
+export const EffectHandlers = WebSocketDurableObject(effectRouter, options)

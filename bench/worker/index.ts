@@ -1,0 +1,37 @@
+/**
+ * The bench worker: four contenders, one Durable Object class each, behind
+ * `/<contender>/<object name>`.
+ */
+import { EffectHandlers, PromiseHandlers } from "./durableWs"
+import { measured } from "./measured"
+import { Party } from "./party"
+import { Raw } from "./raw"
+
+/** (a) the floor: the raw Hibernation API. */
+export class RawObject extends measured(Raw) {}
+/** (b) durable-ws with promise handlers. */
+export class PromiseObject extends measured(PromiseHandlers) {}
+/** (c) durable-ws with Effect handlers. */
+export class EffectObject extends measured(EffectHandlers) {}
+/** (d) the peer: partyserver. */
+export class PartyObject extends measured(Party) {}
+
+/** URL segment → binding. */
+export const contenders = {
+  raw: "RAW",
+  promise: "DWS_PROMISE",
+  effect: "DWS_EFFECT",
+  party: "PARTY"
+} as const
+
+export type Contender = keyof typeof contenders
+
+export default {
+  fetch(request: Request, env: Cloudflare.Env): Promise<Response> | Response {
+    const [, kind, name] = new URL(request.url).pathname.split("/")
+    const binding = contenders[kind as Contender]
+    if (binding === undefined || name === undefined || name === "") return new Response("not found", { status: 404 })
+    const namespace = env[binding]
+    return namespace.get(namespace.idFromName(name)).fetch(request)
+  }
+}

@@ -1,0 +1,42 @@
+/**
+ * The frames every contender speaks, so that each does the same work:
+ * the same JSON in, the same JSON out, byte for byte where the protocol
+ * allows (durable-ws adds nothing the others do not also send).
+ */
+
+/** The topic every fan-out subscriber joins. */
+export const topic = "news"
+
+/** Client → server: echo this payload back. */
+export const echoFrame = (n: number) => JSON.stringify({ type: "ECHO", payload: { n, text: "hello, bench" } })
+
+/** Client → server: join the topic (answered with `SUBSCRIBED`). */
+export const subscribeFrame = JSON.stringify({ type: "SUBSCRIBE", payload: { topic } })
+
+/** Server → client: the subscription is in place. */
+export const subscribedFrame = JSON.stringify({ type: "SUBSCRIBED" })
+
+/** Client → server: publish one `NEWS` frame to every subscriber of the topic. */
+export const publishFrame = (n: number) =>
+  JSON.stringify({ type: "PUBLISH", payload: { topic, n, text: "breaking news, bench" } })
+
+/** The shapes the hand-written contenders read. */
+export interface InboundFrame {
+  readonly type: string
+  readonly payload?: { readonly n?: number; readonly text?: string; readonly topic?: string }
+}
+
+/** Server → client: the echo reply, `{type, meta: {timestamp}, payload}` as durable-ws sends it. */
+export const echoReply = (payload: InboundFrame["payload"]) =>
+  JSON.stringify({ type: "ECHO_REPLY", meta: { timestamp: Date.now() }, payload })
+
+/** Server → subscribers: the published frame, `{type, payload}` as durable-ws publishes it. */
+export const newsFrame = (payload: InboundFrame["payload"]) =>
+  JSON.stringify({ type: "NEWS", payload: { n: payload?.n, text: payload?.text } })
+
+/** How each server → client frame starts, for every contender; the driver checks it without parsing. */
+export const prefixes = {
+  echoReply: "{\"type\":\"ECHO_REPLY\"",
+  subscribed: "{\"type\":\"SUBSCRIBED\"",
+  news: "{\"type\":\"NEWS\""
+} as const
