@@ -107,4 +107,13 @@ describe("middleware (driven without a Durable Object)", () => {
       "PONG"
     ])
   })
+
+  it("does not trust look-alike errors: only real WsError instances choose the code", async () => {
+    const router = createRouter().on(Ping, () => {
+      throw Object.assign(new Error("secret"), { _tag: "WsError", code: "NOT_FOUND" })
+    })
+    const client = await Testing.make(router, {}).connect()
+    await client.send({ type: "PING", payload: { text: "x" } })
+    expect(client.frames).toEqual([{ type: "ERROR", meta: {}, payload: { code: "INTERNAL", message: "Internal server error" } }])
+  })
 })
