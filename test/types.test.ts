@@ -69,6 +69,14 @@ describe("type inference", () => {
         yield* pubsub.publish("room", Pong, { reply: ctx.payload.text })
         yield* connection.send(Pong, { reply: "direct" })
       }))
+    createRouter().on(
+      Ping,
+      Effect.fn(function*(ctx) {
+        expectTypeOf(ctx.payload.text).toEqualTypeOf<string>()
+        const pubsub = yield* PubSub
+        yield* pubsub.publish("room", Pong, { reply: ctx.payload.text })
+      })
+    )
   })
 
   it("refuses Effect handlers that need services the router does not declare", () => {
