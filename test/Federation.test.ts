@@ -6,6 +6,7 @@ import * as Schema from "effect/Schema"
 import { describe, expect, it } from "vitest"
 import { federate, FederationError, federateWithErrors, federateWithFilter, Federation } from "../src/index"
 import type { Shard } from "./fixtures/federation"
+import { connect, type TestSocket } from "./helpers/socket"
 
 let n = 0
 /** Fresh shard names, so every test talks to objects no other test touched. */
@@ -224,4 +225,35 @@ describe("Federation (Effect API)", () => {
       )
       expect(results).toEqual([{ shard, status: "fulfilled", value: 3 }])
     }))
+})
+
+describe("federation end to end: one announcement, several rooms", () => {
+  const joined = async (room: string) => {
+    const client = await connect(`/room/${room}`)
+    await client.next((f) => f.type === "WELCOME")
+    client.send({ type: "JOIN", payload: { room: "announcements" } })
+    await client.next((f) => f.type === "DATA")
+    return client
+  }
+  const announcements = (client: TestSocket) => client.next((f) => f.type === "ANNOUNCEMENT", 3000)
+
+  it("ANNOUNCE federates to each named room, which publishes to its own subscribers", async () => {
+    const [a, b, c, elsewhere, hq] = names(5, "announce-room")
+    const [inA, inB, inC, inElsewhere, sender] = await Promise.all([a!, b!, c!, elsewhere!, hq!].map(joined))
+    const secondInA = await joined(a!)
+
+    sender!.send({ type: "ANNOUNCE", payload: { rooms: [a, b, c], text: "maintenance at noon" } })
+
+    const announced = await sender!.next((f) => f.type === "ANNOUNCED", 3000)
+    expect(announced.payload.results).toEqual([
+      { room: a, status: "fulfilled", matched: 2 },
+      { room: b, status: "fulfilled", matched: 1 },
+      { room: c, status: "fulfilled", matched: 1 }
+    ])
+    for (const client of [inA!, secondInA, inB!, inC!]) {
+      expect((await announcements(client)).payload).toEqual({ text: "maintenance at noon" })
+    }
+    const stray = [...await inElsewhere!.drain(), ...await sender!.drain()]
+    expect(stray.filter((f) => f.type === "ANNOUNCEMENT")).toEqual([])
+  })
 })
