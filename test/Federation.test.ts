@@ -43,7 +43,7 @@ describe("federate (promise facade) against a real namespace", () => {
       env.SHARD,
       [first!, failing!, hanging!, last!],
       (stub, shard) => shard === failing ? stub.fail("shard broke") : shard === hanging ? stub.hang() : stub.echo(shard),
-      { timeoutMs: 500 }
+      { timeoutMs: 1000 }
     )
     expect(results.map((r) => [r.shard, r.status])).toEqual([
       [first, "fulfilled"],
