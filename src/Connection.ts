@@ -8,9 +8,11 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { PayloadTooLarge } from "./Errors"
 import type { MessageSchema, PayloadArgs } from "./Message"
+import { encodePayload } from "./Message"
 
 /**
  * The fields the runtime sets on every connection; `authenticate` cannot
@@ -68,7 +70,46 @@ export class Connection extends Context.Service<Connection, {
   readonly send: <M extends MessageSchema>(message: M, ...args: PayloadArgs<M, SendOptions>) => Effect.Effect<void>
   readonly assignData: (partial: Readonly<Record<string, unknown>>) => Effect.Effect<void, PayloadTooLarge>
   readonly close: (code?: number, reason?: string) => Effect.Effect<void>
-}>()("durable-ws/Connection") {}
+}>()("durable-ws/Connection") {
+  /**
+   * A stand-in connection for unit tests of Effect code: what it is sent is
+   * pushed to `sent` (validated like a real send), `close` is recorded too.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerTest = (options: {
+    readonly clientId?: string
+    readonly data?: Readonly<Record<string, unknown>>
+    readonly sent?: Array<{ readonly type: string; readonly payload: unknown }>
+    readonly closed?: Array<{ readonly code?: number; readonly reason?: string }>
+  } = {}): Layer.Layer<Connection> =>
+    Layer.sync(Connection, () => {
+      const clientId = options.clientId ?? "test-client"
+      let data = mergeData({ clientId, connectedAt: 0 }, options.data)
+      return Connection.of({
+        clientId,
+        get data() {
+          return data
+        },
+        topics: new Set<string>(),
+        send: (message, ...[payload]) =>
+          Effect.sync(() => {
+            const encoded = encodePayload(message, payload)
+            if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
+            options.sent?.push({ type: message.type, payload: encoded.value })
+          }),
+        assignData: (partial) => Effect.sync(() => void (data = mergeData(data, partial))),
+        close: (code, reason) =>
+          Effect.sync(() =>
+            void options.closed?.push({
+              ...(code === undefined ? {} : { code }),
+              ...(reason === undefined ? {} : { reason })
+            })
+          )
+      })
+    })
+}
 
 /**
  * The largest serialized attachment workerd keeps per socket.

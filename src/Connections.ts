@@ -5,7 +5,8 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
-import type * as Effect from "effect/Effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type { ConnectionData, SendOptions } from "./Connection"
 import type { MessageSchema, PayloadArgs } from "./Message"
 
@@ -48,4 +49,40 @@ export class Connections extends Context.Service<Connections, {
     message: M,
     ...args: PayloadArgs<M, BroadcastOptions>
   ) => Effect.Effect<number>
-}>()("durable-ws/Connections") {}
+}>()("durable-ws/Connections") {
+  /**
+   * A fixed set of connections for unit tests of Effect code; what is sent
+   * to them is pushed to `sent`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerTest = (
+    connections: ReadonlyArray<ConnectionInfo>,
+    sent?: Array<{ readonly clientId: string; readonly type: string; readonly payload: unknown }>
+  ): Layer.Layer<Connections> =>
+    Layer.succeed(
+      Connections,
+      Connections.of({
+        count: Effect.sync(() => connections.length),
+        list: Effect.sync(() => connections),
+        send: (clientId, message, ...[payload]) =>
+          Effect.sync(() => {
+            if (!connections.some((c) => c.clientId === clientId)) return false
+            sent?.push({ clientId, type: message.type, payload })
+            return true
+          }),
+        broadcast: (message, ...[payload, options]) =>
+          Effect.sync(() => {
+            const excluded = new Set((options as BroadcastOptions | undefined)?.exclude ?? [])
+            let reached = 0
+            for (const c of connections) {
+              if (excluded.has(c.clientId)) continue
+              sent?.push({ clientId: c.clientId, type: message.type, payload })
+              reached++
+            }
+            return reached
+          })
+      })
+    )
+}

@@ -14,12 +14,12 @@ import { DurableObject } from "cloudflare:workers"
 import * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import { v7 as uuidv7 } from "uuid"
-import type { ConnectionData, Socket } from "./Connection"
+import type { ConnectionData } from "./Connection"
 import { maxAttachmentBytes, mergeData, resourceIdOf } from "./Connection"
 import type { ConnectionInfo } from "./Connections"
 import type { ConnectionContext } from "./HandlerContext"
-import type { Attachment } from "./internal/connection"
-import type { InstanceConfig, SocketRegistry, TopicHook } from "./internal/instance"
+import type { InstanceConfig, TopicHook } from "./internal/instance"
+import { hibernatingRegistry, memoryRegistry } from "./internal/registry"
 import { Instance } from "./internal/instance"
 import type { RateLimit } from "./internal/rateLimit"
 import { checkRateLimit } from "./internal/rateLimit"
@@ -113,37 +113,6 @@ export interface DurableObjectHandler<TData = {}> {
   publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** The open connections of this instance. */
   connections(): ReadonlyArray<ConnectionInfo<TData>>
-}
-
-const OPEN = 1
-
-const hibernatingRegistry = (state: DurableObjectState): SocketRegistry => ({
-  read: (socket) => (socket as WebSocket).deserializeAttachment(),
-  write: (socket, attachment) => (socket as WebSocket).serializeAttachment(attachment),
-  sockets: () => state.getWebSockets(),
-  openCount: () => {
-    let open = 0
-    for (const ws of state.getWebSockets()) if (ws.readyState === OPEN) open++
-    return open
-  },
-  forget: () => {}
-})
-
-interface MemoryRegistry extends SocketRegistry {
-  readonly add: (socket: Socket) => void
-}
-
-const memoryRegistry = (): MemoryRegistry => {
-  const sockets = new Set<Socket>()
-  const attachments = new WeakMap<Socket, Attachment>()
-  return {
-    read: (socket) => attachments.get(socket),
-    write: (socket, attachment) => void attachments.set(socket, attachment),
-    sockets: () => sockets,
-    openCount: () => sockets.size,
-    forget: (socket) => void sockets.delete(socket),
-    add: (socket) => void sockets.add(socket)
-  }
 }
 
 const text = (status: number, body: string, headers?: Record<string, string>) =>

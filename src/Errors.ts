@@ -7,7 +7,6 @@
  *
  * @since 0.1.0
  */
-import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 
 /**
@@ -269,28 +268,26 @@ export type KnownError =
   | RateLimited
   | HandlerTimeout
 
-const knownTags: ReadonlySet<string> = new Set([
-  "WsError",
-  "ValidationError",
-  "UnknownMessageType",
-  "PayloadTooLarge",
-  "Unauthorized",
-  "ConnectionLimitExceeded",
-  "TopicError",
-  "NotSubscribed",
-  "StorageError",
-  "FederationError",
-  "RateLimited",
-  "HandlerTimeout"
-])
+const knownErrors = [
+  WsError,
+  ValidationError,
+  UnknownMessageType,
+  PayloadTooLarge,
+  Unauthorized,
+  ConnectionLimitExceeded,
+  TopicError,
+  NotSubscribed,
+  StorageError,
+  FederationError,
+  RateLimited,
+  HandlerTimeout
+] as const
 
 /**
  * @since 0.1.0
  * @category guards
  */
-export const isKnownError = (u: unknown): u is KnownError =>
-  Predicate.hasProperty(u, "_tag") && typeof u._tag === "string" && knownTags.has(u._tag) &&
-  Predicate.hasProperty(u, "code")
+export const isKnownError = (u: unknown): u is KnownError => knownErrors.some((known) => u instanceof known)
 
 /**
  * The generic message sent for every error the library does not know:

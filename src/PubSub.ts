@@ -78,7 +78,44 @@ export class PubSub extends Context.Service<PubSub, {
     ...args: PayloadArgs<M, PublishOptions>
   ) => Effect.Effect<PublishResult>
   readonly subscriberCount: (topic: string) => Effect.Effect<number>
-}>()("durable-ws/PubSub") {}
+}>()("durable-ws/PubSub") {
+  /**
+   * An in-memory pub/sub for unit tests of Effect code: subscriptions are
+   * kept per clientId, and every successful publish is pushed to `published`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerTest = (
+    published?: Array<{ readonly topic: string; readonly type: string; readonly payload: unknown }>
+  ): Layer.Layer<PubSub> =>
+    Layer.sync(PubSub, () => {
+      const subscribers = new Map<string, Set<string>>()
+      const of = (topic: string) => {
+        let set = subscribers.get(topic)
+        if (set === undefined) subscribers.set(topic, set = new Set())
+        return set
+      }
+      return PubSub.of({
+        subscribe: (topic) =>
+          Effect.flatMap(Connection, (connection) => {
+            const problem = topicProblem(topic)
+            if (problem !== undefined) return Effect.fail(new TopicError({ topic, code: "INVALID_ARGUMENT", message: problem }))
+            of(topic).add(connection.clientId)
+            return Effect.void
+          }),
+        unsubscribe: (topic) => Effect.map(Connection, (connection) => void of(topic).delete(connection.clientId)),
+        publish: (topic, message, ...[payload]) =>
+          Effect.sync(() => {
+            const encoded = encodePayload(message, payload)
+            if (!encoded.ok) return failed("INVALID_ARGUMENT", encoded.error.message)
+            published?.push({ topic, type: message.type, payload: encoded.value })
+            return { ok: true, matched: of(topic).size }
+          }),
+        subscriberCount: (topic) => Effect.sync(() => of(topic).size)
+      })
+    })
+}
 
 const topicProblem = (topic: unknown): string | undefined =>
   typeof topic !== "string"

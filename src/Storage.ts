@@ -59,6 +59,44 @@ export class Storage extends Context.Service<Storage, {
    * @category layers
    */
   static readonly layer = (storage: DurableObjectStorage): Layer.Layer<Storage> => Layer.succeed(Storage, make(storage))
+
+  /**
+   * An in-memory storage for unit tests of Effect code: key-value operations
+   * work on a `Map`; `sql`, `transaction` and `raw` fail with `StorageError`.
+   *
+   * @since 0.1.0
+   * @category layers
+   */
+  static readonly layerTest = (initial: Iterable<readonly [string, unknown]> = []): Layer.Layer<Storage> =>
+    Layer.sync(Storage, () => makeInMemory(new Map(initial)))
+}
+
+const unsupported = (operation: string) =>
+  Effect.fail(new StorageError({ operation, message: `Storage ${operation} is not available in Storage.layerTest` }))
+
+const makeInMemory = (entries: Map<string, unknown>): Storage["Service"] => {
+  function get(key: string): Effect.Effect<unknown, StorageError>
+  function get<A>(key: string, schema: StoredSchema<A>): Effect.Effect<A | undefined, StorageError>
+  function get<A>(key: string, schema?: StoredSchema<A>): Effect.Effect<unknown, StorageError> {
+    const value = entries.get(key)
+    return schema === undefined || value === undefined ? Effect.succeed(value) : decodeWith("get", schema, value)
+  }
+  return Storage.of({
+    get raw(): DurableObjectStorage {
+      throw new Error("durable-ws: Storage.layerTest has no raw DurableObjectStorage")
+    },
+    get,
+    put: (key, value) => Effect.sync(() => void entries.set(key, structuredClone(value))),
+    delete: (key) => Effect.sync(() => entries.delete(key)),
+    list: (options) =>
+      Effect.sync(() => {
+        const keys = [...entries.keys()].filter((key) => options?.prefix === undefined || key.startsWith(options.prefix)).sort()
+        return new Map(keys.map((key) => [key, entries.get(key)]))
+      }),
+    transaction: () => unsupported("transaction"),
+    sql: () => unsupported("sql"),
+    sqlAs: () => unsupported("sql")
+  })
 }
 
 const failure = (operation: string) => (cause: unknown) =>

@@ -35,6 +35,14 @@ export {
   WsError
 } from "./Errors"
 export type { ErrorCode, WireError } from "./Errors"
+export {
+  federatePromise as federate,
+  federateWithErrorsPromise as federateWithErrors,
+  federateWithFilterPromise as federateWithFilter
+} from "./Federation"
+export type { FederateOptions, Shard, ShardResult } from "./Federation"
+export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
+export type { NamespaceOrEnv } from "./Sharding"
 
 export * as ConnectionModule from "./Connection"
 export * as ConnectionsModule from "./Connections"
@@ -44,3 +52,6 @@ export * as Message from "./Message"
 export * as PubSubModule from "./PubSub"
 export * as RouterModule from "./Router"
 export * as StorageModule from "./Storage"
+export * as Testing from "./Testing"
+export * as Federation from "./Federation"
+export * as Sharding from "./Sharding"

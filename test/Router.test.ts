@@ -138,3 +138,17 @@ describe("router: frames and handlers", () => {
     expect(seen).toEqual(Array.from({ length: 200 }, (_, i) => i))
   })
 })
+
+describe("router: binary frames", () => {
+  it("handles UTF-8 JSON sent as a binary frame", async () => {
+    const client = await welcomed()
+    client.sendRaw(new TextEncoder().encode(JSON.stringify({ type: "PING", payload: { text: "bin€" } })).buffer as ArrayBuffer)
+    expect((await client.next()).payload).toEqual({ reply: "Got: bin€" })
+  })
+
+  it("refuses a binary frame that is not UTF-8", async () => {
+    const client = await welcomed()
+    client.sendRaw(new Uint8Array([0x7b, 0xc3, 0x28, 0x7d]).buffer as ArrayBuffer)
+    expect((await client.next()).payload.code).toBe("INVALID_ARGUMENT")
+  })
+})

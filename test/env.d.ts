@@ -4,5 +4,7 @@ declare namespace Cloudflare {
     readonly LOBBY: DurableObjectNamespace
     readonly GUARDED: DurableObjectNamespace
     readonly MEMORY: DurableObjectNamespace
+    readonly SHARD: DurableObjectNamespace<import("./fixtures/federation").Shard>
+    readonly ROUTER: DurableObjectNamespace<import("./fixtures/federation").Shard>
   }
 }
