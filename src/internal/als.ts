@@ -6,7 +6,10 @@ interface AsyncLocalStorageLike<T> {
 }
 
 interface AsyncHooks {
-  readonly AsyncLocalStorage: new<T>() => AsyncLocalStorageLike<T>
+  readonly AsyncLocalStorage: {
+    new<T>(): AsyncLocalStorageLike<T>
+    readonly snapshot?: () => <A>(f: () => A) => A
+  }
 }
 
 // Reached through process.getBuiltinModule so the bundle never imports a
@@ -26,5 +29,19 @@ const instanceStorage: AsyncLocalStorageLike<Instance> | undefined = hooks === u
 
 export const currentInstance = (): Instance | undefined => instanceStorage?.getStore()
 
-export const withInstance = <A>(instance: Instance, f: () => A): A =>
-  instanceStorage === undefined ? f() : instanceStorage.run(instance, f)
+/** Runs a function with a fixed instance as the current one. */
+export type InstanceScope = <A>(f: () => A) => A
+
+/**
+ * The scope every message of `instance` runs in. `run` builds a new async
+ * context each time (about 1.5 µs per message in workerd); entering one
+ * captured once, here, costs a tenth of that. The capture holds the
+ * instance and whatever else was async-local when the instance was created.
+ */
+export const instanceScope = (instance: Instance): InstanceScope => {
+  const storage = instanceStorage
+  if (storage === undefined) return (f) => f()
+  const snapshot = hooks?.AsyncLocalStorage.snapshot
+  if (snapshot === undefined) return (f) => storage.run(instance, f)
+  return storage.run(instance, () => snapshot())
+}

@@ -16,7 +16,7 @@ import { DurablePubSub, PubSub } from "../PubSub"
 import type { Router } from "../Router"
 import { dispatch, exitToPromise, runLifecycle } from "../Router"
 import * as Storage from "../Storage"
-import { withInstance } from "./als"
+import { instanceScope } from "./als"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection } from "./connection"
 import type { RateLimit } from "./rateLimit"
@@ -57,6 +57,7 @@ type AnyRouter = Router<any, any>
 export class Instance {
   readonly pubsub: DurablePubSub
   private readonly live = new WeakMap<Socket, LiveConnection>()
+  private readonly inScope = instanceScope(this)
   private services: Context.Context<never> | undefined
   private building: Promise<Context.Context<never>> | undefined
   private readonly buckets = new WeakMap<LiveConnection, TokenBucket>()
@@ -142,8 +143,7 @@ export class Instance {
     const context = connection === undefined
       ? services
       : connection.context ??= Context.add(services, Connection, connection.service) as Context.Context<never>
-    return withInstance(
-      this,
+    return this.inScope(
       () => Effect.runPromiseExitWith(context)(effect as Effect.Effect<A, unknown, never>).then(exitToPromise)
     )
   }
