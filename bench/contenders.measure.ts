@@ -3,32 +3,34 @@
  * the four contenders, measured in one workerd process, interleaved round by
  * round. Run with `npm run bench`; the method is in bench/README.md.
  */
-import { env, evictDurableObject, SELF } from "cloudflare:test"
+import { env, evictDurableObject, runInDurableObject, SELF } from "cloudflare:test"
 import { afterAll, describe, it } from "vitest"
+import { record, renderReport } from "./lib/report"
+import type { Results } from "./lib/report"
 import type { BenchSocket } from "./lib/sockets"
 import { expectFrames, open, openSubscribers } from "./lib/sockets"
 import { rotated } from "./lib/stats"
-import { renderReport } from "./lib/report"
-import type { Results } from "./lib/report"
 import type { Contender } from "./worker/index"
 import { contenders as bindings } from "./worker/index"
+import type { Instrumented } from "./worker/measured"
 import { echoFrame, prefixes, publishFrame, topic } from "./worker/protocol"
 
 const quick = env.BENCH_QUICK === "1"
 
-/** Sizes and rounds; `BENCH_QUICK=1` shrinks them for a smoke run. */
+/** Sizes and rounds; `BENCH_QUICK=1` shrinks them to a smoke run. */
 const plan = {
   warmupRounds: 1,
-  echo: { clients: 10, messagesPerClient: quick ? 20 : 250, rounds: quick ? 2 : 15 },
+  echo: { clients: 10, messagesPerClient: quick ? 20 : 250, rounds: quick ? 2 : 21 },
+  handlerCpu: { calls: quick ? 500 : 10_000, rounds: quick ? 2 : 15 },
   fanOut: [
     { subscribers: 100, publishesPerRound: quick ? 2 : 40, rounds: quick ? 2 : 15 },
     { subscribers: 1000, publishesPerRound: quick ? 1 : 8, rounds: quick ? 2 : 15 }
   ],
-  wake: { subscribers: 1000, rounds: quick ? 2 : 11 }
+  wake: { subscribers: 1000, rounds: quick ? 2 : 15 }
 } as const
 
 const contenders: ReadonlyArray<Contender> = ["raw", "promise", "effect", "party"]
-const results: Results = { plan, echo: {}, fanOut: {}, wake: {}, inObject: {} }
+const results: Results = { plan, rows: new Map() }
 const timeoutMs = 60_000
 
 const stub = (contender: Contender, name: string) => {
@@ -42,12 +44,7 @@ const inObject = async (contender: Contender, name: string): Promise<{ ms: numbe
   return res.json()
 }
 
-const record = (table: Record<string, Partial<Record<Contender, Array<number>>>>, row: string, c: Contender, value: number) => {
-  const samples = (table[row] ??= {})
-  ;(samples[c] ??= []).push(value)
-}
-
-/** Runs `measure` for every contender, round after round, discarding the warm-up rounds. */
+/** Runs `measure` for every contender, round after round; warm-up rounds are run and discarded. */
 const interleaved = async (rounds: number, measure: (contender: Contender, keep: boolean) => Promise<void>) => {
   for (let round = 0; round < plan.warmupRounds + rounds; round++) {
     for (const contender of rotated(contenders, round)) await measure(contender, round >= plan.warmupRounds)
@@ -76,7 +73,7 @@ const publishOnce = async (contender: Contender, room: Room, n: number): Promise
 describe("durable-ws vs raw Hibernation API vs partyserver", () => {
   afterAll(() => {
     for (const socket of everyone) socket.close()
-    console.log(renderReport(results))
+    console.log(`\n${renderReport(results)}\n`)
   })
 
   it("echo throughput", async () => {
@@ -91,17 +88,26 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     const total = clients * messagesPerClient
     await interleaved(rounds, async (contender, keep) => {
       const group = sockets.get(contender)!
-      await inObject(contender, "echo")
       const start = performance.now()
       await expectFrames(total, prefixes.echoReply, timeoutMs, `${contender} echo replies`, (frame) => {
         for (const socket of group) socket.sink = frame
         for (const data of frames) for (const socket of group) socket.send(data)
       })
       const elapsed = performance.now() - start
-      const stats = await inObject(contender, "echo")
-      if (!keep) return
-      record(results.echo, "echo", contender, total / (elapsed / 1000))
-      record(results.inObject, "echo", contender, stats.ms / stats.messages)
+      if (keep) record(results, "echo", `echo, ${clients}×${messagesPerClient} messages`, "msg/s", contender, total / (elapsed / 1000))
+    })
+  })
+
+  it("handler CPU per echo message", async () => {
+    const { calls, rounds } = plan.handlerCpu
+    const frame = echoFrame(1)
+    await interleaved(rounds, async (contender, keep) => {
+      const ms = await runInDurableObject(stub(contender, "echo"), (instance, state) => {
+        const socket = state.getWebSockets()[0]
+        if (socket === undefined) throw new Error(`${contender}: the echo object has no socket`)
+        return (instance as unknown as Instrumented).directCalls(socket, frame, calls)
+      })
+      if (keep) record(results, "cpu", "handler CPU per echo message, in the object", "µs", contender, (ms * 1000) / calls)
     })
   })
 
@@ -114,7 +120,6 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
         rooms.set(`${contender}/${name}`, { publisher, subscribers: subs })
         everyone.push(publisher, ...subs)
       }
-      const row = `fan-out ${subscribers}`
       await interleaved(rounds, async (contender, keep) => {
         const room = rooms.get(`${contender}/${name}`)!
         await inObject(contender, name)
@@ -122,25 +127,32 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
         for (let n = 0; n < publishesPerRound; n++) elapsed += await publishOnce(contender, room, n)
         const stats = await inObject(contender, name)
         if (!keep) return
-        record(results.fanOut, row, contender, elapsed / publishesPerRound)
-        record(results.inObject, row, contender, stats.ms / stats.messages)
+        record(results, `fan-out-${subscribers}`, `fan-out to ${subscribers}, per publish`, "ms", contender, elapsed / publishesPerRound)
+        record(
+          results,
+          `fan-out-${subscribers}-object`,
+          `fan-out to ${subscribers}, in the object`,
+          "ms",
+          contender,
+          stats.ms / stats.messages
+        )
       })
     })
   }
 
   it("first publish after a wake", async () => {
     // The 1000-subscriber rooms of the fan-out run: eviction hibernates their sockets, the publish wakes the object.
-    const name = fanOutRoom(plan.wake.subscribers)
-    const row = `after wake ${plan.wake.subscribers}`
-    await interleaved(plan.wake.rounds, async (contender, keep) => {
+    const { subscribers, rounds } = plan.wake
+    const name = fanOutRoom(subscribers)
+    await interleaved(rounds, async (contender, keep) => {
       const room = rooms.get(`${contender}/${name}`)
-      if (room === undefined) throw new Error(`no ${plan.wake.subscribers}-subscriber room for ${contender}`)
+      if (room === undefined) throw new Error(`no ${subscribers}-subscriber room for ${contender}`)
       await evictDurableObject(stub(contender, name))
       const elapsed = await publishOnce(contender, room, 0)
       const stats = await inObject(contender, name)
       if (!keep) return
-      record(results.wake, row, contender, elapsed)
-      record(results.inObject, row, contender, stats.ms / stats.messages)
+      record(results, "wake", `first publish to ${subscribers} after eviction`, "ms", contender, elapsed)
+      record(results, "wake-object", `first publish to ${subscribers} after eviction, in the object`, "ms", contender, stats.ms)
     })
   })
 })
