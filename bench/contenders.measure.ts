@@ -17,6 +17,23 @@ import { echoFrame, prefixes, publishFrame, topic } from "./worker/protocol"
 
 const quick = env.BENCH_QUICK === "1"
 
+/**
+ * `BENCH_PROFILE=<scenario name prefix>` (set by bench/profile.mjs) runs only
+ * that scenario, between two idle pauses: workerd serves its inspector only
+ * while the isolate is idle, so the profiler starts in the first pause and
+ * stops in the second, once it reads `globalThis.benchScenarioDone`.
+ */
+const profiling = env.BENCH_PROFILE ?? ""
+const pause = () => new Promise((r) => setTimeout(r, 3000))
+const scenario = (name: string, body: () => Promise<void>) =>
+  it.skipIf(profiling !== "" && !name.startsWith(profiling))(name, async () => {
+    if (profiling === "") return body()
+    await pause()
+    await body()
+    ;(globalThis as { benchScenarioDone?: boolean }).benchScenarioDone = true
+    await pause()
+  })
+
 /** Sizes and rounds; `BENCH_QUICK=1` shrinks them to a smoke run. */
 const plan = {
   warmupRounds: 1,
@@ -60,6 +77,18 @@ const everyone: Array<BenchSocket> = []
 const rooms = new Map<string, Room>()
 const fanOutRoom = (subscribers: number) => `fan-${subscribers}`
 
+/** Opens, once, a room per contender with `subscribers` subscribers and a publisher. */
+const openRooms = async (subscribers: number) => {
+  const name = fanOutRoom(subscribers)
+  for (const contender of contenders) {
+    if (rooms.has(`${contender}/${name}`)) continue
+    const subs = await openSubscribers(contender, name, topic, subscribers)
+    const publisher = await open(contender, name)
+    rooms.set(`${contender}/${name}`, { publisher, subscribers: subs })
+    everyone.push(publisher, ...subs)
+  }
+}
+
 /** One publish; the time until every subscriber has the frame. */
 const publishOnce = async (contender: Contender, room: Room, n: number): Promise<number> => {
   const start = performance.now()
@@ -76,7 +105,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     console.log(`\n${renderReport(results)}\n`)
   })
 
-  it("echo throughput", async () => {
+  scenario("echo throughput", async () => {
     const { clients, messagesPerClient, rounds } = plan.echo
     const sockets = new Map<Contender, Array<BenchSocket>>()
     for (const contender of contenders) {
@@ -98,7 +127,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     })
   })
 
-  it("handler CPU per echo message", async () => {
+  scenario("handler CPU per echo message", async () => {
     const { calls, rounds } = plan.handlerCpu
     const frame = echoFrame(1)
     await interleaved(rounds, async (contender, keep) => {
@@ -112,14 +141,9 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
   })
 
   for (const { subscribers, publishesPerRound, rounds } of plan.fanOut) {
-    it(`publish fan-out to ${subscribers}`, async () => {
+    scenario(`publish fan-out to ${subscribers}`, async () => {
       const name = fanOutRoom(subscribers)
-      for (const contender of contenders) {
-        const subs = await openSubscribers(contender, name, topic, subscribers)
-        const publisher = await open(contender, name)
-        rooms.set(`${contender}/${name}`, { publisher, subscribers: subs })
-        everyone.push(publisher, ...subs)
-      }
+      await openRooms(subscribers)
       await interleaved(rounds, async (contender, keep) => {
         const room = rooms.get(`${contender}/${name}`)!
         await inObject(contender, name)
@@ -140,10 +164,11 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     })
   }
 
-  it("first publish after a wake", async () => {
+  scenario("first publish after a wake", async () => {
     // The 1000-subscriber rooms of the fan-out run: eviction hibernates their sockets, the publish wakes the object.
     const { subscribers, rounds } = plan.wake
     const name = fanOutRoom(subscribers)
+    await openRooms(subscribers)
     await interleaved(rounds, async (contender, keep) => {
       const room = rooms.get(`${contender}/${name}`)
       if (room === undefined) throw new Error(`no ${subscribers}-subscriber room for ${contender}`)

@@ -6,5 +6,7 @@ declare namespace Cloudflare {
     readonly PARTY: DurableObjectNamespace
     /** "1" shrinks the bench to a smoke run. */
     readonly BENCH_QUICK?: string
+    /** Runs only the scenario whose name starts with it, between idle pauses (bench/profile.mjs). */
+    readonly BENCH_PROFILE?: string
   }
 }

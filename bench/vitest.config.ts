@@ -9,7 +9,9 @@ export default defineConfig({
   plugins: [
     cloudflareTest({
       wrangler: { configPath: "./bench/wrangler.toml" },
-      miniflare: { bindings: { BENCH_QUICK: processEnv["BENCH_QUICK"] ?? "" } }
+      miniflare: {
+        bindings: { BENCH_QUICK: processEnv["BENCH_QUICK"] ?? "", BENCH_PROFILE: processEnv["BENCH_PROFILE"] ?? "" }
+      }
     })
   ],
   test: {
