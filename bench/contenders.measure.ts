@@ -77,6 +77,19 @@ const everyone: Array<BenchSocket> = []
 const rooms = new Map<string, Room>()
 const fanOutRoom = (subscribers: number) => `fan-${subscribers}`
 
+const echoClients = new Map<Contender, Array<BenchSocket>>()
+
+/** Opens, once, the echo clients of every contender (all on the object named "echo"). */
+const openEchoClients = async (): Promise<Map<Contender, Array<BenchSocket>>> => {
+  for (const contender of contenders) {
+    if (echoClients.has(contender)) continue
+    const opened = await Promise.all(Array.from({ length: plan.echo.clients }, () => open(contender, "echo")))
+    echoClients.set(contender, opened)
+    everyone.push(...opened)
+  }
+  return echoClients
+}
+
 /** Opens, once, a room per contender with `subscribers` subscribers and a publisher. */
 const openRooms = async (subscribers: number) => {
   const name = fanOutRoom(subscribers)
@@ -107,12 +120,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
 
   scenario("echo throughput", async () => {
     const { clients, messagesPerClient, rounds } = plan.echo
-    const sockets = new Map<Contender, Array<BenchSocket>>()
-    for (const contender of contenders) {
-      const opened = await Promise.all(Array.from({ length: clients }, () => open(contender, "echo")))
-      sockets.set(contender, opened)
-      everyone.push(...opened)
-    }
+    const sockets = await openEchoClients()
     const frames = Array.from({ length: messagesPerClient }, (_, n) => echoFrame(n))
     const total = clients * messagesPerClient
     await interleaved(rounds, async (contender, keep) => {
@@ -130,6 +138,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
   scenario("handler CPU per echo message", async () => {
     const { calls, rounds } = plan.handlerCpu
     const frame = echoFrame(1)
+    await openEchoClients()
     await interleaved(rounds, async (contender, keep) => {
       const ms = await runInDurableObject(stub(contender, "echo"), (instance, state) => {
         const socket = state.getWebSockets()[0]
