@@ -6,3 +6,13 @@ declare namespace Cloudflare {
     readonly MEMORY: DurableObjectNamespace
   }
 }
+
+declare namespace Cloudflare {
+  interface Env {
+    readonly HARDENED: DurableObjectNamespace
+    readonly GATE: DurableObjectNamespace
+    readonly LIMITED: DurableObjectNamespace
+    readonly REFILLING: DurableObjectNamespace
+    readonly CROWD: DurableObjectNamespace
+  }
+}
