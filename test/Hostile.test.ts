@@ -1,7 +1,6 @@
 import { env, runInDurableObject } from "cloudflare:test"
-import type { DurableObject } from "cloudflare:workers"
-import type { DurableObjectHandler } from "../src/index"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import type { Gate } from "./fixtures/hardening"
 import { bytes, openOn, stubOf, upgradeOn } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
 
@@ -317,7 +316,7 @@ describe("hostile upgrades", () => {
     // non-GET upgrade (which a raw client on the internet can send) is handed to the handler
     // inside the object instead of travelling through fetch.
     const stub = stubOf(env.GATE, "methods")
-    const answer = await runInDurableObject(stub, async (object: DurableObject & { ws: DurableObjectHandler }) => {
+    const answer = await runInDurableObject(stub, async (object: Gate) => {
       const res = await object.ws.fetch(
         new Request("http://test.local/room/methods", {
           method,
