@@ -321,8 +321,11 @@ export const dispatch = (
   if (timeoutMs !== undefined) {
     program = Effect.timeoutOrElse(program, {
       duration: timeoutMs,
-      orElse: () =>
-        Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${type}" ran past ${timeoutMs} ms` }))
+      orElse: () => {
+        // A promise handler cannot be stopped: its late reply must not follow the error it got.
+        ctx.replied = true
+        return Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${type}" ran past ${timeoutMs} ms` }))
+      }
     })
   }
   return Effect.matchCauseEffect(program, {
