@@ -14,5 +14,6 @@ declare namespace Cloudflare {
     readonly LIMITED: DurableObjectNamespace
     readonly REFILLING: DurableObjectNamespace
     readonly CROWD: DurableObjectNamespace
+    readonly BROKEN: DurableObjectNamespace
   }
 }
