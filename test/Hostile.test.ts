@@ -1,8 +1,9 @@
-import { env, runInDurableObject } from "cloudflare:test"
+import { env, evictDurableObject, runInDurableObject } from "cloudflare:test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Gate } from "./fixtures/hardening"
-import { bytes, openOn, stubOf, upgradeOn } from "./helpers/durable"
+import { bytes, eventually, openOn, stubOf, upgradeOn } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
+import { wrap } from "./helpers/socket"
 
 /**
  * Hostile frames and upgrade requests. Every frame is sent by a fresh
@@ -382,5 +383,23 @@ describe("hostile upgrades", () => {
     expect(answer).toMatchObject({ dataPrototypeIsObject: true, prototypesIntact: true })
     expect(answer.ownKeys).toEqual(expect.arrayContaining(["__proto__", "constructor"]))
     expect(answer.data.isAdmin).toBeUndefined()
+  })
+
+  it("admits exactly maxConnections out of a burst of concurrent upgrades, also after eviction", async () => {
+    const init = { headers: { Origin: "https://app.example" } }
+    const answers = await Promise.all(Array.from({ length: 12 }, () => upgradeOn(env.GATE, "stampede", init)))
+    const accepted = answers.filter((res) => res.status === 101 && res.webSocket !== null)
+    expect(accepted).toHaveLength(3)
+    const full = answers.filter((res) => res.status === 503 && res.webSocket === null)
+    expect(full).toHaveLength(9)
+    await Promise.all(full.map((res) => res.text()))
+    const sockets = accepted.map((res) => wrap(res.webSocket!))
+    // The count comes from the runtime, so a woken object still knows it is full.
+    await evictDurableObject(stubOf(env.GATE, "stampede"))
+    expect((await upgradeOn(env.GATE, "stampede", init)).status).toBe(503)
+    sockets[0]!.close(1000, "making room")
+    await sockets[0]!.closed()
+    const next = await eventually(() => upgradeOn(env.GATE, "stampede", init), (res) => res.status === 101)
+    expect(next.webSocket).not.toBeNull()
   })
 })
