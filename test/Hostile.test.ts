@@ -324,9 +324,14 @@ describe("hostile upgrades", () => {
           headers: { Upgrade: "websocket", Origin: "https://app.example" }
         })
       )
-      return { status: res.status, socket: res.webSocket !== null, open: object.ws.connections().length }
+      return {
+        status: res.status,
+        allow: res.headers.get("Allow"),
+        socket: res.webSocket !== null,
+        open: object.ws.connections().length
+      }
     })
-    expect(answer).toEqual({ status: 405, socket: false, open: 0 })
+    expect(answer).toEqual({ status: 405, allow: "GET", socket: false, open: 0 })
   })
 
   it.each([
@@ -362,6 +367,14 @@ describe("hostile upgrades", () => {
       401
     )
     expect(body).toBe("Unauthorized")
+  })
+
+  it("refuses, with 500 and no socket, connection data larger than the 16 KiB attachment", async () => {
+    const body = await refused(
+      await upgradeOn(env.GATE, "huge-auth", { query: "?user=huge", headers: { Origin: "https://app.example" } }),
+      500
+    )
+    expect(body).toBe("Connection data too large")
   })
 
   it("never lets authenticate's result set clientId, connectedAt or resourceId", async () => {

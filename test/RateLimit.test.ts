@@ -131,6 +131,16 @@ describe("per-connection rate limit", () => {
     expect(writes.mock.calls.length - steadyStart).toBe(0)
   })
 
+  it("does not count heartbeats, which the runtime answers without waking the object", async () => {
+    const client = await openOn(env.LIMITED, name("heartbeat"))
+    sendOrders(client, 0, 21)
+    expect((await answers(client, 21)).refused).toHaveLength(1)
+    for (let i = 0; i < 3; i++) {
+      client.sendRaw("{\"type\":\"__heartbeat\"}")
+      expect(await client.next()).toEqual({ type: "__heartbeat_ack" })
+    }
+  })
+
   it("is off by default", async () => {
     const client = await openOn(env.HARDENED, name("unlimited"))
     sendOrders(client, 0, 300)
