@@ -1,6 +1,8 @@
 import { env, evictDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
 import { eventually, openOn, stubOf } from "./helpers/durable"
+import { createDurableObjectHandler } from "../src/index"
+import { hardRouter } from "./fixtures/hardening"
 import type { Frame, TestSocket } from "./helpers/socket"
 
 let n = 0
@@ -52,6 +54,10 @@ describe("handler timeouts (handlerTimeoutMs: 100)", () => {
     expect(await client.next()).toMatchObject({ type: "ERROR", payload: { code: "DEADLINE_EXCEEDED" } })
     expect(await client.next()).toMatchObject({ type: "H_ON_ERROR", payload: { tag: "HandlerTimeout", code: "DEADLINE_EXCEEDED" } })
     expect(await client.next()).toMatchObject({ type: "H_PONG", payload: { reply: "Got: queued behind the hang" } })
+  })
+
+  it.each([0, -1, 1.5, Number.NaN])("refuses handlerTimeoutMs = %s when the handler is created", (handlerTimeoutMs) => {
+    expect(() => createDurableObjectHandler(hardRouter, { handlerTimeoutMs })).toThrow(RangeError)
   })
 
   it("answers a slow rpc with RPC_ERROR DEADLINE_EXCEEDED, and its late reply is never sent", async () => {

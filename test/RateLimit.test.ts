@@ -2,6 +2,8 @@ import { env, evictDurableObject, runInDurableObject } from "cloudflare:test"
 import { afterEach, describe, expect, it, vi } from "vitest"
 import { openOn, stubOf } from "./helpers/durable"
 import { sleep } from "./helpers/socket"
+import { createDurableObjectHandler } from "../src/index"
+import { hardRouter } from "./fixtures/hardening"
 import type { Frame, TestSocket } from "./helpers/socket"
 
 /**
@@ -139,6 +141,26 @@ describe("per-connection rate limit", () => {
       client.sendRaw("{\"type\":\"__heartbeat\"}")
       expect(await client.next()).toEqual({ type: "__heartbeat_ack" })
     }
+  })
+
+  it("counts malformed frames too: a flood of garbage is limited like any other", async () => {
+    const client = await openOn(env.LIMITED, name("garbage"))
+    for (let i = 0; i < 25; i++) client.sendRaw(i % 2 === 0 ? "{not json" : "{\"type\":\"NOPE\"}")
+    const frames: Array<Frame> = []
+    for (let i = 0; i < 25; i++) frames.push(await client.next())
+    const codes = frames.map((f) => f.payload.code)
+    expect(codes.filter((c) => c === "INVALID_ARGUMENT" || c === "UNIMPLEMENTED")).toHaveLength(20)
+    expect(codes.filter((c) => c === "RESOURCE_EXHAUSTED")).toHaveLength(5)
+  })
+
+  it.each([
+    ["a capacity of 0", { capacity: 0, refillPerSecond: 1 }],
+    ["a NaN capacity", { capacity: Number.NaN, refillPerSecond: 1 }],
+    ["an infinite capacity", { capacity: Number.POSITIVE_INFINITY, refillPerSecond: 1 }],
+    ["no refill", { capacity: 5, refillPerSecond: 0 }],
+    ["a negative refill", { capacity: 5, refillPerSecond: -1 }]
+  ])("refuses %s when the handler is created", (_, rateLimit) => {
+    expect(() => createDurableObjectHandler(hardRouter, { rateLimit })).toThrow(RangeError)
   })
 
   it("is off by default", async () => {
