@@ -98,7 +98,13 @@ export class Instance {
     if (connection !== undefined) return connection
     const attachment = this.registry.read(socket)
     connection = isAttachment(attachment)
-      ? new LiveConnection(socket, attachment.d, new Set(attachment.t), this.registry, isSavedBucket(attachment.r) ? attachment.r : undefined)
+      ? new LiveConnection(
+        socket,
+        attachment.d,
+        new Set(attachment.t),
+        this.registry,
+        isSavedBucket(attachment.r) ? attachment.r : undefined
+      )
       : new LiveConnection(socket, { clientId: "", connectedAt: 0 }, new Set(), this.registry)
     this.live.set(socket, connection)
     return connection
