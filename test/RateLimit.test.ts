@@ -128,7 +128,7 @@ describe("per-connection rate limit", () => {
     for (let i = 0; i < 10; i++) {
       sendOrders(steady, i, 1)
       expect(await steady.next()).toMatchObject({ type: "H_ORDERED", payload: { n: i } })
-      await sleep(60)
+      await sleep(80)
     }
     expect(writes.mock.calls.length - steadyStart).toBe(0)
   })
