@@ -20,7 +20,7 @@ import { withInstance } from "./als"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection } from "./connection"
 import type { RateLimit } from "./rateLimit"
-import { TokenBucket } from "./rateLimit"
+import { isSavedBucket } from "./rateLimit"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
 export interface SocketRegistry extends AttachmentStore {
@@ -59,7 +59,6 @@ export class Instance {
   private readonly live = new WeakMap<Socket, LiveConnection>()
   private services: Context.Context<never> | undefined
   private building: Promise<Context.Context<never>> | undefined
-  private readonly buckets = new WeakMap<LiveConnection, TokenBucket>()
 
   constructor(
     readonly router: AnyRouter,
@@ -99,7 +98,13 @@ export class Instance {
     if (connection !== undefined) return connection
     const attachment = this.registry.read(socket)
     connection = isAttachment(attachment)
-      ? new LiveConnection(socket, attachment.d, new Set(attachment.t), this.registry)
+      ? new LiveConnection(
+        socket,
+        attachment.d,
+        new Set(attachment.t),
+        this.registry,
+        isSavedBucket(attachment.r) ? attachment.r : undefined
+      )
       : new LiveConnection(socket, { clientId: "", connectedAt: 0 }, new Set(), this.registry)
     this.live.set(socket, connection)
     return connection
@@ -184,9 +189,7 @@ export class Instance {
     if (connection.closed) return settled
     const limit = this.config.rateLimit
     if (limit !== undefined) {
-      let bucket = this.buckets.get(connection)
-      if (bucket === undefined) this.buckets.set(connection, bucket = new TokenBucket(limit.capacity, Date.now()))
-      const retryAfterMs = bucket.take(limit, Date.now())
+      const retryAfterMs = connection.takeToken(limit, Date.now())
       if (retryAfterMs > 0) {
         connection.sendFrame(
           encodeErrorFrame({
