@@ -1,7 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { describe, expect, it } from "vitest"
-import { createRouter, message, WsError } from "../src/index"
+import { createRouter, message, rpc, WsError } from "../src/index"
 import * as Testing from "../src/Testing"
 
 const Ping = message("PING", { text: Schema.String })
@@ -115,5 +115,17 @@ describe("middleware (driven without a Durable Object)", () => {
     const client = await Testing.make(router, {}).connect()
     await client.send({ type: "PING", payload: { text: "x" } })
     expect(client.frames).toEqual([{ type: "ERROR", meta: {}, payload: { code: "INTERNAL", message: "Internal server error" } }])
+  })
+
+  it("answers an rpc request once: an error after the reply is not sent", async () => {
+    const Ask = rpc("ASK", undefined, "ANSWER", { n: Schema.Number })
+    const router = createRouter().rpc(Ask, (ctx) => {
+      ctx.reply({ n: 1 })
+      ctx.error("ABORTED", "too late")
+      ctx.reply({ n: 2 })
+    })
+    const client = await Testing.make(router, {}).connect()
+    await client.send({ type: "ASK", meta: { correlationId: "q" } })
+    expect(client.frames.map((f) => [f.type, f.payload])).toEqual([["ANSWER", { n: 1 }]])
   })
 })
