@@ -4,5 +4,6 @@ declare namespace Cloudflare {
     readonly LOBBY: DurableObjectNamespace
     readonly GUARDED: DurableObjectNamespace
     readonly MEMORY: DurableObjectNamespace
+    readonly CLIENT_ROOM: DurableObjectNamespace
   }
 }
