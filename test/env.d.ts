@@ -5,5 +5,6 @@ declare namespace Cloudflare {
     readonly GUARDED: DurableObjectNamespace
     readonly MEMORY: DurableObjectNamespace
     readonly CLIENT_ROOM: DurableObjectNamespace
+    readonly CHAT: DurableObjectNamespace
   }
 }

@@ -28,11 +28,12 @@ export interface WorkerdSockets {
 }
 
 /**
- * A `WebSocketFactory` that opens real sockets to the fixture `ClientRoom`
- * Durable Object inside workerd: the client's URL names the room
- * (`ws://client.test/<room>`), the upgrade goes through the namespace.
+ * A `WebSocketFactory` that opens real sockets to a Durable Object inside
+ * workerd (the fixture `ClientRoom` unless told otherwise): the last path
+ * segment of the client's URL names the object, the upgrade goes through
+ * the namespace with the URL's query.
  */
-export const workerdSockets = (): WorkerdSockets => {
+export const workerdSockets = (namespace: DurableObjectNamespace = env.CLIENT_ROOM): WorkerdSockets => {
   let count = 0
   const sockets: WorkerdSockets = {
     down: false,
@@ -68,9 +69,10 @@ export const workerdSockets = (): WorkerdSockets => {
         queueMicrotask(() => fail("server down"))
         return socket
       }
-      const room = new URL(url).pathname.slice(1)
-      const stub = env.CLIENT_ROOM.get(env.CLIENT_ROOM.idFromName(room))
-      stub.fetch(`http://client.test/${room}`, { headers: { Upgrade: "websocket" } }).then((res) => {
+      const target = new URL(url)
+      const name = target.pathname.split("/").pop() ?? ""
+      const stub = namespace.get(namespace.idFromName(name))
+      stub.fetch(`http://workerd.test/${name}${target.search}`, { headers: { Upgrade: "websocket" } }).then((res) => {
         if (res.status !== 101 || res.webSocket === null) return fail(`HTTP ${res.status}`)
         if (readyState === 3) return res.webSocket.close(1000, "closed before open")
         ws = res.webSocket
