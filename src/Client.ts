@@ -18,6 +18,9 @@ import * as Schema from "effect/Schema"
 import { ErrorCode, ValidationError } from "./Errors"
 import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
 import { decodePayload, encodeFrame, encodePayload, heartbeat } from "./Message"
+import { Heartbeat } from "./internal/heartbeat"
+import type { HeartbeatSettings } from "./internal/heartbeat"
+import { PendingRequests } from "./internal/requests"
 
 // ---------------------------------------------------------------------------
 // Errors
@@ -189,8 +192,9 @@ export interface RequestOptions extends SendOptions {
 }
 
 /**
- * `connecting` before the first open, `open`, `reconnecting` between a
- * close and the next open, `closed` after `close()` or giving up.
+ * `idle` until `connect()`, `connecting` before the first open, `open`,
+ * `reconnecting` between a close and the next open, `closed` after
+ * `close()` or giving up.
  *
  * @since 0.1.0
  * @category models
@@ -247,15 +251,6 @@ interface Queued {
   readonly correlationId: string | undefined
 }
 
-interface Pending {
-  readonly type: string
-  readonly response: MessageSchema
-  readonly resolve: (value: unknown) => void
-  readonly reject: (error: RequestError) => void
-  readonly timer: ReturnType<typeof setTimeout>
-  sent: boolean
-}
-
 interface Subscription {
   readonly message: MessageSchema
   readonly handler: (payload: unknown, frame: InboundFrame) => void
@@ -297,23 +292,17 @@ export class Client {
   private current: ClientState = "idle"
   private attempt = 0
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined = undefined
-  private heartbeatTimer: ReturnType<typeof setTimeout> | undefined = undefined
-  private lastFrameAt = 0
-  private probeSentAt: number | undefined = undefined
+  private heartbeat: Heartbeat | undefined = undefined
   private queue: Array<Queued> = []
-  private readonly pending = new Map<string, Pending>()
+  private readonly pending = new PendingRequests()
   private readonly subscriptions = new Map<string, Set<Subscription>>()
   private readonly openListeners = new Set<() => void>()
   private readonly closeListeners = new Set<(info: CloseInfo) => void>()
   private readonly errorListeners = new Set<(error: unknown) => void>()
   private readonly stateListeners = new Set<(state: ClientState) => void>()
   private openWaiters: Array<{ resolve: () => void; reject: (error: ConnectionClosedError) => void }> = []
-  private sequence = 0
-  private readonly idPrefix: string
 
-  constructor(private readonly options: ClientOptions) {
-    this.idPrefix = `${Date.now().toString(36)}${Math.floor(Math.random() * 0xffffff).toString(36)}-`
-  }
+  constructor(private readonly options: ClientOptions) {}
 
   /** The connection state. */
   get state(): ClientState {
@@ -363,7 +352,7 @@ export class Client {
     if (this.current === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
-    const correlationId = `${this.idPrefix}${++this.sequence}`
+    const correlationId = this.pending.nextId()
     let frame: string
     try {
       frame = this.encode(rpc, payload, { ...options?.meta, correlationId })
@@ -373,23 +362,21 @@ export class Client {
     const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
     return new Promise<Payload<M["response"]>>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (!this.pending.delete(correlationId)) return
+        if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
         this.queue = this.queue.filter((queued) => queued.correlationId !== correlationId)
         reject(new TimeoutError({ type: rpc.type, timeoutMs, message: `No reply to "${rpc.type}" within ${timeoutMs} ms` }))
       }, timeoutMs)
-      const entry: Pending = {
+      this.pending.add(correlationId, {
         type: rpc.type,
         response: rpc.response,
         resolve: resolve as (value: unknown) => void,
         reject,
         timer,
         sent: false
-      }
-      this.pending.set(correlationId, entry)
+      })
       if (!this.write({ frame, correlationId })) {
-        clearTimeout(timer)
-        this.pending.delete(correlationId)
+        this.pending.take(correlationId)
         reject(new ConnectionClosedError({ message: "Not connected and the send queue is full" }))
       }
     })
@@ -477,7 +464,7 @@ export class Client {
     this.socket = socket
     if ("binaryType" in socket) socket.binaryType = "arraybuffer"
     socket.addEventListener("open", () => {
-      if (this.socket === socket) this.opened()
+      if (this.socket === socket) this.opened(socket)
     })
     socket.addEventListener("message", (event) => {
       if (this.socket === socket) this.receive(event.data)
@@ -489,10 +476,8 @@ export class Client {
     socket.addEventListener("error", () => {})
   }
 
-  private opened(): void {
+  private opened(socket: WebSocketLike): void {
     this.attempt = 0
-    this.lastFrameAt = Date.now()
-    this.probeSentAt = undefined
     this.setState("open")
     this.emit(this.openListeners, undefined)
     if (this.current !== "open") return
@@ -504,7 +489,11 @@ export class Client {
         break
       }
     }
-    this.armHeartbeat()
+    const settings = this.heartbeatSettings()
+    if (settings !== undefined) {
+      this.heartbeat = new Heartbeat(settings, () => this.probe(socket), () => this.declareDead(socket))
+      this.heartbeat.start()
+    }
     const waiters = this.openWaiters
     this.openWaiters = []
     for (const waiter of waiters) waiter.resolve()
@@ -514,14 +503,9 @@ export class Client {
   private dropped(code: number, reason: string): void {
     this.socket = undefined
     this.stopHeartbeat()
-    for (const [correlationId, entry] of this.pending) {
-      if (!entry.sent) continue
-      this.pending.delete(correlationId)
-      clearTimeout(entry.timer)
-      entry.reject(
-        new ConnectionClosedError({ code, reason, message: `The connection closed before "${entry.type}" was answered` })
-      )
-    }
+    this.pending.failSent((request) =>
+      new ConnectionClosedError({ code, reason, message: `The connection closed before "${request.type}" was answered` })
+    )
     this.scheduleReconnect(code, reason)
   }
 
@@ -547,11 +531,7 @@ export class Client {
     this.stopHeartbeat()
     this.queue = []
     this.setState("closed")
-    for (const entry of this.pending.values()) {
-      clearTimeout(entry.timer)
-      entry.reject(error)
-    }
-    this.pending.clear()
+    this.pending.failAll(error)
     const waiters = this.openWaiters
     this.openWaiters = []
     for (const waiter of waiters) waiter.reject(error)
@@ -559,52 +539,35 @@ export class Client {
 
   // -- Heartbeat -------------------------------------------------------------
 
-  private heartbeatSettings(): { readonly intervalMs: number; readonly timeoutMs: number } | undefined {
+  private heartbeatSettings(): HeartbeatSettings | undefined {
     const settings = this.options.heartbeat
     if (settings === false) return undefined
     return { intervalMs: settings?.intervalMs ?? 25_000, timeoutMs: settings?.timeoutMs ?? 10_000 }
   }
 
-  private armHeartbeat(delay?: number): void {
-    const settings = this.heartbeatSettings()
-    if (settings === undefined) return
-    this.heartbeatTimer = setTimeout(() => this.heartbeatTick(settings), delay ?? settings.intervalMs)
-  }
-
   private stopHeartbeat(): void {
-    if (this.heartbeatTimer !== undefined) clearTimeout(this.heartbeatTimer)
-    this.heartbeatTimer = undefined
-    this.probeSentAt = undefined
+    this.heartbeat?.stop()
+    this.heartbeat = undefined
   }
 
-  // Liveness is a timestamp read here, so receiving a frame costs no timer work.
-  private heartbeatTick(settings: { readonly intervalMs: number; readonly timeoutMs: number }): void {
-    const socket = this.socket
-    if (socket === undefined || this.current !== "open") return
-    const now = Date.now()
-    if (this.probeSentAt !== undefined) {
-      if (this.lastFrameAt < this.probeSentAt) {
-        // A half-open connection may never deliver a close event: drop it ourselves.
-        this.socket = undefined
-        try {
-          socket.close(4000, "Heartbeat timeout")
-        } catch {
-          // already closing
-        }
-        this.dropped(1006, "Heartbeat timeout")
-        return
-      }
-      this.probeSentAt = undefined
-    }
-    const idle = now - this.lastFrameAt
-    if (idle < settings.intervalMs) return this.armHeartbeat(settings.intervalMs - idle)
+  private probe(socket: WebSocketLike): void {
     try {
       socket.send(heartbeat.request)
     } catch {
       // a failing send means the close event is on its way
     }
-    this.probeSentAt = now
-    this.armHeartbeat(settings.timeoutMs)
+  }
+
+  /** A half-open connection may never deliver a close event: drop it ourselves. */
+  private declareDead(socket: WebSocketLike): void {
+    if (this.socket !== socket) return
+    this.socket = undefined
+    try {
+      socket.close(4000, "Heartbeat timeout")
+    } catch {
+      // already closing
+    }
+    this.dropped(1006, "Heartbeat timeout")
   }
 
   // -- Frames ----------------------------------------------------------------
@@ -640,7 +603,7 @@ export class Client {
   }
 
   private receive(data: unknown): void {
-    this.lastFrameAt = Date.now()
+    this.heartbeat?.seen()
     let text: string
     if (typeof data === "string") text = data
     else if (data instanceof ArrayBuffer) text = new TextDecoder().decode(data)
@@ -662,8 +625,7 @@ export class Client {
     const isError = type === "ERROR" || type === "RPC_ERROR"
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
-      this.pending.delete(correlationId)
-      clearTimeout(entry.timer)
+      this.pending.take(correlationId)
       if (isError) return entry.reject(toServerError(payload, correlationId))
       const decoded = decodePayload(entry.response, payload)
       return decoded.ok ? entry.resolve(decoded.value) : entry.reject(decoded.error)

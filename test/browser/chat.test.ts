@@ -2,6 +2,9 @@ import { mkdir } from "node:fs/promises"
 import * as path from "node:path"
 import type { Page } from "playwright-core"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { createClient } from "../../src/Client"
+import type { ChatLine } from "../../examples/chat/protocol"
+import { Join, Said, Say } from "../../examples/chat/protocol"
 import type { Chromium } from "./chromium"
 import { launchChromium } from "./chromium"
 import type { DevServer } from "./devServer"
@@ -83,5 +86,29 @@ describe("the chat example in Chromium", () => {
     await ada.locator("#messages li.notice", { hasText: "Grace left" }).waitFor(wait)
     expect(await ada.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
     expect(pageErrors).toEqual([])
+  })
+
+  it("talks with a Node client on Node's global WebSocket", async () => {
+    const room = "node"
+    const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })
+    try {
+      const heard: Array<ChatLine> = []
+      client.on(Said, (line) => void heard.push(line))
+      await client.connect()
+      const joined = await client.request(Join, { name: "Node" }, { timeoutMs: 10_000 })
+      expect(joined.history).toEqual([])
+      client.send(Say, { text: "Hello from Node" })
+
+      const page = await open(room)
+      await join(page, "Browser")
+      await line(page, "Hello from Node").waitFor(wait)
+      await say(page, "Hello back from the browser")
+      await expect.poll(() => heard.map((l) => l.text), wait).toEqual(["Hello from Node", "Hello back from the browser"])
+      expect(heard[1]!.sentAt).toBeInstanceOf(Date)
+      expect(heard[1]!.name).toBe("Browser")
+      await page.close()
+    } finally {
+      client.close()
+    }
   })
 })
