@@ -119,6 +119,9 @@ export type WebSocketFactory = (url: string, protocols: ReadonlyArray<string> | 
  * Reconnect backoff: attempt `n` (from 0) waits
  * `min(maxDelayMs, initialDelayMs · multiplierⁿ)`, of which the fraction
  * `jitter` is random, so clients dropped together do not return together.
+ * The count starts over once a connection has stayed open for
+ * `stableAfterMs`, so a server that accepts and at once closes is not
+ * hammered.
  *
  * @since 0.1.0
  * @category models
@@ -134,6 +137,8 @@ export interface ReconnectOptions {
   readonly jitter?: number
   /** Consecutive failed attempts before giving up; default unlimited. */
   readonly maxAttempts?: number
+  /** How long a connection must last to reset the backoff; default 5 000. */
+  readonly stableAfterMs?: number
 }
 
 /**
@@ -212,6 +217,8 @@ export interface CloseInfo {
   readonly reason: string
   /** Whether the client will try again. */
   readonly willReconnect: boolean
+  /** The wait before the next attempt, when there is one. */
+  readonly retryInMs?: number
 }
 
 /**
@@ -291,6 +298,7 @@ export class Client {
   private socket: WebSocketLike | undefined = undefined
   private current: ClientState = "idle"
   private attempt = 0
+  private openedAt: number | undefined = undefined
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined = undefined
   private heartbeat: Heartbeat | undefined = undefined
   private queue: Array<Queued> = []
@@ -477,7 +485,7 @@ export class Client {
   }
 
   private opened(socket: WebSocketLike): void {
-    this.attempt = 0
+    this.openedAt = Date.now()
     this.setState("open")
     this.emit(this.openListeners, undefined)
     if (this.current !== "open") return
@@ -501,6 +509,10 @@ export class Client {
 
   /** The socket closed (or was declared dead): fail what was in flight, then maybe reconnect. */
   private dropped(code: number, reason: string): void {
+    const reconnect = this.options.reconnect
+    const stableAfterMs = (reconnect === false ? undefined : reconnect?.stableAfterMs) ?? 5000
+    if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0
+    this.openedAt = undefined
     this.socket = undefined
     this.stopHeartbeat()
     this.pending.failSent((request) =>
@@ -512,17 +524,18 @@ export class Client {
   private scheduleReconnect(code: number, reason: string): void {
     const reconnect = this.options.reconnect
     const maxAttempts = reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
-    const willReconnect = this.attempt < maxAttempts
-    this.emit(this.closeListeners, { code, reason, willReconnect })
-    if (this.current === "closed") return
-    if (!willReconnect) {
-      this.shutdown(new ConnectionClosedError({ code, reason, message: "The connection closed and will not reconnect" }))
+    if (this.attempt >= maxAttempts) {
+      this.emit(this.closeListeners, { code, reason, willReconnect: false })
+      if (this.current !== "closed") {
+        this.shutdown(new ConnectionClosedError({ code, reason, message: "The connection closed and will not reconnect" }))
+      }
       return
     }
     const delay = backoffDelay(this.attempt, reconnect === false ? {} : reconnect, this.options.random)
     this.attempt++
     this.setState("reconnecting")
     this.reconnectTimer = setTimeout(() => this.openSocket(), delay)
+    this.emit(this.closeListeners, { code, reason, willReconnect: true, retryInMs: delay })
   }
 
   private shutdown(error: ConnectionClosedError): void {

@@ -156,7 +156,8 @@ describe("client: reconnect and queue", () => {
     await client.connect()
     client.send(Kick, { code: 4001, reason: "go away" })
     await eventually(() => closes.length === 1, "the close")
-    expect(closes[0]).toEqual({ code: 4001, reason: "go away", willReconnect: true })
+    expect(closes[0]).toMatchObject({ code: 4001, reason: "go away", willReconnect: true })
+    expect(closes[0]!.retryInMs).toBeGreaterThanOrEqual(5)
     await eventually(() => client.state === "open" && opens === 2, "the reconnect")
     expect(sockets.opened()).toBe(2)
     client.send(Echo, { text: "after reconnect" })
@@ -227,6 +228,32 @@ describe("client: reconnect and queue", () => {
     expect(sockets.opened()).toBe(1)
   })
 
+  it("keeps backing off from a server that accepts and at once closes, and starts over after a stable connection", async () => {
+    const run = async (stableAfterMs: number) => {
+      const client = createClient({
+        url: "ws://scripted.test/",
+        webSocket: () => {
+          const socket = new ScriptedSocket()
+          queueMicrotask(() => {
+            socket.accept()
+            socket.close(1011, "not today")
+          })
+          return socket
+        },
+        reconnect: { initialDelayMs: 1, multiplier: 2, jitter: 0, maxAttempts: 4, stableAfterMs }
+      })
+      clients.push(client)
+      const waits: Array<number | undefined> = []
+      client.onClose((info) => void waits.push(info.retryInMs))
+      await expect(client.connect()).resolves.toBeUndefined()
+      await eventually(() => client.state === "closed" || waits.length >= 4, "four closes")
+      client.close()
+      return waits.slice(0, 4)
+    }
+    expect(await run(60_000)).toEqual([1, 2, 4, 8])
+    expect(await run(0)).toEqual([1, 1, 1, 1])
+  })
+
   it("grows the backoff exponentially, caps it, and jitters within the bounds", () => {
     const options = { initialDelayMs: 100, maxDelayMs: 1000, multiplier: 2, jitter: 0.5 }
     expect([0, 1, 2, 3, 4, 5].map((attempt) => backoffDelay(attempt, options, () => 1))).toEqual([
@@ -280,7 +307,7 @@ describe("client: heartbeat", () => {
     await eventually(() => sockets[0]!.sent.length === 1, "a heartbeat")
     expect(sockets[0]!.sent[0]).toBe("{\"type\":\"__heartbeat\"}")
     await eventually(() => sockets.length === 2 && client.state === "open", "a new connection")
-    expect(closes[0]).toEqual({ code: 1006, reason: "Heartbeat timeout", willReconnect: true })
+    expect(closes[0]).toMatchObject({ code: 1006, reason: "Heartbeat timeout", willReconnect: true })
     expect(sockets[0]!.readyState).toBe(3)
     // The new socket answers: it is kept through several heartbeats.
     await eventually(() => sockets[1]!.sent.length >= 4, "heartbeats on the new socket")
