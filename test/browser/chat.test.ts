@@ -111,4 +111,25 @@ describe("the chat example in Chromium", () => {
       client.close()
     }
   })
+
+  it("reconnects after the server restarts, re-joins, and sends what was typed meanwhile", async () => {
+    const room = "restart"
+    const page = await open(room)
+    await join(page, "Ada")
+    await say(page, "Before the restart")
+    await line(page, "Before the restart").waitFor(wait)
+
+    const { port, persistTo } = server!
+    await server!.stop({ keepStorage: true })
+    await page.locator("#status[data-state=reconnecting]").waitFor(wait)
+    await say(page, "Sent while the server was down")
+    expect(await page.inputValue("#text")).toBe("")
+
+    server = await startDevServer({ port, persistTo })
+    await page.locator("#status[data-state=open]").waitFor({ timeout: 30_000 })
+    await line(page, "Sent while the server was down").waitFor(wait)
+    expect(await texts(page)).toEqual(["Before the restart", "Sent while the server was down"])
+    expect(await page.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
+    await page.close()
+  })
 })

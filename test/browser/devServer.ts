@@ -21,9 +21,21 @@ export const freePort = () =>
 
 export interface DevServer {
   readonly url: string
+  readonly port: number
+  /** Where the Durable Objects' storage lives. */
+  readonly persistTo: string
   /** Everything wrangler printed, for failure messages. */
   readonly output: () => string
-  readonly stop: () => Promise<void>
+  /** Ends wrangler and workerd; the storage is deleted unless kept (to start again on it). */
+  readonly stop: (options?: { readonly keepStorage?: boolean }) => Promise<void>
+}
+
+export interface DevServerOptions {
+  /** Defaults to a free port. */
+  readonly port?: number
+  /** Defaults to a fresh temporary directory. */
+  readonly persistTo?: string
+  readonly readyTimeoutMs?: number
 }
 
 const exited = (child: ChildProcess, timeoutMs: number) =>
@@ -38,13 +50,15 @@ const exited = (child: ChildProcess, timeoutMs: number) =>
 
 /**
  * Starts `wrangler dev` on the root wrangler.toml (the chat example), on a
- * free loopback port with its storage in a fresh temporary directory, and
- * resolves once it serves the page. It runs in its own process group so
- * `stop` ends wrangler and workerd together.
+ * loopback port (free unless given) with its storage in a fresh temporary
+ * directory (unless given), and resolves once it serves the page. It runs
+ * in its own process group so `stop` ends wrangler and workerd together.
  */
-export const startDevServer = async (readyTimeoutMs = 60_000): Promise<DevServer> => {
-  const [port, inspectorPort] = [await freePort(), await freePort()]
-  const persistTo = await mkdtemp(join(tmpdir(), "durable-ws-chat-"))
+export const startDevServer = async (options: DevServerOptions = {}): Promise<DevServer> => {
+  const readyTimeoutMs = options.readyTimeoutMs ?? 60_000
+  const port = options.port ?? await freePort()
+  const inspectorPort = await freePort()
+  const persistTo = options.persistTo ?? await mkdtemp(join(tmpdir(), "durable-ws-chat-"))
   const child = spawn(
     process.execPath,
     [
@@ -79,7 +93,7 @@ export const startDevServer = async (readyTimeoutMs = 60_000): Promise<DevServer
   child.stdout?.on("data", (chunk: Buffer) => void (output += chunk.toString()))
   child.stderr?.on("data", (chunk: Buffer) => void (output += chunk.toString()))
 
-  const stop = async () => {
+  const stop = async ({ keepStorage = false }: { readonly keepStorage?: boolean } = {}) => {
     if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       try {
         process.kill(-child.pid, "SIGTERM")
@@ -95,7 +109,7 @@ export const startDevServer = async (readyTimeoutMs = 60_000): Promise<DevServer
         await exited(child, 5000)
       }
     }
-    await rm(persistTo, { recursive: true, force: true })
+    if (!keepStorage) await rm(persistTo, { recursive: true, force: true })
   }
 
   const url = `http://127.0.0.1:${port}`
@@ -116,5 +130,5 @@ export const startDevServer = async (readyTimeoutMs = 60_000): Promise<DevServer
     await stop()
     throw new Error(`${(error as Error).message}\n--- wrangler output ---\n${output}`)
   }
-  return { url, output: () => output, stop }
+  return { url, port, persistTo, output: () => output, stop }
 }
