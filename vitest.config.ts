@@ -20,7 +20,7 @@ export default defineConfig({
           name: "browser",
           include: ["test/browser/*.test.ts"],
           environment: "node",
-          testTimeout: 60_000,
+          testTimeout: 120_000,
           hookTimeout: 90_000
         }
       }
