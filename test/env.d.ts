@@ -12,5 +12,7 @@ declare namespace Cloudflare {
     readonly REFILLING: DurableObjectNamespace
     readonly CROWD: DurableObjectNamespace
     readonly BROKEN: DurableObjectNamespace
+    readonly CLIENT_ROOM: DurableObjectNamespace
+    readonly CHAT: DurableObjectNamespace
   }
 }
