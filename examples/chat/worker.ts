@@ -5,8 +5,7 @@
  */
 import { DurableObject } from "cloudflare:workers"
 import * as Effect from "effect/Effect"
-import * as Layer from "effect/Layer"
-import { Connection, Connections, createDurableObjectHandler, createRouter, PubSub, Storage, WsError } from "../../src/index"
+import { Connection, Connections, createDurableObjectHandler, createRouter, PubSub, WsError } from "../../src/index"
 import type { ConnectionContext } from "../../src/index"
 import { ChatHistory } from "./History"
 import type { Member } from "./protocol"
@@ -88,7 +87,7 @@ export class ChatRoom extends DurableObject {
   ws = createDurableObjectHandler(router, {
     state: this.ctx,
     env: this.env,
-    layer: ChatHistory.layer(historyLimit).pipe(Layer.provide(Storage.layer(this.ctx.storage))),
+    layer: ChatHistory.layer(historyLimit),
     maxPayloadBytes: 16 * 1024,
     rateLimit: { capacity: 20, refillPerSecond: 5 }
   })

@@ -39,7 +39,7 @@ export interface InstanceConfig {
   readonly rateLimit: RateLimit | undefined
   readonly authorizeSubscribe: TopicHook | undefined
   readonly authorizePublish: TopicHook | undefined
-  readonly layer: Layer.Layer<unknown, unknown> | undefined
+  readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
 }
 
 // Close codes that must not be sent back: they describe the absence of a close frame.
@@ -130,7 +130,13 @@ export class Instance {
     const layer = this.config.layer
     this.building = layer === undefined
       ? Promise.resolve(withStorage as Context.Context<never>)
-      : Effect.runPromise(Layer.buildWithScope(layer, Scope.makeUnsafe())).then(
+      // The user's layer may itself use the instance's built-in services (Storage, PubSub, Connections).
+      : Effect.runPromise(
+        Layer.buildWithScope(
+          Layer.provide(layer, Layer.succeedContext(withStorage)) as Layer.Layer<unknown, unknown>,
+          Scope.makeUnsafe()
+        )
+      ).then(
         (provided) => Context.merge(provided, withStorage) as Context.Context<never>,
         (error) => {
           this.building = undefined
