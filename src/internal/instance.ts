@@ -5,6 +5,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import type { ConnectionData, SendOptions, Socket } from "../Connection"
 import { Connection } from "../Connection"
+import { RateLimited, toWireError } from "../Errors"
 import type { BroadcastOptions, ConnectionInfo } from "../Connections"
 import { Connections } from "../Connections"
 import type { ConnectionContext } from "../HandlerContext"
@@ -197,14 +198,8 @@ export class Instance {
     if (limit !== undefined) {
       const retryAfterMs = connection.takeToken(limit, Date.now())
       if (retryAfterMs > 0) {
-        connection.sendFrame(
-          encodeErrorFrame({
-            code: "RESOURCE_EXHAUSTED",
-            message: "Rate limit exceeded",
-            retryable: true,
-            retryAfterMs
-          }, undefined)
-        )
+        const refused = new RateLimited({ retryAfterMs, message: "Rate limit exceeded" })
+        connection.sendFrame(encodeErrorFrame(toWireError(refused), undefined))
         return settled
       }
     }
