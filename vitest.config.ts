@@ -1,11 +1,29 @@
 import { cloudflareTest } from "@cloudflare/vitest-plugin"
-import { defineConfig } from "vitest/config"
+import { configDefaults, defineConfig } from "vitest/config"
 
 export default defineConfig({
-  plugins: [cloudflareTest({ wrangler: { configPath: "./test/fixtures/wrangler.toml" } })],
   test: {
-    include: ["test/**/*.test.ts"],
-    testTimeout: 20_000,
-    hookTimeout: 20_000
+    projects: [
+      {
+        plugins: [cloudflareTest({ wrangler: { configPath: "./test/fixtures/wrangler.toml" } })],
+        test: {
+          name: "workerd",
+          include: ["test/**/*.test.ts"],
+          exclude: [...configDefaults.exclude, "test/browser/**"],
+          testTimeout: 20_000,
+          hookTimeout: 20_000
+        }
+      },
+      {
+        // Runs in Node: starts `wrangler dev` and drives headless Chromium against it.
+        test: {
+          name: "browser",
+          include: ["test/browser/*.test.ts"],
+          environment: "node",
+          testTimeout: 120_000,
+          hookTimeout: 90_000
+        }
+      }
+    ]
   }
 })

@@ -27,6 +27,9 @@ import type { MessageSchema, PayloadArgs } from "./Message"
 import { heartbeat, utf8Length } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
+import type { Connections } from "./Connections"
+import type { PubSub } from "./PubSub"
+import type { Storage } from "./Storage"
 
 export type { RateLimit } from "./internal/rateLimit"
 
@@ -88,8 +91,18 @@ export interface HandlerOptions<TData, R> {
  * @since 0.1.0
  * @category models
  */
-export type LayerOption<R> = [R] extends [never] ? { readonly layer?: Layer.Layer<never, unknown> }
-  : { readonly layer: Layer.Layer<R, unknown> }
+export type LayerOption<R> = [R] extends [never] ? { readonly layer?: Layer.Layer<never, unknown, InstanceServices> }
+  : { readonly layer: Layer.Layer<R, unknown, InstanceServices> }
+
+/**
+ * The built-in services a user layer may depend on: they are provided to it
+ * when the instance builds it (the current `Connection` is not, since a
+ * layer belongs to the instance, not to one connection).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InstanceServices = Connections | PubSub | Storage
 
 /**
  * @since 0.1.0
@@ -164,7 +177,7 @@ export const createDurableObjectHandler = <TData, R>(
     rateLimit: options.rateLimit === undefined ? undefined : checkRateLimit(options.rateLimit),
     authorizeSubscribe: options.authorizeSubscribe as TopicHook | undefined,
     authorizePublish: options.authorizePublish as TopicHook | undefined,
-    layer: options.layer as Layer.Layer<unknown, unknown> | undefined
+    layer: options.layer as InstanceConfig["layer"]
   }
   const instance = new Instance(router, registry, config)
   // Heartbeats are answered by the runtime itself, so they never wake a hibernated object.

@@ -155,6 +155,8 @@ export class HandlerContext {
   }
 
   error(code: ErrorCode, message: string, details?: unknown): void {
+    // An RPC request gets exactly one answer: a reply, an error, or a timeout.
+    if (this.response !== undefined && this.replied) return
     this.replied = true
     this.connection.sendFrame(
       encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId)

@@ -260,6 +260,9 @@ export const reportFailure = (
     }
   })
 
+// An unknown type is client input: name it in the error, but never reflect a huge one back whole.
+const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
+
 const missingReply: WireError = { code: "INTERNAL", message: "RPC handler completed without replying" }
 
 /**
@@ -284,7 +287,9 @@ export const dispatch = (
       connection,
       new UnknownMessageType({
         type,
-        message: isReservedType(type) ? `Message type "${type}" is reserved` : `No handler for message type "${type}"`
+        message: isReservedType(type)
+          ? `Message type "${shownType(type)}" is reserved`
+          : `No handler for message type "${shownType(type)}"`
       }),
       correlationId
     )
@@ -316,8 +321,11 @@ export const dispatch = (
   if (timeoutMs !== undefined) {
     program = Effect.timeoutOrElse(program, {
       duration: timeoutMs,
-      orElse: () =>
-        Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${type}" ran past ${timeoutMs} ms` }))
+      orElse: () => {
+        // A promise handler cannot be stopped: its late reply must not follow the error it got.
+        ctx.replied = true
+        return Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${type}" ran past ${timeoutMs} ms` }))
+      }
     })
   }
   return Effect.matchCauseEffect(program, {

@@ -1,7 +1,9 @@
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { describe, expect, it } from "vitest"
-import { createRouter, message, WsError } from "../src/index"
+import { createRouter, message, PubSub, rpc, WsError } from "../src/index"
 import * as Testing from "../src/Testing"
 
 const Ping = message("PING", { text: Schema.String })
@@ -115,5 +117,39 @@ describe("middleware (driven without a Durable Object)", () => {
     const client = await Testing.make(router, {}).connect()
     await client.send({ type: "PING", payload: { text: "x" } })
     expect(client.frames).toEqual([{ type: "ERROR", meta: {}, payload: { code: "INTERNAL", message: "Internal server error" } }])
+  })
+
+  it("answers an rpc request once: an error after the reply is not sent", async () => {
+    const Ask = rpc("ASK", undefined, "ANSWER", { n: Schema.Number })
+    const router = createRouter().rpc(Ask, (ctx) => {
+      ctx.reply({ n: 1 })
+      ctx.error("ABORTED", "too late")
+      ctx.reply({ n: 2 })
+    })
+    const client = await Testing.make(router, {}).connect()
+    await client.send({ type: "ASK", meta: { correlationId: "q" } })
+    expect(client.frames.map((f) => [f.type, f.payload])).toEqual([["ANSWER", { n: 1 }]])
+  })
+
+  it("builds the router's layer with the instance's built-in services available to it", async () => {
+    class Shouter extends Context.Service<Shouter, { readonly shout: (text: string) => Effect.Effect<void> }>()(
+      "test/Shouter"
+    ) {
+      static readonly layer = Layer.effect(
+        Shouter,
+        Effect.gen(function*() {
+          const pubsub = yield* PubSub
+          return Shouter.of({ shout: (text) => Effect.asVoid(pubsub.publish("hall", Pong, { reply: text.toUpperCase() })) })
+        })
+      )
+    }
+    const Join = message("JOIN")
+    const router = createRouter<{}, Shouter>()
+      .on(Join, (ctx) => ctx.topics.subscribe("hall"))
+      .on(Ping, (ctx) => Shouter.use((shouter) => shouter.shout(ctx.payload.text)))
+    const client = await Testing.make(router, { layer: Shouter.layer }).connect()
+    await client.send({ type: "JOIN" })
+    await client.send({ type: "PING", payload: { text: "hey" } })
+    expect(client.frames).toEqual([{ type: "PONG", payload: { reply: "HEY" } }])
   })
 })

@@ -6,5 +6,13 @@ declare namespace Cloudflare {
     readonly MEMORY: DurableObjectNamespace
     readonly SHARD: DurableObjectNamespace<import("./fixtures/federation").Shard>
     readonly ROUTER: DurableObjectNamespace<import("./fixtures/federation").Shard>
+    readonly HARDENED: DurableObjectNamespace
+    readonly GATE: DurableObjectNamespace
+    readonly LIMITED: DurableObjectNamespace
+    readonly REFILLING: DurableObjectNamespace
+    readonly CROWD: DurableObjectNamespace
+    readonly BROKEN: DurableObjectNamespace
+    readonly CLIENT_ROOM: DurableObjectNamespace
+    readonly CHAT: DurableObjectNamespace
   }
 }

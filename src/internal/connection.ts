@@ -6,6 +6,8 @@ import { Connection, maxAttachmentBytes, mergeData } from "../Connection"
 import { PayloadTooLarge } from "../Errors"
 import type { MessageSchema } from "../Message"
 import { encodeFrame, encodePayload, utf8Length } from "../Message"
+import type { RateLimit, SavedBucket } from "./rateLimit"
+import { TokenBucket } from "./rateLimit"
 
 /**
  * What is kept in the socket attachment: everything a connection needs to
@@ -15,6 +17,8 @@ import { encodeFrame, encodePayload, utf8Length } from "../Message"
 export interface Attachment {
   readonly d: ConnectionData<Record<string, unknown>>
   readonly t: ReadonlyArray<string>
+  /** The rate-limit bucket, once it matters (see {@link TokenBucket}). */
+  readonly r?: SavedBucket
 }
 
 export interface AttachmentStore {
@@ -38,12 +42,14 @@ export class LiveConnection {
   closed = false
   context: Context.Context<never> | undefined = undefined
   topicsView: Topics | undefined = undefined
+  private bucket: TokenBucket | undefined = undefined
 
   constructor(
     readonly socket: Socket,
     public data: ConnectionData<Record<string, unknown>>,
     readonly topics: Set<string>,
-    private readonly store: AttachmentStore
+    private readonly store: AttachmentStore,
+    private readonly savedBucket?: SavedBucket
   ) {}
 
   get clientId(): string {
@@ -65,7 +71,11 @@ export class LiveConnection {
     data: ConnectionData<Record<string, unknown>> = this.data,
     topics: Iterable<string> = this.topics
   ): PayloadTooLarge | undefined {
-    const attachment: Attachment = { d: data, t: Array.from(topics) }
+    // A bucket restored after a wake but not used yet is carried over, never dropped.
+    const bucket = this.bucket?.state() ?? this.savedBucket
+    const attachment: Attachment = bucket === undefined
+      ? { d: data, t: Array.from(topics) }
+      : { d: data, t: Array.from(topics), r: bucket }
     const size = utf8Length(JSON.stringify(attachment))
     if (size > maxAttachmentBytes) {
       return new PayloadTooLarge({
@@ -75,7 +85,22 @@ export class LiveConnection {
       })
     }
     this.store.write(this.socket, attachment)
+    if (bucket !== undefined) this.bucket?.markSaved(bucket)
     return undefined
+  }
+
+  /**
+   * Takes a rate-limit token: 0 when the frame may go on, else the
+   * milliseconds until one is available. The bucket reaches the attachment
+   * only when it has drifted enough to matter after a wake; a connection
+   * whose data already fills the attachment keeps its bucket in memory only.
+   */
+  takeToken(limit: RateLimit, now: number): number {
+    const bucket = this.bucket ??= TokenBucket.restore(limit, this.savedBucket, now)
+    const retryAfterMs = bucket.take(limit, now)
+    // A full attachment cannot take the bucket: count it as saved, or every frame would retry.
+    if (bucket.needsSave(limit, retryAfterMs > 0) && this.persist() !== undefined) bucket.markSaved(bucket.state())
+    return retryAfterMs
   }
 
   /** Sends a typed message; an invalid outbound payload is a server bug, so it throws. */

@@ -5,6 +5,7 @@ import * as Layer from "effect/Layer"
 import * as Scope from "effect/Scope"
 import type { ConnectionData, SendOptions, Socket } from "../Connection"
 import { Connection } from "../Connection"
+import { RateLimited, toWireError } from "../Errors"
 import type { BroadcastOptions, ConnectionInfo } from "../Connections"
 import { Connections } from "../Connections"
 import type { ConnectionContext } from "../HandlerContext"
@@ -20,7 +21,7 @@ import { instanceScope } from "./als"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection } from "./connection"
 import type { RateLimit } from "./rateLimit"
-import { TokenBucket } from "./rateLimit"
+import { isSavedBucket } from "./rateLimit"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
 export interface SocketRegistry extends AttachmentStore {
@@ -39,7 +40,7 @@ export interface InstanceConfig {
   readonly rateLimit: RateLimit | undefined
   readonly authorizeSubscribe: TopicHook | undefined
   readonly authorizePublish: TopicHook | undefined
-  readonly layer: Layer.Layer<unknown, unknown> | undefined
+  readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
 }
 
 // Close codes that must not be sent back: they describe the absence of a close frame.
@@ -60,7 +61,6 @@ export class Instance {
   private readonly inScope = instanceScope(this)
   private services: Context.Context<never> | undefined
   private building: Promise<Context.Context<never>> | undefined
-  private readonly buckets = new WeakMap<LiveConnection, TokenBucket>()
 
   constructor(
     readonly router: AnyRouter,
@@ -100,7 +100,13 @@ export class Instance {
     if (connection !== undefined) return connection
     const attachment = this.registry.read(socket)
     connection = isAttachment(attachment)
-      ? new LiveConnection(socket, attachment.d, new Set(attachment.t), this.registry)
+      ? new LiveConnection(
+        socket,
+        attachment.d,
+        new Set(attachment.t),
+        this.registry,
+        isSavedBucket(attachment.r) ? attachment.r : undefined
+      )
       : new LiveConnection(socket, { clientId: "", connectedAt: 0 }, new Set(), this.registry)
     this.live.set(socket, connection)
     return connection
@@ -126,7 +132,13 @@ export class Instance {
     const layer = this.config.layer
     this.building = layer === undefined
       ? Promise.resolve(withStorage as Context.Context<never>)
-      : Effect.runPromise(Layer.buildWithScope(layer, Scope.makeUnsafe())).then(
+      // The user's layer may itself use the instance's built-in services (Storage, PubSub, Connections).
+      : Effect.runPromise(
+        Layer.buildWithScope(
+          Layer.provide(layer, Layer.succeedContext(withStorage)) as Layer.Layer<unknown, unknown>,
+          Scope.makeUnsafe()
+        )
+      ).then(
         (provided) => Context.merge(provided, withStorage) as Context.Context<never>,
         (error) => {
           this.building = undefined
@@ -184,18 +196,10 @@ export class Instance {
     if (connection.closed) return settled
     const limit = this.config.rateLimit
     if (limit !== undefined) {
-      let bucket = this.buckets.get(connection)
-      if (bucket === undefined) this.buckets.set(connection, bucket = new TokenBucket(limit.capacity, Date.now()))
-      const retryAfterMs = bucket.take(limit, Date.now())
+      const retryAfterMs = connection.takeToken(limit, Date.now())
       if (retryAfterMs > 0) {
-        connection.sendFrame(
-          encodeErrorFrame({
-            code: "RESOURCE_EXHAUSTED",
-            message: "Rate limit exceeded",
-            retryable: true,
-            retryAfterMs
-          }, undefined)
-        )
+        const refused = new RateLimited({ retryAfterMs, message: "Rate limit exceeded" })
+        connection.sendFrame(encodeErrorFrame(toWireError(refused), undefined))
         return settled
       }
     }

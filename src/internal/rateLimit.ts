@@ -18,18 +18,63 @@ export const checkRateLimit = (limit: RateLimit): RateLimit => {
   return limit
 }
 
+/** A bucket as kept in the socket attachment: `[tokens, at]` (ms since the epoch). */
+export type SavedBucket = readonly [tokens: number, at: number]
+
+export const isSavedBucket = (u: unknown): u is SavedBucket =>
+  Array.isArray(u) && u.length === 2 && typeof u[0] === "number" && typeof u[1] === "number"
+
+const refilled = (limit: RateLimit, tokens: number, at: number, now: number): number =>
+  Math.min(limit.capacity, tokens + (Math.max(0, now - at) * limit.refillPerSecond) / 1000)
+
+/**
+ * A token bucket that survives hibernation without a write per frame.
+ *
+ * The bucket lives in memory; a copy is kept in the socket attachment
+ * (serialized by the runtime with the socket, never a storage write) and
+ * rewritten only when the copy has drifted from the truth in a way that
+ * matters after a wake: when the copy would let a refused connection send
+ * (so a limited connection stays limited across eviction, exactly), or when
+ * it would restore more than a quarter of the burst (and more than one
+ * token) above what is really left. A connection that sends at most one
+ * frame per refill interval never causes a write; one that bursts causes
+ * about four per `capacity` frames; an eviction can hand a connection at
+ * most that quarter of its burst back.
+ */
 export class TokenBucket {
-  constructor(private tokens: number, private updatedAt: number) {}
+  private constructor(private tokens: number, private at: number, private saved: SavedBucket | undefined) {}
+
+  /** The bucket of a connection: from its attachment after a wake, else full. */
+  static restore(limit: RateLimit, saved: SavedBucket | undefined, now: number): TokenBucket {
+    return saved === undefined ? new TokenBucket(limit.capacity, now, undefined) : new TokenBucket(saved[0], saved[1], saved)
+  }
 
   /** Takes one token: 0 when allowed, else the milliseconds until one is available. */
   take(limit: RateLimit, now: number): number {
-    const elapsed = Math.max(0, now - this.updatedAt)
-    this.tokens = Math.min(limit.capacity, this.tokens + (elapsed * limit.refillPerSecond) / 1000)
-    this.updatedAt = now
+    this.tokens = refilled(limit, this.tokens, this.at, now)
+    this.at = Math.max(this.at, now)
     if (this.tokens >= 1) {
       this.tokens -= 1
       return 0
     }
     return Math.ceil(((1 - this.tokens) * 1000) / limit.refillPerSecond)
+  }
+
+  /** Whether the attachment's copy should be rewritten after a `take` (see the class comment). */
+  needsSave(limit: RateLimit, refused: boolean): boolean {
+    const restored = this.saved === undefined
+      ? limit.capacity
+      : refilled(limit, this.saved[0], this.saved[1], this.at)
+    return refused ? restored >= 1 : restored - this.tokens > Math.max(1, limit.capacity / 4)
+  }
+
+  /** The state to write to the attachment. */
+  state(): SavedBucket {
+    return [this.tokens, this.at]
+  }
+
+  /** Records what the attachment now holds: the copy `needsSave` compares with. */
+  markSaved(state: SavedBucket): void {
+    this.saved = state
   }
 }

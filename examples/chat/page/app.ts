@@ -1,0 +1,252 @@
+/**
+ * The chat page: plain DOM and `durable-ws/client`, sharing the schemas in
+ * ../protocol.ts with the Durable Object. Bundled to public/app.js by
+ * ../build.mjs.
+ */
+import { createClient, ServerError, TimeoutError } from "../../../src/Client"
+import type { ChatLine, Member } from "../protocol"
+import { Join, Leave, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../protocol"
+
+const element = <T extends HTMLElement>(id: string): T => {
+  const found = document.getElementById(id)
+  if (found === null) throw new Error(`#${id} is missing from the page`)
+  return found as T
+}
+
+const room = new URLSearchParams(location.search).get("room") || "lobby"
+const nameKey = `durable-ws-chat:name:${room}`
+const idsKey = `durable-ws-chat:ids:${room}`
+
+const ui = {
+  room: element<HTMLSpanElement>("room-name"),
+  status: element<HTMLSpanElement>("status"),
+  roomForm: element<HTMLFormElement>("room-form"),
+  roomInput: element<HTMLInputElement>("room-input"),
+  messages: element<HTMLUListElement>("messages"),
+  typing: element<HTMLDivElement>("typing"),
+  error: element<HTMLDivElement>("error"),
+  joinForm: element<HTMLFormElement>("join-form"),
+  name: element<HTMLInputElement>("name"),
+  sayForm: element<HTMLFormElement>("say-form"),
+  text: element<HTMLInputElement>("text"),
+  leave: element<HTMLButtonElement>("leave"),
+  members: element<HTMLUListElement>("members")
+}
+
+const client = createClient({
+  url: () => {
+    const url = new URL("/ws", location.href)
+    url.protocol = location.protocol === "https:" ? "wss:" : "ws:"
+    url.searchParams.set("room", room)
+    return url
+  }
+})
+
+/** The name to (re)join with: set by the form, remembered per tab, kept across reconnects. */
+let wantedName: string | undefined = sessionStorage.getItem(nameKey) ?? undefined
+let joining = false
+/** This tab's clientIds (a new one after every reconnect or reload), to tell its own lines apart. */
+const myIds = new Set<string>(JSON.parse(sessionStorage.getItem(idsKey) ?? "[]") as Array<string>)
+const rememberId = (clientId: string) => {
+  myIds.add(clientId)
+  sessionStorage.setItem(idsKey, JSON.stringify([...myIds].slice(-50)))
+}
+let members = new Map<string, Member>()
+const typists = new Map<string, { readonly name: string; readonly timer: ReturnType<typeof setTimeout> }>()
+
+// -- Rendering ---------------------------------------------------------------
+
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: "2-digit", minute: "2-digit" })
+
+const scrollDown = () => {
+  ui.messages.scrollTop = ui.messages.scrollHeight
+}
+
+const renderLine = (line: ChatLine) => {
+  const item = document.createElement("li")
+  item.dataset["id"] = String(line.id)
+  if (myIds.has(line.clientId)) item.classList.add("mine")
+  const who = document.createElement("span")
+  who.className = "who"
+  who.textContent = line.name
+  const text = document.createElement("span")
+  text.className = "text"
+  text.textContent = line.text
+  const time = document.createElement("time")
+  time.dateTime = line.sentAt.toISOString()
+  time.textContent = timeFormat.format(line.sentAt)
+  item.append(who, text, time)
+  ui.messages.append(item)
+  scrollDown()
+}
+
+const notice = (text: string) => {
+  const item = document.createElement("li")
+  item.className = "notice"
+  item.textContent = text
+  ui.messages.append(item)
+  scrollDown()
+}
+
+const renderMembers = () => {
+  ui.members.replaceChildren(
+    ...[...members.values()]
+      .sort((a, b) => a.name.localeCompare(b.name))
+      .map((member) => {
+        const item = document.createElement("li")
+        const mine = myIds.has(member.clientId)
+        item.textContent = mine ? `${member.name} (you)` : member.name
+        if (mine) item.classList.add("me")
+        return item
+      })
+  )
+}
+
+const renderTyping = () => {
+  const names = [...typists.values()].map((t) => t.name)
+  ui.typing.textContent = names.length === 0
+    ? ""
+    : names.length === 1
+    ? `${names[0]} is typing…`
+    : `${names.slice(0, -1).join(", ")} and ${names.at(-1)} are typing…`
+}
+
+let errorTimer: ReturnType<typeof setTimeout> | undefined
+const showError = (error: unknown) => {
+  ui.error.textContent = error instanceof ServerError
+    ? `${error.message} (${error.code})`
+    : error instanceof TimeoutError
+    ? "The server did not answer in time"
+    : error instanceof Error
+    ? error.message
+    : String(error)
+  clearTimeout(errorTimer)
+  errorTimer = setTimeout(() => ui.error.textContent = "", 5000)
+}
+
+const setJoined = (joined: boolean) => {
+  ui.joinForm.hidden = joined
+  ui.sayForm.hidden = !joined
+  if (joined) ui.text.focus()
+  else ui.name.focus()
+}
+
+// -- Joining -----------------------------------------------------------------
+
+const join = async (name: string) => {
+  wantedName = name
+  joining = true
+  try {
+    const joined = await client.request(Join, { name }, { timeoutMs: 5000 })
+    rememberId(joined.you.clientId)
+    sessionStorage.setItem(nameKey, name)
+    ui.messages.replaceChildren()
+    for (const line of joined.history) renderLine(line)
+    members = new Map(joined.members.map((member) => [member.clientId, member]))
+    renderMembers()
+    setJoined(true)
+  } catch (error) {
+    showError(error)
+  } finally {
+    joining = false
+  }
+}
+
+// -- Typing ------------------------------------------------------------------
+
+let typingSent = false
+let typingTimer: ReturnType<typeof setTimeout> | undefined
+const stopTyping = () => {
+  clearTimeout(typingTimer)
+  if (typingSent) client.send(Typing, { typing: false })
+  typingSent = false
+}
+
+// -- Wiring ------------------------------------------------------------------
+
+client.onStateChange((state) => {
+  ui.status.textContent = state
+  ui.status.dataset["state"] = state
+})
+// After a reconnect the new connection is a stranger to the room: join again first.
+client.onOpen(() => {
+  if (wantedName !== undefined && !joining) void join(wantedName)
+})
+client.onError(showError)
+
+client.on(Said, (line) => {
+  typists.delete(line.clientId)
+  renderTyping()
+  renderLine(line)
+})
+client.on(MemberJoined, ({ member }) => {
+  members.set(member.clientId, member)
+  renderMembers()
+  notice(`${member.name} joined`)
+})
+client.on(MemberLeft, ({ member }) => {
+  if (!members.delete(member.clientId)) return
+  const typist = typists.get(member.clientId)
+  if (typist !== undefined) clearTimeout(typist.timer)
+  typists.delete(member.clientId)
+  renderMembers()
+  renderTyping()
+  notice(`${member.name} left`)
+})
+client.on(TypingChanged, ({ member, typing }) => {
+  clearTimeout(typists.get(member.clientId)?.timer)
+  if (typing) {
+    // A "stopped typing" can be lost with a connection: forget typists after a while.
+    const timer = setTimeout(() => {
+      typists.delete(member.clientId)
+      renderTyping()
+    }, 6000)
+    typists.set(member.clientId, { name: member.name, timer })
+  } else typists.delete(member.clientId)
+  renderTyping()
+})
+
+ui.joinForm.addEventListener("submit", (event) => {
+  event.preventDefault()
+  const name = ui.name.value.trim()
+  if (name.length > 0) void join(name)
+})
+
+ui.sayForm.addEventListener("submit", (event) => {
+  event.preventDefault()
+  const text = ui.text.value.trim()
+  if (text.length === 0) return
+  stopTyping()
+  if (client.send(Say, { text })) ui.text.value = ""
+  else showError(new Error("Offline and too many messages are waiting; try again shortly"))
+})
+
+ui.text.addEventListener("input", () => {
+  if (!typingSent) client.send(Typing, { typing: true })
+  typingSent = true
+  clearTimeout(typingTimer)
+  typingTimer = setTimeout(stopTyping, 2500)
+})
+
+ui.leave.addEventListener("click", () => {
+  stopTyping()
+  client.send(Leave)
+  wantedName = undefined
+  sessionStorage.removeItem(nameKey)
+  members.clear()
+  renderMembers()
+  notice("You left the room")
+  setJoined(false)
+})
+
+ui.roomForm.addEventListener("submit", (event) => {
+  event.preventDefault()
+  const next = ui.roomInput.value.trim()
+  if (next.length > 0) location.search = `?room=${encodeURIComponent(next)}`
+})
+
+ui.room.textContent = room
+document.title = `#${room} · durable-ws chat`
+if (wantedName !== undefined) ui.name.value = wantedName
+setJoined(false)
+void client.connect()

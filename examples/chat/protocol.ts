@@ -1,0 +1,49 @@
+/**
+ * The chat's messages, shared by the Durable Object and the page: both
+ * sides validate against the same schemas.
+ */
+import * as Schema from "effect/Schema"
+import { message, rpc } from "../../src/Message"
+
+/** A display name: trimmed, 1 to 32 characters. */
+export const Name = Schema.String.check(Schema.isTrimmed(), Schema.isMinLength(1), Schema.isMaxLength(32))
+
+/** A message body: 1 to 2000 characters. */
+export const Text = Schema.String.check(Schema.isMinLength(1), Schema.isMaxLength(2000))
+
+export const Member = Schema.Struct({ clientId: Schema.String, name: Schema.String })
+export type Member = typeof Member.Type
+
+/** A stored chat line. `sentAt` travels as epoch millis and is a `Date` on both ends. */
+export const ChatLine = Schema.Struct({
+  id: Schema.Number,
+  clientId: Schema.String,
+  name: Schema.String,
+  text: Schema.String,
+  sentAt: Schema.DateFromMillis
+})
+export type ChatLine = typeof ChatLine.Type
+
+/** Joins the room under a name; the reply carries who is here and the recent history. */
+export const Join = rpc("JOIN", { name: Name }, "JOINED", {
+  you: Member,
+  members: Schema.Array(Member),
+  history: Schema.Array(ChatLine)
+})
+
+/** Leaves the room but keeps the connection. */
+export const Leave = message("LEAVE")
+
+export const Say = message("SAY", { text: Text })
+
+/** Sent when the user starts or stops typing. */
+export const Typing = message("TYPING", { typing: Schema.Boolean })
+
+/** Broadcast: a new chat line (the sender gets it too, with its id and time). */
+export const Said = message("SAID", ChatLine)
+
+export const MemberJoined = message("MEMBER_JOINED", { member: Member })
+
+export const MemberLeft = message("MEMBER_LEFT", { member: Member })
+
+export const TypingChanged = message("TYPING_CHANGED", { member: Member, typing: Schema.Boolean })

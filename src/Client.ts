@@ -1,0 +1,697 @@
+/**
+ * A typed WebSocket client for durable-ws servers, for browsers and Node.
+ *
+ * It shares the message schemas with the server: `send` validates and
+ * encodes outbound payloads, `on` hands handlers decoded payloads, and
+ * `request` pairs an RPC with its reply through `meta.correlationId`. The
+ * connection heals itself: closes are followed by reconnects with
+ * exponential backoff and jitter, frames sent while offline wait in a
+ * bounded queue, and a heartbeat notices connections that died silently.
+ *
+ * Only the schema and codec modules are imported, never the Durable Object
+ * runtime, so the client bundles for any JavaScript environment with a
+ * `WebSocket`.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { ErrorCode, ValidationError } from "./Errors"
+import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
+import { decodePayload, encodeFrame, encodePayload, heartbeat } from "./Message"
+import { Heartbeat } from "./internal/heartbeat"
+import type { HeartbeatSettings } from "./internal/heartbeat"
+import { PendingRequests } from "./internal/requests"
+
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/**
+ * The server answered with an `ERROR` or `RPC_ERROR` frame. Requests reject
+ * with it; error frames that answer no request reach `onError` listeners.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ServerError extends Schema.TaggedError<ServerError>()("ServerError", {
+  code: ErrorCode,
+  message: Schema.String,
+  details: Schema.optional(Schema.Unknown),
+  retryable: Schema.optional(Schema.Boolean),
+  retryAfterMs: Schema.optional(Schema.Number),
+  correlationId: Schema.optional(Schema.String)
+}) {}
+
+/**
+ * A request got no reply within its timeout.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TimeoutError extends Schema.TaggedError<TimeoutError>()("TimeoutError", {
+  type: Schema.String,
+  timeoutMs: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
+ * The connection closed before a request was answered, the client was
+ * closed, or it gave up reconnecting.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionClosedError extends Schema.TaggedError<ConnectionClosedError>()("ConnectionClosedError", {
+  code: Schema.optional(Schema.Number),
+  reason: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Everything a request can reject with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+/**
+ * An event as the client reads it from a socket: `data` for messages,
+ * `code`/`reason` for closes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SocketEvent {
+  readonly data?: unknown
+  readonly code?: number
+  readonly reason?: string
+}
+
+/**
+ * The part of `WebSocket` the client uses. The browser's and Node's global
+ * `WebSocket` fit it; tests may pass anything that does.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WebSocketLike {
+  readonly readyState: number
+  binaryType?: string
+  send(data: string): void
+  close(code?: number, reason?: string): void
+  addEventListener(type: "open" | "message" | "close" | "error", listener: (event: SocketEvent) => void): void
+}
+
+/**
+ * Opens a socket. The default uses the global `WebSocket`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WebSocketFactory = (url: string, protocols: ReadonlyArray<string> | undefined) => WebSocketLike
+
+/**
+ * Reconnect backoff: attempt `n` (from 0) waits
+ * `min(maxDelayMs, initialDelayMs · multiplierⁿ)`, of which the fraction
+ * `jitter` is random, so clients dropped together do not return together.
+ * The count starts over once a connection has stayed open for
+ * `stableAfterMs`, so a server that accepts and at once closes is not
+ * hammered.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReconnectOptions {
+  /** Default 250. */
+  readonly initialDelayMs?: number
+  /** Default 10 000. */
+  readonly maxDelayMs?: number
+  /** Default 2. */
+  readonly multiplier?: number
+  /** 0 (none) to 1 (full jitter); default 0.5. */
+  readonly jitter?: number
+  /** Consecutive failed attempts before giving up; default unlimited. */
+  readonly maxAttempts?: number
+  /** How long a connection must last to reset the backoff; default 5 000. */
+  readonly stableAfterMs?: number
+}
+
+/**
+ * After `intervalMs` without any inbound frame the client sends a
+ * heartbeat; when nothing arrives within `timeoutMs` after it, the
+ * connection is treated as dead and replaced.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeartbeatOptions {
+  /** Default 25 000. */
+  readonly intervalMs?: number
+  /** Default 10 000. */
+  readonly timeoutMs?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions {
+  /** The server's URL; a function is called again before every (re)connect. */
+  readonly url: string | URL | (() => string | URL)
+  readonly protocols?: ReadonlyArray<string>
+  /** Opens sockets; defaults to the global `WebSocket`. */
+  readonly webSocket?: WebSocketFactory
+  /** Backoff settings, or `false` to never reconnect. */
+  readonly reconnect?: ReconnectOptions | false
+  /** Heartbeat settings, or `false` to send none. */
+  readonly heartbeat?: HeartbeatOptions | false
+  /** Frames kept while offline (default 1000); beyond it `send` returns false. */
+  readonly maxQueueSize?: number
+  /** Default timeout of `request` (default 10 000 ms). */
+  readonly requestTimeoutMs?: number
+  /** The source of jitter; defaults to `Math.random`. */
+  readonly random?: () => number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SendOptions {
+  /** Extra fields for the frame's `meta`. */
+  readonly meta?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions extends SendOptions {
+  /** Overrides the client's `requestTimeoutMs`. */
+  readonly timeoutMs?: number
+}
+
+/**
+ * `idle` until `connect()`, `connecting` before the first open, `open`,
+ * `reconnecting` between a close and the next open, `closed` after
+ * `close()` or giving up.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closed"
+
+/**
+ * The close a `close` listener sees.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CloseInfo {
+  readonly code: number
+  readonly reason: string
+  /** Whether the client will try again. */
+  readonly willReconnect: boolean
+  /** The wait before the next attempt, when there is one. */
+  readonly retryInMs?: number
+}
+
+/**
+ * What an `on` handler receives besides the payload.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InboundFrame {
+  readonly type: string
+  readonly meta: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The delay before reconnect attempt `attempt` (counted from 0).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const backoffDelay = (attempt: number, options: ReconnectOptions = {}, random: () => number = Math.random): number => {
+  const initial = options.initialDelayMs ?? 250
+  const max = options.maxDelayMs ?? 10_000
+  const multiplier = options.multiplier ?? 2
+  const jitter = Math.min(1, Math.max(0, options.jitter ?? 0.5))
+  const ceiling = Math.min(max, initial * multiplier ** attempt)
+  return Math.round(ceiling * (1 - jitter) + ceiling * jitter * random())
+}
+
+// ---------------------------------------------------------------------------
+// Client
+// ---------------------------------------------------------------------------
+
+const OPEN = 1
+
+interface Queued {
+  readonly frame: string
+  readonly correlationId: string | undefined
+}
+
+interface Subscription {
+  readonly message: MessageSchema
+  readonly handler: (payload: unknown, frame: InboundFrame) => void
+}
+
+const defaultFactory: WebSocketFactory = (url, protocols) => {
+  if (typeof WebSocket !== "function") {
+    throw new TypeError("durable-ws/client: no global WebSocket here; pass the `webSocket` option")
+  }
+  return new WebSocket(url, protocols === undefined ? undefined : [...protocols]) as unknown as WebSocketLike
+}
+
+const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
+
+const decodeServerError = Schema.decodeUnknownOption(Schema.Struct({
+  code: ErrorCode,
+  message: Schema.String,
+  details: Schema.optional(Schema.Unknown),
+  retryable: Schema.optional(Schema.Boolean),
+  retryAfterMs: Schema.optional(Schema.Number)
+}))
+
+const toServerError = (payload: unknown, correlationId: string | undefined): ServerError => {
+  const decoded = decodeServerError(payload)
+  const fields = decoded._tag === "Some"
+    ? decoded.value
+    : { code: "INTERNAL" as const, message: "Malformed error frame from server", details: payload }
+  return new ServerError(correlationId === undefined ? fields : { ...fields, correlationId })
+}
+
+/**
+ * A connection to a durable-ws server. Create it with {@link createClient}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Client {
+  private socket: WebSocketLike | undefined = undefined
+  private current: ClientState = "idle"
+  private attempt = 0
+  private openedAt: number | undefined = undefined
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined = undefined
+  private heartbeat: Heartbeat | undefined = undefined
+  private queue: Array<Queued> = []
+  private readonly pending = new PendingRequests()
+  private readonly subscriptions = new Map<string, Set<Subscription>>()
+  private readonly openListeners = new Set<() => void>()
+  private readonly closeListeners = new Set<(info: CloseInfo) => void>()
+  private readonly errorListeners = new Set<(error: unknown) => void>()
+  private readonly stateListeners = new Set<(state: ClientState) => void>()
+  private openWaiters: Array<{ resolve: () => void; reject: (error: ConnectionClosedError) => void }> = []
+
+  constructor(private readonly options: ClientOptions) {}
+
+  /** The connection state. */
+  get state(): ClientState {
+    return this.current
+  }
+
+  /** Frames waiting for the connection. */
+  get queued(): number {
+    return this.queue.length
+  }
+
+  /**
+   * Starts connecting (once) and resolves when the connection is open.
+   * Rejects with {@link ConnectionClosedError} if the client is closed or
+   * gives up first.
+   */
+  connect(): Promise<void> {
+    if (this.current === "open") return Promise.resolve()
+    if (this.current === "closed") {
+      return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
+    }
+    const opened = new Promise<void>((resolve, reject) => this.openWaiters.push({ resolve, reject }))
+    if (this.current === "idle") this.openSocket()
+    return opened
+  }
+
+  /**
+   * Sends a message. Offline, the frame waits in the queue (sent in order on
+   * the next open). Returns false when it was dropped: the queue is full or
+   * the client is closed. Throws a `ValidationError` for an invalid payload.
+   */
+  send<M extends MessageSchema>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
+    return this.write({ frame: this.encode(message, payload, options?.meta), correlationId: undefined })
+  }
+
+  /**
+   * Sends an RPC request and resolves with the decoded reply payload.
+   * Rejects with {@link ServerError} (`RPC_ERROR`), {@link TimeoutError},
+   * {@link ConnectionClosedError} (the connection dropped after the request
+   * went out, or it could not be queued) or `ValidationError` (an invalid
+   * request or reply payload).
+   */
+  request<M extends RpcSchema>(
+    rpc: M,
+    ...[payload, options]: PayloadArgs<M, RequestOptions>
+  ): Promise<Payload<M["response"]>> {
+    if (this.current === "closed") {
+      return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
+    }
+    const correlationId = this.pending.nextId()
+    let frame: string
+    try {
+      frame = this.encode(rpc, payload, { ...options?.meta, correlationId })
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
+    return new Promise<Payload<M["response"]>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (this.pending.take(correlationId) === undefined) return
+        // A request that never left must not go out after its caller gave up.
+        this.queue = this.queue.filter((queued) => queued.correlationId !== correlationId)
+        reject(new TimeoutError({ type: rpc.type, timeoutMs, message: `No reply to "${rpc.type}" within ${timeoutMs} ms` }))
+      }, timeoutMs)
+      this.pending.add(correlationId, {
+        type: rpc.type,
+        response: rpc.response,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+        timer,
+        sent: false
+      })
+      if (!this.write({ frame, correlationId })) {
+        this.pending.take(correlationId)
+        reject(new ConnectionClosedError({ message: "Not connected and the send queue is full" }))
+      }
+    })
+  }
+
+  /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
+  on<M extends MessageSchema>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
+    let subscriptions = this.subscriptions.get(message.type)
+    if (subscriptions === undefined) this.subscriptions.set(message.type, subscriptions = new Set())
+    const subscription: Subscription = { message, handler: handler as Subscription["handler"] }
+    subscriptions.add(subscription)
+    return () => void subscriptions.delete(subscription)
+  }
+
+  /**
+   * Runs on every open, before queued frames are flushed: the place to
+   * re-join rooms or re-subscribe after a reconnect.
+   */
+  onOpen(listener: () => void): () => void {
+    this.openListeners.add(listener)
+    return () => void this.openListeners.delete(listener)
+  }
+
+  /** Runs on every close of the underlying socket. */
+  onClose(listener: (info: CloseInfo) => void): () => void {
+    this.closeListeners.add(listener)
+    return () => void this.closeListeners.delete(listener)
+  }
+
+  /**
+   * Sees `ServerError`s that answer no request, server frames that fail to
+   * decode (`ValidationError`), and errors thrown by handlers.
+   */
+  onError(listener: (error: unknown) => void): () => void {
+    this.errorListeners.add(listener)
+    return () => void this.errorListeners.delete(listener)
+  }
+
+  /** Runs on every state change. */
+  onStateChange(listener: (state: ClientState) => void): () => void {
+    this.stateListeners.add(listener)
+    return () => void this.stateListeners.delete(listener)
+  }
+
+  /** Closes for good: no reconnect; queued frames are dropped and open requests rejected. */
+  close(code = 1000, reason = ""): void {
+    if (this.current === "closed") return
+    const socket = this.socket
+    this.socket = undefined
+    this.shutdown(new ConnectionClosedError({ code, reason, message: "The client was closed" }))
+    if (socket !== undefined) {
+      try {
+        socket.close(code, reason)
+      } catch {
+        // the socket is already closing
+      }
+      this.emit(this.closeListeners, { code, reason, willReconnect: false })
+    }
+  }
+
+  // -- Connection ------------------------------------------------------------
+
+  private setState(state: ClientState): void {
+    if (this.current === state) return
+    this.current = state
+    this.emit(this.stateListeners, state)
+  }
+
+  private url(): string {
+    const url = typeof this.options.url === "function" ? this.options.url() : this.options.url
+    return String(url)
+  }
+
+  private openSocket(): void {
+    this.reconnectTimer = undefined
+    this.setState(this.attempt === 0 ? "connecting" : "reconnecting")
+    let socket: WebSocketLike
+    try {
+      socket = (this.options.webSocket ?? defaultFactory)(this.url(), this.options.protocols)
+    } catch (error) {
+      this.emitError(error)
+      this.scheduleReconnect(1006, "Could not open the socket")
+      return
+    }
+    this.socket = socket
+    if ("binaryType" in socket) socket.binaryType = "arraybuffer"
+    socket.addEventListener("open", () => {
+      if (this.socket === socket) this.opened(socket)
+    })
+    socket.addEventListener("message", (event) => {
+      if (this.socket === socket) this.receive(event.data)
+    })
+    socket.addEventListener("close", (event) => {
+      if (this.socket === socket) this.dropped(event.code ?? 1006, event.reason ?? "")
+    })
+    // An error is always followed by a close, which is where recovery happens.
+    socket.addEventListener("error", () => {})
+  }
+
+  private opened(socket: WebSocketLike): void {
+    this.openedAt = Date.now()
+    this.setState("open")
+    this.emit(this.openListeners, undefined)
+    if (this.current !== "open") return
+    const queued = this.queue
+    this.queue = []
+    for (let i = 0; i < queued.length; i++) {
+      if (!this.transmit(queued[i]!)) {
+        this.queue = queued.slice(i).concat(this.queue)
+        break
+      }
+    }
+    const settings = this.heartbeatSettings()
+    if (settings !== undefined) {
+      this.heartbeat = new Heartbeat(settings, () => this.probe(socket), () => this.declareDead(socket))
+      this.heartbeat.start()
+    }
+    const waiters = this.openWaiters
+    this.openWaiters = []
+    for (const waiter of waiters) waiter.resolve()
+  }
+
+  /** The socket closed (or was declared dead): fail what was in flight, then maybe reconnect. */
+  private dropped(code: number, reason: string): void {
+    const reconnect = this.options.reconnect
+    const stableAfterMs = (reconnect === false ? undefined : reconnect?.stableAfterMs) ?? 5000
+    if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0
+    this.openedAt = undefined
+    this.socket = undefined
+    this.stopHeartbeat()
+    this.pending.failSent((request) =>
+      new ConnectionClosedError({ code, reason, message: `The connection closed before "${request.type}" was answered` })
+    )
+    this.scheduleReconnect(code, reason)
+  }
+
+  private scheduleReconnect(code: number, reason: string): void {
+    const reconnect = this.options.reconnect
+    const maxAttempts = reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
+    if (this.attempt >= maxAttempts) {
+      this.emit(this.closeListeners, { code, reason, willReconnect: false })
+      if (this.current !== "closed") {
+        this.shutdown(new ConnectionClosedError({ code, reason, message: "The connection closed and will not reconnect" }))
+      }
+      return
+    }
+    const delay = backoffDelay(this.attempt, reconnect === false ? {} : reconnect, this.options.random)
+    this.attempt++
+    this.setState("reconnecting")
+    this.reconnectTimer = setTimeout(() => this.openSocket(), delay)
+    this.emit(this.closeListeners, { code, reason, willReconnect: true, retryInMs: delay })
+  }
+
+  private shutdown(error: ConnectionClosedError): void {
+    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer)
+    this.reconnectTimer = undefined
+    this.stopHeartbeat()
+    this.queue = []
+    this.setState("closed")
+    this.pending.failAll(error)
+    const waiters = this.openWaiters
+    this.openWaiters = []
+    for (const waiter of waiters) waiter.reject(error)
+  }
+
+  // -- Heartbeat -------------------------------------------------------------
+
+  private heartbeatSettings(): HeartbeatSettings | undefined {
+    const settings = this.options.heartbeat
+    if (settings === false) return undefined
+    return { intervalMs: settings?.intervalMs ?? 25_000, timeoutMs: settings?.timeoutMs ?? 10_000 }
+  }
+
+  private stopHeartbeat(): void {
+    this.heartbeat?.stop()
+    this.heartbeat = undefined
+  }
+
+  private probe(socket: WebSocketLike): void {
+    try {
+      socket.send(heartbeat.request)
+    } catch {
+      // a failing send means the close event is on its way
+    }
+  }
+
+  /** A half-open connection may never deliver a close event: drop it ourselves. */
+  private declareDead(socket: WebSocketLike): void {
+    if (this.socket !== socket) return
+    this.socket = undefined
+    try {
+      socket.close(4000, "Heartbeat timeout")
+    } catch {
+      // already closing
+    }
+    this.dropped(1006, "Heartbeat timeout")
+  }
+
+  // -- Frames ----------------------------------------------------------------
+
+  private encode(message: MessageSchema, payload: unknown, meta: Readonly<Record<string, unknown>> | undefined): string {
+    const encoded = encodePayload(message, payload)
+    if (!encoded.ok) throw encoded.error
+    return encodeFrame(message.type, encoded.value, meta)
+  }
+
+  private write(queued: Queued): boolean {
+    if (this.current === "closed") return false
+    if (this.current === "open" && this.transmit(queued)) return true
+    const limit = this.options.maxQueueSize ?? 1000
+    if (this.queue.length >= limit) return false
+    this.queue.push(queued)
+    return true
+  }
+
+  private transmit(queued: Queued): boolean {
+    const socket = this.socket
+    if (socket === undefined || socket.readyState !== OPEN) return false
+    try {
+      socket.send(queued.frame)
+    } catch {
+      return false
+    }
+    if (queued.correlationId !== undefined) {
+      const entry = this.pending.get(queued.correlationId)
+      if (entry !== undefined) entry.sent = true
+    }
+    return true
+  }
+
+  private receive(data: unknown): void {
+    this.heartbeat?.seen()
+    let text: string
+    if (typeof data === "string") text = data
+    else if (data instanceof ArrayBuffer) text = new TextDecoder().decode(data)
+    else return this.emitError(new ValidationError({ message: "Server frame is neither text nor an ArrayBuffer" }))
+    if (text === heartbeat.response) return
+    let frame: unknown
+    try {
+      frame = JSON.parse(text)
+    } catch {
+      return this.emitError(new ValidationError({ message: "Server frame is not valid JSON" }))
+    }
+    if (!isRecord(frame) || typeof frame["type"] !== "string") {
+      return this.emitError(new ValidationError({ message: "Server frame has no string type" }))
+    }
+    const type = frame["type"]
+    const meta = isRecord(frame["meta"]) ? frame["meta"] : {}
+    const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
+    const payload = frame["payload"]
+    const isError = type === "ERROR" || type === "RPC_ERROR"
+    const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
+    if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
+      this.pending.take(correlationId)
+      if (isError) return entry.reject(toServerError(payload, correlationId))
+      const decoded = decodePayload(entry.response, payload)
+      return decoded.ok ? entry.resolve(decoded.value) : entry.reject(decoded.error)
+    }
+    if (isError) return this.emitError(toServerError(payload, correlationId))
+    const subscriptions = this.subscriptions.get(type)
+    if (subscriptions === undefined) return
+    const inbound: InboundFrame = { type, meta }
+    for (const subscription of subscriptions) {
+      const decoded = decodePayload(subscription.message, payload)
+      if (!decoded.ok) {
+        this.emitError(decoded.error)
+        continue
+      }
+      try {
+        subscription.handler(decoded.value, inbound)
+      } catch (error) {
+        this.emitError(error)
+      }
+    }
+  }
+
+  private emitError(error: unknown): void {
+    if (this.errorListeners.size === 0) {
+      console.error("durable-ws/client:", error)
+      return
+    }
+    this.emit(this.errorListeners, error)
+  }
+
+  private emit<A>(listeners: ReadonlySet<(value: A) => void>, value: A): void {
+    for (const listener of listeners) {
+      try {
+        listener(value)
+      } catch (error) {
+        if (listeners !== this.errorListeners) this.emitError(error)
+        else console.error("durable-ws/client: onError listener threw", error)
+      }
+    }
+  }
+}
+
+/**
+ * Creates a client. It connects on `connect()`; until then (and whenever
+ * it is offline) sends are queued.
+ *
+ * @example
+ * const client = createClient({ url: "wss://example.com/ws?room=lobby" })
+ * client.on(Said, (payload) => console.log(payload.text))
+ * await client.connect()
+ * const user = await client.request(GetUser, { id: "7" }, { timeoutMs: 2000 })
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createClient = (options: ClientOptions): Client => new Client(options)

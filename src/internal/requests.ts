@@ -1,0 +1,55 @@
+import type { MessageSchema } from "../Message"
+
+/** One request waiting for its reply. */
+export interface PendingRequest {
+  readonly type: string
+  readonly response: MessageSchema
+  readonly resolve: (value: unknown) => void
+  readonly reject: (error: unknown) => void
+  readonly timer: ReturnType<typeof setTimeout>
+  /** Whether the frame left; only those can be lost with a connection. */
+  sent: boolean
+}
+
+/**
+ * The client's requests in flight, by correlationId. Ids are a per-client
+ * random prefix plus a counter: unique without needing `crypto`, which
+ * insecure browser contexts lack.
+ */
+export class PendingRequests {
+  private readonly byId = new Map<string, PendingRequest>()
+  private sequence = 0
+  private readonly prefix = `${Date.now().toString(36)}${Math.floor(Math.random() * 0xffffff).toString(36)}-`
+
+  nextId(): string {
+    return `${this.prefix}${++this.sequence}`
+  }
+
+  add(correlationId: string, request: PendingRequest): void {
+    this.byId.set(correlationId, request)
+  }
+
+  get(correlationId: string): PendingRequest | undefined {
+    return this.byId.get(correlationId)
+  }
+
+  /** Removes a request and stops its timer; undefined when it was already settled. */
+  take(correlationId: string): PendingRequest | undefined {
+    const request = this.byId.get(correlationId)
+    if (request === undefined) return undefined
+    this.byId.delete(correlationId)
+    clearTimeout(request.timer)
+    return request
+  }
+
+  /** Rejects the requests that went out (the ones still queued stay). */
+  failSent(error: (request: PendingRequest) => unknown): void {
+    for (const [correlationId, request] of this.byId) {
+      if (request.sent) this.take(correlationId)?.reject(error(request))
+    }
+  }
+
+  failAll(error: unknown): void {
+    for (const correlationId of [...this.byId.keys()]) this.take(correlationId)?.reject(error)
+  }
+}

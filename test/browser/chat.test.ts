@@ -1,0 +1,137 @@
+import { mkdir } from "node:fs/promises"
+import * as path from "node:path"
+import type { Page } from "playwright-core"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+import { createClient } from "../../src/Client"
+import type { ChatLine } from "../../examples/chat/protocol"
+import { Join, Said, Say } from "../../examples/chat/protocol"
+import type { Chromium } from "./chromium"
+import { launchChromium } from "./chromium"
+import type { DevServer } from "./devServer"
+import { root, startDevServer } from "./devServer"
+
+const wait = { timeout: 15_000 }
+
+let server: DevServer | undefined
+let browser: Chromium | undefined
+const pageErrors: Array<string> = []
+
+beforeAll(async () => {
+  server = await startDevServer()
+  browser = await launchChromium()
+})
+
+afterAll(async () => {
+  await browser?.close()
+  await server?.stop()
+})
+
+const open = async (room: string): Promise<Page> => {
+  const page = await browser!.context.newPage()
+  page.on("pageerror", (error) => void pageErrors.push(error.message))
+  await page.goto(`${server!.url}/?room=${room}`, wait)
+  await page.locator("#status[data-state=open]").waitFor(wait)
+  return page
+}
+
+const join = async (page: Page, name: string) => {
+  await page.fill("#name", name)
+  await page.click("#join")
+  await page.locator("#say-form").waitFor({ state: "visible", ...wait })
+}
+
+const say = async (page: Page, text: string) => {
+  await page.fill("#text", text)
+  await page.press("#text", "Enter")
+}
+
+const line = (page: Page, text: string) => page.locator("#messages li:not(.notice) .text", { hasText: text })
+
+const texts = (page: Page) => page.locator("#messages li:not(.notice) .text").allTextContents()
+
+describe("the chat example in Chromium", () => {
+  it("lets two tabs talk, shows presence and typing, and keeps history across a reload", async () => {
+    // Each run starts wrangler on fresh storage, so the room starts empty.
+    const room = "lobby"
+    const ada = await open(room)
+    const grace = await open(room)
+    await join(ada, "Ada")
+    await join(grace, "Grace")
+    await ada.locator("#members li", { hasText: "Grace" }).waitFor(wait)
+    expect(await grace.locator("#members li").allTextContents()).toEqual(["Ada", "Grace (you)"])
+
+    await say(ada, "Hello from Ada")
+    await line(grace, "Hello from Ada").waitFor(wait)
+    await say(grace, "Hi Ada, Grace here")
+    await line(ada, "Hi Ada, Grace here").waitFor(wait)
+
+    // The reloaded tab joins again by itself and gets the room's history.
+    await ada.reload(wait)
+    await ada.locator("#status[data-state=open]").waitFor(wait)
+    await line(ada, "Hi Ada, Grace here").waitFor(wait)
+    expect(await texts(ada)).toEqual(["Hello from Ada", "Hi Ada, Grace here"])
+    expect(await ada.locator("#messages li.mine .text").allTextContents()).toEqual(["Hello from Ada"])
+    await ada.locator("#members li", { hasText: "Grace" }).waitFor(wait)
+
+    await say(ada, "Back after a reload: the history survived")
+    await line(grace, "Back after a reload").waitFor(wait)
+    await grace.fill("#text", "Nice")
+    await grace.dispatchEvent("#text", "input")
+    await ada.locator("#typing", { hasText: "Grace is typing" }).waitFor(wait)
+
+    // Every run leaves a screenshot in test-results/; `npm run screenshot` refreshes the README's.
+    const shot = process.env["UPDATE_SCREENSHOT"] === "1" ? "docs/chat.png" : "test-results/chat.png"
+    await mkdir(path.dirname(path.join(root, shot)), { recursive: true })
+    await ada.screenshot({ path: path.join(root, shot) })
+
+    await grace.close()
+    await ada.locator("#messages li.notice", { hasText: "Grace left" }).waitFor(wait)
+    expect(await ada.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
+    expect(pageErrors).toEqual([])
+  })
+
+  it("talks with a Node client on Node's global WebSocket", async () => {
+    const room = "node"
+    const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })
+    try {
+      const heard: Array<ChatLine> = []
+      client.on(Said, (line) => void heard.push(line))
+      await client.connect()
+      const joined = await client.request(Join, { name: "Node" }, { timeoutMs: 10_000 })
+      expect(joined.history).toEqual([])
+      client.send(Say, { text: "Hello from Node" })
+
+      const page = await open(room)
+      await join(page, "Browser")
+      await line(page, "Hello from Node").waitFor(wait)
+      await say(page, "Hello back from the browser")
+      await expect.poll(() => heard.map((l) => l.text), wait).toEqual(["Hello from Node", "Hello back from the browser"])
+      expect(heard[1]!.sentAt).toBeInstanceOf(Date)
+      expect(heard[1]!.name).toBe("Browser")
+      await page.close()
+    } finally {
+      client.close()
+    }
+  })
+
+  it("reconnects after the server restarts, re-joins, and sends what was typed meanwhile", async () => {
+    const room = "restart"
+    const page = await open(room)
+    await join(page, "Ada")
+    await say(page, "Before the restart")
+    await line(page, "Before the restart").waitFor(wait)
+
+    const { port, persistTo } = server!
+    await server!.stop({ keepStorage: true })
+    await page.locator("#status[data-state=reconnecting]").waitFor(wait)
+    await say(page, "Sent while the server was down")
+    expect(await page.inputValue("#text")).toBe("")
+
+    server = await startDevServer({ port, persistTo })
+    await page.locator("#status[data-state=open]").waitFor({ timeout: 30_000 })
+    await line(page, "Sent while the server was down").waitFor(wait)
+    expect(await texts(page)).toEqual(["Before the restart", "Sent while the server was down"])
+    expect(await page.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
+    await page.close()
+  })
+})
