@@ -227,12 +227,41 @@ const sendError = (connection: LiveConnection, error: WireError, correlationId: 
   connection.sendFrame(encodeErrorFrame(error, correlationId))
 }
 
-const reject = (connection: LiveConnection, error: unknown, correlationId: string | undefined) =>
-  Effect.sync(() => sendError(connection, toWireError(error), correlationId))
+const reject = (connection: LiveConnection, error: unknown, correlationId: string | undefined): undefined => {
+  sendError(connection, toWireError(error), correlationId)
+  return undefined
+}
 
 /**
  * Reports a failed handler: the client gets the mapped error (generic for
  * unknown errors), `onError` gets the original, the connection stays open.
+ *
+ * @internal
+ */
+export const reportError = (
+  instance: Instance,
+  ctx: HandlerContext,
+  error: unknown,
+  notifyClient: boolean
+): void => {
+  const wire = toWireError(error)
+  if (notifyClient) sendError(ctx.connection, wire, ctx.correlationId)
+  const hooks = instance.router.errorHooks
+  if (hooks.length === 0) {
+    if (wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
+    return
+  }
+  for (const hook of hooks) {
+    try {
+      hook(error, ctx as unknown as ConnectionContext)
+    } catch (hookError) {
+      console.error("durable-ws: onError hook threw", hookError)
+    }
+  }
+}
+
+/**
+ * {@link reportError} for an Effect's failure cause.
  *
  * @internal
  */
@@ -241,46 +270,30 @@ export const reportFailure = (
   ctx: HandlerContext,
   cause: Cause.Cause<unknown>,
   notifyClient: boolean
-): Effect.Effect<void> =>
-  Effect.sync(() => {
-    const error = Cause.squash(cause)
-    const wire = toWireError(error)
-    if (notifyClient) sendError(ctx.connection, wire, ctx.correlationId)
-    const hooks = instance.router.errorHooks
-    if (hooks.length === 0) {
-      if (wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
-      return
-    }
-    for (const hook of hooks) {
-      try {
-        hook(error, ctx as unknown as ConnectionContext)
-      } catch (hookError) {
-        console.error("durable-ws: onError hook threw", hookError)
-      }
-    }
-  })
+): Effect.Effect<void> => Effect.sync(() => reportError(instance, ctx, Cause.squash(cause), notifyClient))
 
 // An unknown type is client input: name it in the error, but never reflect a huge one back whole.
 const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
 
 const missingReply: WireError = { code: "INTERNAL", message: "RPC handler completed without replying" }
 
+interface Prepared {
+  readonly ctx: HandlerContext
+  readonly route: Route
+}
+
 /**
- * Carries one inbound frame through decode → route → validate →
- * middleware → handler, and turns every failure into the wire error the
- * spec prescribes. Never fails.
- *
- * @internal
+ * Decode → route → validate. A frame that fails any step is answered here,
+ * with the error the spec prescribes, and yields nothing to handle.
  */
-export const dispatch = (
-  instance: Instance,
-  connection: LiveConnection,
-  frame: string | ArrayBuffer
-): Effect.Effect<void> => {
+const prepare = (instance: Instance, connection: LiveConnection, frame: string | ArrayBuffer): Prepared | undefined => {
   const envelope = decodeEnvelope(frame, instance.maxPayloadBytes)
   if (isInvalidFrame(envelope)) return reject(connection, envelope.error, envelope.correlationId)
   const { type, correlationId } = envelope
-  if (type === "__heartbeat") return Effect.sync(() => void connection.sendFrame(heartbeat.response))
+  if (type === "__heartbeat") {
+    connection.sendFrame(heartbeat.response)
+    return undefined
+  }
   const route = isReservedType(type) ? undefined : instance.router.routes.get(type)
   if (route === undefined) {
     return reject(
@@ -303,7 +316,6 @@ export const dispatch = (
   }
   const payload = decodePayload(route.message, envelope.payload)
   if (!payload.ok) return reject(connection, payload.error, correlationId)
-
   const ctx = new HandlerContext(
     instance,
     connection,
@@ -313,10 +325,21 @@ export const dispatch = (
     correlationId,
     route.response
   )
+  return { ctx, route }
+}
+
+/** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
+const completed = ({ ctx, route }: Prepared): void => {
+  if (route.response !== undefined && !ctx.replied) sendError(ctx.connection, missingReply, ctx.correlationId)
+}
+
+/** The general path: middleware and the handler deadline, as one Effect that never fails. */
+const runHandler = (instance: Instance, prepared: Prepared): Effect.Effect<void> => {
+  const { ctx, route } = prepared
   const middleware = instance.router.middleware
   let program = middleware.length === 0
     ? invoke(route.handler, ctx)
-    : middlewareChain(instance, connection, middleware, 0, route.handler, ctx)
+    : middlewareChain(instance, ctx.connection, middleware, 0, route.handler, ctx)
   const timeoutMs = instance.handlerTimeoutMs
   if (timeoutMs !== undefined) {
     program = Effect.timeoutOrElse(program, {
@@ -324,17 +347,67 @@ export const dispatch = (
       orElse: () => {
         // A promise handler cannot be stopped: its late reply must not follow the error it got.
         ctx.replied = true
-        return Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${type}" ran past ${timeoutMs} ms` }))
+        return Effect.fail(
+          new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
+        )
       }
     })
   }
-  return Effect.matchCauseEffect(program, {
-    onFailure: (cause) => reportFailure(instance, ctx, cause, true),
-    onSuccess: () =>
-      route.response !== undefined && !ctx.replied
-        ? Effect.sync(() => sendError(connection, missingReply, correlationId))
-        : Effect.void
+  return settleEffect(instance, prepared, program)
+}
+
+const settleEffect = (
+  instance: Instance,
+  prepared: Prepared,
+  program: Effect.Effect<unknown, unknown>
+): Effect.Effect<void> =>
+  Effect.matchCauseEffect(program, {
+    onFailure: (cause) => reportFailure(instance, prepared.ctx, cause, true),
+    onSuccess: () => Effect.sync(() => completed(prepared))
   })
+
+/**
+ * Carries one inbound frame through decode → route → validate →
+ * middleware → handler, and turns every failure into the wire error the
+ * spec prescribes. Never rejects; returns nothing when the frame was
+ * handled synchronously.
+ *
+ * Without middleware or a deadline, a handler that returns nothing or a
+ * Promise is called directly: starting a fiber only to await a Promise
+ * would cost more than the rest of the path. Effect handlers, middleware
+ * and deadlines run as one Effect.
+ *
+ * @internal
+ */
+export const dispatch = (
+  instance: Instance,
+  connection: LiveConnection,
+  frame: string | ArrayBuffer
+): Promise<void> | undefined => {
+  const prepared = prepare(instance, connection, frame)
+  if (prepared === undefined) return undefined
+  if (instance.router.middleware.length > 0 || instance.handlerTimeoutMs !== undefined) {
+    return instance.runGuarded(runHandler(instance, prepared), connection)
+  }
+  const { ctx, route } = prepared
+  let result: HandlerResult<unknown>
+  try {
+    result = route.handler(ctx)
+  } catch (error) {
+    reportError(instance, ctx, error, true)
+    return undefined
+  }
+  if (Effect.isEffect(result)) {
+    return instance.runGuarded(settleEffect(instance, prepared, result as Effect.Effect<unknown, unknown>), connection)
+  }
+  if (Predicate.isPromiseLike(result)) {
+    return Promise.resolve(result).then(
+      () => completed(prepared),
+      (error: unknown) => reportError(instance, ctx, error, true)
+    )
+  }
+  completed(prepared)
+  return undefined
 }
 
 /**

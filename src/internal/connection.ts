@@ -39,6 +39,7 @@ const settled: Promise<void> = Promise.resolve()
 export class LiveConnection {
   /** Handlers of this connection run one after another, in arrival order. */
   private tail: Promise<void> = settled
+  private running = 0
   closed = false
   context: Context.Context<never> | undefined = undefined
   topicsView: Topics | undefined = undefined
@@ -153,10 +154,26 @@ export class LiveConnection {
     return this.cachedService = Connection.of(service)
   }
 
-  enqueue(task: () => Promise<void>): Promise<void> {
-    const next = this.tail.then(task)
-    this.tail = next
-    return next
+  /**
+   * Runs `task` after every earlier task of this connection has settled; an
+   * idle connection runs it at once, so a synchronous handler costs no
+   * promise at all. Tasks never reject.
+   */
+  enqueue(task: () => Promise<void> | undefined): Promise<void> {
+    if (this.running === 0) {
+      const result = task()
+      return result === undefined ? settled : this.track(result)
+    }
+    return this.track(this.tail.then(task))
+  }
+
+  private track(work: Promise<void>): Promise<void> {
+    this.running++
+    const tail = work.then(() => {
+      this.running--
+    })
+    this.tail = tail
+    return tail
   }
 }
 

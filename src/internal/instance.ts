@@ -160,14 +160,32 @@ export class Instance {
     )
   }
 
+  /**
+   * Runs an Effect that never fails. It starts at once and, when it finishes
+   * without waiting on anything, costs no promise. Only building the
+   * services can fail, and the client then learns the service is unavailable.
+   */
+  runGuarded(effect: Effect.Effect<void>, connection: LiveConnection): Promise<void> | undefined {
+    const services = this.services
+    if (services === undefined) {
+      return this.build().then(
+        () => this.runGuarded(effect, connection),
+        (error: unknown) => {
+          console.error("durable-ws: services failed to build", error)
+          connection.sendFrame(encodeErrorFrame({ code: "UNAVAILABLE", message: "Service unavailable" }, undefined))
+        }
+      )
+    }
+    const context = connection.context ??= Context.add(services, Connection, connection.service) as Context.Context<never>
+    return this.inScope(() => {
+      const fiber = Effect.runForkWith(context)(effect)
+      if (fiber.pollUnsafe() !== undefined) return undefined
+      return new Promise<void>((resolve) => fiber.addObserver(() => resolve()))
+    })
+  }
+
   private runOnConnection(connection: LiveConnection, effect: Effect.Effect<void>): Promise<void> {
-    return connection.enqueue(() =>
-      this.runPromise(effect, connection).catch((error: unknown) => {
-        // Only the layer can fail here (dispatch never does): the client learns the service is unavailable.
-        console.error("durable-ws: services failed to build", error)
-        connection.sendFrame(encodeErrorFrame({ code: "UNAVAILABLE", message: "Service unavailable" }, undefined))
-      })
-    )
+    return connection.enqueue(() => this.runGuarded(effect, connection))
   }
 
   lifecycleContext(connection: LiveConnection, code?: number, reason?: string): HandlerContext {
@@ -203,7 +221,7 @@ export class Instance {
         return settled
       }
     }
-    return this.runOnConnection(connection, dispatch(this, connection, frame))
+    return connection.enqueue(() => this.inScope(() => dispatch(this, connection, frame)))
   }
 
   close(socket: Socket, code: number, reason: string): Promise<void> {
