@@ -12,7 +12,7 @@ interface AsyncHooks {
   }
 }
 
-// Reached through process.getBuiltinModule so the bundle never imports a
+// Reached through `getBuiltinModule` on the global process object, so the bundle never imports a
 // `node:` module: present in workerd at our compatibility date even without
 // nodejs_compat, absent in browsers (where there are no instances anyway).
 const hooks = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } })
