@@ -3,9 +3,8 @@
  * handlers, and the room's history in SQLite through the `ChatHistory`
  * service. The page and its script are static assets (see wrangler.toml).
  */
-import { DurableObject } from "cloudflare:workers"
 import * as Effect from "effect/Effect"
-import { Connection, Connections, createDurableObjectHandler, createRouter, PubSub, WsError } from "../../src/index"
+import { Connection, Connections, createRouter, PubSub, WebSocketDurableObject, WsError } from "../../src/index"
 import type { ConnectionContext } from "../../src/index"
 import { ChatHistory } from "./History"
 import type { Member } from "./protocol"
@@ -83,27 +82,11 @@ export const router = createRouter<ChatData, ChatHistory>()
     }))
 
 /** One chat room. Sockets are hibernatable: an idle room costs nothing. */
-export class ChatRoom extends DurableObject {
-  ws = createDurableObjectHandler(router, {
-    state: this.ctx,
-    env: this.env,
-    layer: ChatHistory.layer(historyLimit),
-    maxPayloadBytes: 16 * 1024,
-    rateLimit: { capacity: 20, refillPerSecond: 5 }
-  })
-  override fetch(request: Request) {
-    return this.ws.fetch(request)
-  }
-  override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer) {
-    return this.ws.webSocketMessage(ws, message)
-  }
-  override webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean) {
-    return this.ws.webSocketClose(ws, code, reason, wasClean)
-  }
-  override webSocketError(ws: WebSocket, error: unknown) {
-    return this.ws.webSocketError(ws, error)
-  }
-}
+export class ChatRoom extends WebSocketDurableObject(router, {
+  layer: ChatHistory.layer(historyLimit),
+  maxPayloadBytes: 16 * 1024,
+  rateLimit: { capacity: 20, refillPerSecond: 5 }
+}) {}
 
 interface ChatEnv {
   readonly CHAT: DurableObjectNamespace<ChatRoom>
