@@ -71,7 +71,21 @@ export type ErrorHook<TData = {}> = (error: unknown, ctx: ConnectionContext<TDat
 type AnyHandler = (ctx: HandlerContext) => HandlerResult<unknown>
 type AnyMiddleware = (ctx: HandlerContext, next: () => Promise<void>) => HandlerResult<unknown>
 
-interface Route {
+/**
+ * The parts of a router the runtime reads, with handler types erased.
+ *
+ * @internal
+ */
+export interface RouterTables {
+  readonly routes: ReadonlyMap<string, Route>
+  readonly middleware: ReadonlyArray<AnyMiddleware>
+  readonly openHooks: ReadonlyArray<AnyHandler>
+  readonly closeHooks: ReadonlyArray<AnyHandler>
+  readonly errorHooks: ReadonlyArray<(error: unknown, ctx: never) => void>
+}
+
+/** @internal */
+export interface Route {
   readonly message: MessageSchema
   readonly handler: AnyHandler
   readonly response: MessageSchema | undefined
@@ -253,7 +267,7 @@ export const reportError = (
   }
   for (const hook of hooks) {
     try {
-      hook(error, ctx as unknown as ConnectionContext)
+      hook(error, ctx as never)
     } catch (hookError) {
       console.error("durable-ws: onError hook threw", hookError)
     }

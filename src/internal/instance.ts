@@ -14,7 +14,7 @@ import type { MessageSchema } from "../Message"
 import { encodeErrorFrame, encodeFrame, encodePayload } from "../Message"
 import type { PublishOptions, PublishResult } from "../PubSub"
 import { DurablePubSub, PubSub } from "../PubSub"
-import type { Router } from "../Router"
+import type { RouterTables } from "../Router"
 import { dispatch, exitToPromise, runLifecycle } from "../Router"
 import * as Storage from "../Storage"
 import { instanceScope } from "./als"
@@ -48,7 +48,6 @@ const unreciprocated: ReadonlySet<number> = new Set([1005, 1006, 1015])
 
 const settled: Promise<void> = Promise.resolve()
 
-type AnyRouter = Router<any, any>
 
 /**
  * Everything one Durable Object instance knows at run time: its sockets,
@@ -63,7 +62,7 @@ export class Instance {
   private building: Promise<Context.Context<never>> | undefined
 
   constructor(
-    readonly router: AnyRouter,
+    readonly router: RouterTables,
     readonly registry: SocketRegistry,
     private readonly config: InstanceConfig
   ) {
@@ -242,7 +241,7 @@ export class Instance {
     const connection = this.connectionOf(socket)
     for (const hook of this.router.errorHooks) {
       try {
-        hook(error, this.lifecycleContext(connection))
+        hook(error, this.lifecycleContext(connection) as never)
       } catch (hookError) {
         console.error("durable-ws: onError hook threw", hookError)
       }
