@@ -147,13 +147,16 @@ export class Instance {
     return this.building.then((services) => this.services = services)
   }
 
+  /** The instance's services plus this connection's `Connection`, built once per connection. */
+  private contextOf(connection: LiveConnection, services: Context.Context<never>): Context.Context<never> {
+    return connection.context ??= Context.add(services, Connection, connection.service) as Context.Context<never>
+  }
+
   /** Runs an Effect with this instance's services and the connection's. */
   runPromise<A>(effect: Effect.Effect<A, unknown, unknown>, connection: LiveConnection | undefined): Promise<A> {
     const services = this.services
     if (services === undefined) return this.build().then(() => this.runPromise(effect, connection))
-    const context = connection === undefined
-      ? services
-      : connection.context ??= Context.add(services, Connection, connection.service) as Context.Context<never>
+    const context = connection === undefined ? services : this.contextOf(connection, services)
     return this.inScope(
       () => Effect.runPromiseExitWith(context)(effect as Effect.Effect<A, unknown, never>).then(exitToPromise)
     )
@@ -175,7 +178,7 @@ export class Instance {
         }
       )
     }
-    const context = connection.context ??= Context.add(services, Connection, connection.service) as Context.Context<never>
+    const context = this.contextOf(connection, services)
     return this.inScope(() => {
       const fiber = Effect.runForkWith(context)(effect)
       if (fiber.pollUnsafe() !== undefined) return undefined
