@@ -11,50 +11,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { PayloadTooLarge } from "./Errors"
+import type { LiveConnection } from "./internal/connection"
+import { bindService } from "./internal/connection"
+import type { ConnectionData, SendOptions } from "./internal/data"
+import { mergeData } from "./internal/data"
 import type { MessageSchema, PayloadArgs } from "./Message"
 import { encodePayload } from "./Message"
 
-/**
- * The fields the runtime sets on every connection; `authenticate` cannot
- * overwrite them.
- *
- * @since 0.1.0
- * @category models
- */
-export interface SystemData {
-  readonly clientId: string
-  readonly resourceId?: string
-  readonly connectedAt: number
-}
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type ConnectionData<TData = {}> = SystemData & TData
-
-/**
- * The subset of `WebSocket` the runtime talks to.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Socket {
-  readonly readyState: number
-  send(message: string): void
-  close(code?: number, reason?: string): void
-}
-
-/**
- * Options for `send`.
- *
- * @since 0.1.0
- * @category models
- */
-export interface SendOptions {
-  /** Extra fields for the frame's `meta`. */
-  readonly meta?: Readonly<Record<string, unknown>>
-}
+export type { ConnectionData, SendOptions, Socket, SystemData } from "./internal/data"
+export { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
 
 /**
  * The connection whose message (or lifecycle event) is being handled.
@@ -112,57 +77,35 @@ export class Connection extends Context.Service<Connection, {
 }
 
 /**
- * The largest serialized attachment workerd keeps per socket.
+ * The service for one live connection of an instance: what Effect handlers
+ * see as `yield* Connection`.
  *
  * @since 0.1.0
- * @category constants
+ * @category constructors
  */
-export const maxAttachmentBytes = 16 * 1024
-
-const systemKeys: ReadonlySet<string> = new Set(["clientId", "resourceId", "connectedAt"])
+export const make = (connection: LiveConnection): Connection["Service"] =>
+  bindService(
+    Connection.of({
+      clientId: connection.clientId,
+      get data() {
+        return connection.data
+      },
+      topics: connection.topics,
+      send: (message, ...[payload, options]) => Effect.sync(() => connection.send(message, payload, options)),
+      assignData: (partial) =>
+        Effect.suspend(() => {
+          const tooLarge = connection.assignData(partial)
+          return tooLarge === undefined ? Effect.void : Effect.fail(tooLarge)
+        }),
+      close: (code, reason) => Effect.sync(() => connection.close(code, reason))
+    }),
+    connection
+  )
 
 /**
- * Merges user data into connection data. Own-key copy only: `__proto__` and
- * `constructor` arrive as plain keys and never touch a prototype; the
- * system fields always win.
+ * A layer providing {@link Connection} for one live connection.
  *
  * @since 0.1.0
- * @category utils
+ * @category layers
  */
-export const mergeData = <T extends SystemData>(
-  base: T,
-  partial: Readonly<Record<string, unknown>> | undefined
-): T => {
-  const next: Record<string, unknown> = {}
-  for (const key of Object.keys(base)) defineOwn(next, key, (base as Record<string, unknown>)[key])
-  if (partial !== undefined) {
-    for (const key of Object.keys(partial)) {
-      if (!systemKeys.has(key)) defineOwn(next, key, partial[key])
-    }
-  }
-  return next as T
-}
-
-const defineOwn = (target: Record<string, unknown>, key: string, value: unknown) => {
-  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true })
-}
-
-/**
- * `resourceId` from the upgrade URL: `?room`, else `?id`, else the last
- * non-empty path segment.
- *
- * @since 0.1.0
- * @category utils
- */
-export const resourceIdOf = (url: URL): string | undefined => {
-  const fromQuery = url.searchParams.get("room") ?? url.searchParams.get("id")
-  if (fromQuery !== null && fromQuery !== "") return fromQuery
-  const segments = url.pathname.split("/").filter((s) => s.length > 0)
-  const last = segments[segments.length - 1]
-  if (last === undefined) return undefined
-  try {
-    return decodeURIComponent(last)
-  } catch {
-    return last
-  }
-}
+export const layer = (connection: LiveConnection): Layer.Layer<Connection> => Layer.succeed(Connection, make(connection))

@@ -117,6 +117,14 @@ export class PubSub extends Context.Service<PubSub, {
     })
 }
 
+/** The live connection behind the current `Connection`; one made elsewhere cannot subscribe here. */
+const currentConnection = Effect.flatMap(Connection, (service) => {
+  const connection = liveConnectionOf(service)
+  return connection === undefined
+    ? Effect.die(new Error("durable-ws: this Connection does not belong to a durable-ws instance"))
+    : Effect.succeed(connection)
+})
+
 const topicProblem = (topic: unknown): string | undefined =>
   typeof topic !== "string"
     ? "Topic must be a string"
@@ -263,8 +271,9 @@ export class DurablePubSub {
   /** The {@link PubSub} service over this instance. */
   get service(): PubSub["Service"] {
     return PubSub.of({
-      subscribe: (topic) => Effect.flatMap(Connection, (c) => this.subscribe(liveConnectionOf(c), topic)),
-      unsubscribe: (topic) => Effect.map(Connection, (c) => this.unsubscribe(liveConnectionOf(c), topic)),
+      subscribe: (topic) => Effect.flatMap(currentConnection, (c) => this.subscribe(c, topic)),
+      unsubscribe: (topic) => Effect.map(currentConnection, (c) => this.unsubscribe(c, topic)),
+      // Inside a handler the publish is the current connection's: authorized, and excludeSelf applies.
       publish: (topic, message, ...[payload, options]) =>
         Effect.flatMap(
           Effect.serviceOption(Connection),

@@ -1,19 +1,21 @@
 /**
  * Drive a router without a Durable Object: a test connection runs the same
  * dispatch, lifecycle hooks and pub/sub as the real runtime, with sockets
- * and attachments held in memory. Useful for unit tests of handlers.
+ * and attachments held in memory. It imports nothing from `cloudflare:*`,
+ * so unit tests of handlers run in plain Node too.
  *
  * @since 0.1.0
  */
 import { v7 as uuidv7 } from "uuid"
-import type { ConnectionData, Socket } from "./Connection"
-import { mergeData } from "./Connection"
-import type { LayerOption } from "./DurableObject"
-import { defaults } from "./DurableObject"
-import type { InstanceConfig } from "./internal/instance"
+import { ConnectionLimitExceeded } from "./Errors"
+import type { ConnectionData, Socket } from "./internal/data"
+import { mergeData } from "./internal/data"
 import { Instance } from "./internal/instance"
+import type { HandlerOptions, LayerOption } from "./internal/options"
+import { resolveOptions } from "./internal/options"
 import { memoryRegistry } from "./internal/registry"
-import type { RateLimit } from "./internal/rateLimit"
+import { tablesOf } from "./internal/routes"
+import * as Runtime from "./internal/runtime"
 import type { MessageSchema, PayloadArgs } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
@@ -52,22 +54,29 @@ export interface TestConnection<TData> {
  * @category models
  */
 export interface TestRuntime<TData> {
-  /** Opens a connection with the given data and resolves once `onOpen` has run. */
+  /**
+   * Opens a connection with the given data and resolves once `onOpen` has
+   * run; rejects with `ConnectionLimitExceeded` past `maxConnections`.
+   */
   connect(data?: TData, resourceId?: string): Promise<TestConnection<TData>>
+  /** The handler's own publish: from no connection. */
   publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  /** Releases what the `layer` acquired. */
+  dispose(): Promise<void>
 }
 
 /**
+ * The options of `createDurableObjectHandler`, validated the same way.
+ * `storage` stands in for `state.storage`. The upgrade-only options
+ * (`authenticate`, `allowedOrigins`, `onRequest`) are checked but have
+ * nothing to act on: `connect` is handed the connection data directly.
+ *
  * @since 0.1.0
  * @category models
  */
-export interface TestRuntimeOptions {
-  readonly env?: Cloudflare.Env
-  readonly storage?: DurableObjectStorage
-  readonly maxPayloadBytes?: number
-  readonly handlerTimeoutMs?: number
-  readonly rateLimit?: RateLimit
-}
+export type TestRuntimeOptions<TData = unknown, R = never> =
+  & Omit<HandlerOptions<TData, R>, "state">
+  & { readonly storage?: DurableObjectStorage }
 
 /**
  * Creates an in-memory runtime for a router: one "instance" whose
@@ -78,22 +87,16 @@ export interface TestRuntimeOptions {
  */
 export const make = <TData, R>(
   router: Router<TData, R>,
-  options: TestRuntimeOptions & LayerOption<R>
+  options: TestRuntimeOptions<TData, R> & LayerOption<R>
 ): TestRuntime<TData> => {
+  const config = resolveOptions(options as Parameters<typeof resolveOptions>[0])
   const registry = memoryRegistry()
-  const config: InstanceConfig = {
-    env: options.env ?? ({} as Cloudflare.Env),
-    storage: options.storage,
-    maxPayloadBytes: options.maxPayloadBytes ?? defaults.maxPayloadBytes,
-    handlerTimeoutMs: options.handlerTimeoutMs,
-    rateLimit: options.rateLimit,
-    authorizeSubscribe: undefined,
-    authorizePublish: undefined,
-    layer: options.layer as InstanceConfig["layer"]
-  }
-  const instance = new Instance(router, registry, config)
+  const instance = new Instance(tablesOf(router), registry, config)
   return {
     connect: async (data, resourceId) => {
+      if (instance.openCount() >= config.maxConnections) {
+        throw new ConnectionLimitExceeded({ limit: config.maxConnections, message: "Too many connections" })
+      }
       const frames: Array<ReceivedFrame> = []
       let closedWith: { code?: number; reason?: string } | undefined
       let open = true
@@ -114,9 +117,9 @@ export const make = <TData, R>(
         ? { clientId: uuidv7(), connectedAt: Date.now() }
         : { clientId: uuidv7(), resourceId, connectedAt: Date.now() }
       const connectionData = mergeData(system, data as Record<string, unknown> | undefined)
-      registry.add(socket)
-      const connection = instance.open(socket, connectionData)
-      await connection.enqueue(() => Promise.resolve())
+      registry.add!(socket)
+      const connection = Runtime.open(instance, socket, connectionData)
+      await connection.enqueue(() => undefined)
       return {
         clientId: system.clientId,
         get data() {
@@ -126,14 +129,15 @@ export const make = <TData, R>(
         get closedWith() {
           return closedWith
         },
-        send: (frame) => instance.message(socket, typeof frame === "string" ? frame : JSON.stringify(frame)),
+        send: (frame) => Runtime.message(instance, socket, typeof frame === "string" ? frame : JSON.stringify(frame)),
         close: (code = 1000, reason = "") => {
           open = false
-          return instance.close(socket, code, reason)
+          return Runtime.close(instance, socket, code, reason)
         }
       }
     },
     publish: (topic, message, ...[payload, publishOptions]) =>
-      instance.publish(topic, message, payload, publishOptions, undefined)
+      instance.publish(topic, message, payload, publishOptions, undefined),
+    dispose: () => instance.runtime.dispose()
   }
 }

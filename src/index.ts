@@ -1,9 +1,12 @@
 /**
  * durable-ws: a type-safe WebSocket router for Cloudflare Durable Objects.
  *
- * The names below are the promise facade (the WS-Kit Cloudflare adapter's
- * API); each module is also re-exported as a namespace with its full Effect
- * API.
+ * The root is the promise facade (the WS-Kit Cloudflare adapter's API) plus
+ * the values Effect handlers use by name: the services and the error
+ * classes. Every name here is the promise form where there are two. Each
+ * module's full Effect API lives at its own subpath, imported as a
+ * namespace the way Effect's own modules are:
+ * `import * as Federation from "durable-ws/Federation"`.
  *
  * @since 0.1.0
  */
@@ -43,15 +46,3 @@ export {
 export type { FederateOptions, Shard, ShardResult } from "./Federation"
 export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
 export type { NamespaceOrEnv } from "./Sharding"
-
-export * as ConnectionModule from "./Connection"
-export * as ConnectionsModule from "./Connections"
-export * as DurableObjectModule from "./DurableObject"
-export * as Errors from "./Errors"
-export * as Message from "./Message"
-export * as PubSubModule from "./PubSub"
-export * as RouterModule from "./Router"
-export * as StorageModule from "./Storage"
-export * as Testing from "./Testing"
-export * as Federation from "./Federation"
-export * as Sharding from "./Sharding"

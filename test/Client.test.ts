@@ -1,3 +1,4 @@
+import { env } from "cloudflare:workers"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Client, ClientOptions, CloseInfo } from "../src/Client"
 import { backoffDelay, ConnectionClosedError, createClient, ServerError, TimeoutError } from "../src/Client"
@@ -313,5 +314,21 @@ describe("client: heartbeat", () => {
     await eventually(() => sockets[1]!.sent.length >= 4, "heartbeats on the new socket")
     expect(sockets.length).toBe(2)
     expect(client.state).toBe("open")
+  })
+})
+
+describe("client: rate-limited requests", () => {
+  it("rejects a refused request at once with RESOURCE_EXHAUSTED and retryAfterMs, not after its timeout", async () => {
+    const { client } = setup({ webSocket: workerdSockets(env.THROTTLED).factory })
+    await client.connect()
+    // The bucket holds two frames: two requests are answered, the third is refused.
+    expect(await client.request(Sum, { values: [1] })).toEqual({ total: 1 })
+    expect(await client.request(Sum, { values: [2] })).toEqual({ total: 2 })
+    const started = Date.now()
+    const refused = await client.request(Sum, { values: [3] }, { timeoutMs: 5000 }).catch((error: unknown) => error)
+    expect(refused).toBeInstanceOf(ServerError)
+    expect(refused).toMatchObject({ code: "RESOURCE_EXHAUSTED", retryable: true })
+    expect((refused as ServerError).retryAfterMs).toBeGreaterThan(0)
+    expect(Date.now() - started).toBeLessThan(1000)
   })
 })

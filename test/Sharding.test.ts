@@ -1,6 +1,7 @@
 import { env } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
-import { getShardedDoId, getShardedStub, Sharding, topicToDoName } from "../src/index"
+import * as Sharding from "../src/Sharding"
+import { getShardedDoId, getShardedStub, topicToDoName } from "../src/index"
 
 describe("topicToDoName", () => {
   it("reproduces the documented examples", () => {

@@ -14,5 +14,7 @@ declare namespace Cloudflare {
     readonly BROKEN: DurableObjectNamespace
     readonly CLIENT_ROOM: DurableObjectNamespace
     readonly CHAT: DurableObjectNamespace
+    readonly THROTTLED: DurableObjectNamespace
+    readonly FLOODED: DurableObjectNamespace
   }
 }

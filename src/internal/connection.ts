@@ -1,11 +1,9 @@
 import type * as Context from "effect/Context"
-import * as Effect from "effect/Effect"
-import type { ConnectionData, SendOptions, Socket } from "../Connection"
-import type { Topics } from "../HandlerContext"
-import { Connection, maxAttachmentBytes, mergeData } from "../Connection"
 import { PayloadTooLarge } from "../Errors"
 import type { MessageSchema } from "../Message"
 import { encodeFrame, encodePayload, utf8Length } from "../Message"
+import type { ConnectionData, SendOptions, Socket } from "./data"
+import { maxAttachmentBytes, mergeData } from "./data"
 import type { RateLimit, SavedBucket } from "./rateLimit"
 import { TokenBucket } from "./rateLimit"
 
@@ -27,23 +25,31 @@ export interface AttachmentStore {
 }
 
 export const isAttachment = (u: unknown): u is Attachment =>
-  typeof u === "object" && u !== null && "d" in u && "t" in u && Array.isArray((u as Attachment).t)
+  typeof u === "object" && u !== null && "d" in u && "t" in u && Array.isArray((u as Attachment).t) &&
+  typeof (u as Attachment).d?.clientId === "string"
 
 const settled: Promise<void> = Promise.resolve()
 
 /**
  * One open connection of one instance, rebuilt from its attachment after a
  * wake. Holds the in-memory parts that need not survive hibernation: the
- * queue that keeps its messages in order, and its Effect context.
+ * queue that keeps its messages in order, its Effect context, and the
+ * flood bookkeeping of its rate limit.
  */
 export class LiveConnection {
   /** Handlers of this connection run one after another, in arrival order. */
   private tail: Promise<void> = settled
   private running = 0
   closed = false
+  /** Closed by the server for flooding: frames still in flight are dropped. */
+  cutOff = false
+  /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
-  topicsView: Topics | undefined = undefined
   private bucket: TokenBucket | undefined = undefined
+  /** When the current flood began: the first refusal since the bucket was last full. */
+  floodingSince: number | undefined = undefined
+  /** No plain refusal notice is sent before this time (one per token interval). */
+  quietUntil = 0
 
   constructor(
     readonly socket: Socket,
@@ -98,6 +104,7 @@ export class LiveConnection {
    */
   takeToken(limit: RateLimit, now: number): number {
     const bucket = this.bucket ??= TokenBucket.restore(limit, this.savedBucket, now)
+    if (this.floodingSince !== undefined && bucket.isFull(limit, now)) this.floodingSince = undefined
     const retryAfterMs = bucket.take(limit, now)
     // A full attachment cannot take the bucket: count it as saved, or every frame would retry.
     if (bucket.needsSave(limit, retryAfterMs > 0) && this.persist() !== undefined) bucket.markSaved(bucket.state())
@@ -130,30 +137,6 @@ export class LiveConnection {
     }
   }
 
-  private cachedService: Connection["Service"] | undefined
-
-  /** The {@link Connection} service for this connection. */
-  get service(): Connection["Service"] {
-    if (this.cachedService !== undefined) return this.cachedService
-    const self = this
-    const service: Connection["Service"] & { [live]?: LiveConnection } = {
-      clientId: this.clientId,
-      get data() {
-        return self.data
-      },
-      topics: this.topics,
-      send: (message, ...[payload, options]) => Effect.sync(() => self.send(message, payload, options)),
-      assignData: (partial) =>
-        Effect.suspend(() => {
-          const tooLarge = self.assignData(partial)
-          return tooLarge === undefined ? Effect.void : Effect.fail(tooLarge)
-        }),
-      close: (code, reason) => Effect.sync(() => self.close(code, reason))
-    }
-    service[live] = this
-    return this.cachedService = Connection.of(service)
-  }
-
   /**
    * Runs `task` after every earlier task of this connection has settled; an
    * idle connection runs it at once, so a synchronous handler costs no
@@ -179,6 +162,13 @@ export class LiveConnection {
 
 const live = Symbol.for("durable-ws/LiveConnection")
 
-/** The live connection behind a {@link Connection} service value. */
-export const liveConnectionOf = (service: Connection["Service"]): LiveConnection =>
-  (service as Connection["Service"] & { readonly [live]: LiveConnection })[live]
+type Bound<S> = S & { readonly [live]: LiveConnection }
+
+/** Ties a `Connection` service value to the live connection behind it. */
+export const bindService = <S extends object>(service: S, connection: LiveConnection): S => {
+  Object.defineProperty(service, live, { value: connection })
+  return service
+}
+
+/** The live connection behind a `Connection` service value, if the runtime made it. */
+export const liveConnectionOf = (service: object): LiveConnection | undefined => (service as Bound<object>)[live]

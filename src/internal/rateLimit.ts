@@ -6,16 +6,44 @@ export interface RateLimit {
   readonly capacity: number
   /** Tokens added back per second. */
   readonly refillPerSecond: number
+  /**
+   * A connection whose bucket has not refilled to full for this long since
+   * its first refusal is closed with 1008 (default 10 000 ms; `Infinity`
+   * never closes).
+   */
+  readonly closeAfterMs?: number
 }
 
-export const checkRateLimit = (limit: RateLimit): RateLimit => {
+/** A rate limit with its defaults filled in. */
+export interface ResolvedRateLimit extends RateLimit {
+  readonly closeAfterMs: number
+  /** The time one token takes to come back: at most one plain refusal notice per interval. */
+  readonly intervalMs: number
+}
+
+/**
+ * @since 0.1.0
+ * @category constants
+ */
+export const defaultCloseAfterMs = 10_000
+
+export const checkRateLimit = (limit: RateLimit): ResolvedRateLimit => {
   if (!(limit.capacity >= 1) || !Number.isFinite(limit.capacity)) {
     throw new RangeError("durable-ws: rateLimit.capacity must be a finite number >= 1")
   }
   if (!(limit.refillPerSecond > 0) || !Number.isFinite(limit.refillPerSecond)) {
     throw new RangeError("durable-ws: rateLimit.refillPerSecond must be a finite number > 0")
   }
-  return limit
+  const closeAfterMs = limit.closeAfterMs ?? defaultCloseAfterMs
+  if (!(closeAfterMs > 0)) {
+    throw new RangeError("durable-ws: rateLimit.closeAfterMs must be a number > 0 (Infinity never closes)")
+  }
+  return {
+    capacity: limit.capacity,
+    refillPerSecond: limit.refillPerSecond,
+    closeAfterMs,
+    intervalMs: Math.ceil(1000 / limit.refillPerSecond)
+  }
 }
 
 /** A bucket as kept in the socket attachment: `[tokens, at]` (ms since the epoch). */
@@ -47,6 +75,11 @@ export class TokenBucket {
   /** The bucket of a connection: from its attachment after a wake, else full. */
   static restore(limit: RateLimit, saved: SavedBucket | undefined, now: number): TokenBucket {
     return saved === undefined ? new TokenBucket(limit.capacity, now, undefined) : new TokenBucket(saved[0], saved[1], saved)
+  }
+
+  /** Whether the bucket has refilled to its whole burst. */
+  isFull(limit: RateLimit, now: number): boolean {
+    return refilled(limit, this.tokens, this.at, now) >= limit.capacity
   }
 
   /** Takes one token: 0 when allowed, else the milliseconds until one is available. */

@@ -1,0 +1,150 @@
+import type { ErrorCode } from "../Errors"
+import type { CloseContext, RpcContext, Topics } from "../HandlerContext"
+import type { MessageSchema, PayloadSchema, RpcSchema } from "../Message"
+import { encodeErrorFrame } from "../Message"
+import type { PublishOptions, PublishResult } from "../PubSub"
+import type { LiveConnection } from "./connection"
+import type { ConnectionData, SendOptions } from "./data"
+
+type AnyData = Record<string, unknown>
+
+/** A message and an rpc with their payload types erased: what one context class serves. */
+type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>>
+
+/** What a context needs from its instance. */
+export interface ContextHost {
+  readonly env: Cloudflare.Env
+  readonly storage: DurableObjectStorage
+  publish(
+    topic: string,
+    message: MessageSchema,
+    payload: unknown,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): Promise<PublishResult>
+  subscribe(connection: LiveConnection, topic: string): Promise<void>
+  unsubscribe(connection: LiveConnection, topic: string): void
+}
+
+const revokedPublish: PublishResult = {
+  ok: false,
+  error: "DEADLINE_EXCEEDED",
+  message: "The handler ran past its deadline; nothing it publishes now is delivered"
+}
+
+const settled: Promise<void> = Promise.resolve()
+
+class TopicsView implements Topics {
+  constructor(private readonly ctx: HandlerContext) {}
+  subscribe(topic: string): Promise<void> {
+    const { ctx } = this
+    return ctx.revoked ? settled : ctx.host.subscribe(ctx.connection, topic)
+  }
+  unsubscribe(topic: string): Promise<void> {
+    const { ctx } = this
+    if (!ctx.revoked) ctx.host.unsubscribe(ctx.connection, topic)
+    return settled
+  }
+  list(): ReadonlyArray<string> {
+    return Array.from(this.ctx.connection.topics)
+  }
+  has(topic: string): boolean {
+    return this.ctx.connection.topics.has(topic)
+  }
+}
+
+/**
+ * The one implementation behind every context type. Methods live on the
+ * prototype so building a context per message allocates one small object.
+ *
+ * A handler that ran past its deadline has its context revoked: from then
+ * on nothing it sends, replies, publishes or changes takes effect, so a late
+ * promise can never break the order of what the connection receives.
+ */
+export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext<AnyData> {
+  replied = false
+  revoked = false
+  private topicsView: Topics | undefined = undefined
+
+  constructor(
+    readonly host: ContextHost,
+    readonly connection: LiveConnection,
+    readonly type: string,
+    readonly payload: unknown,
+    readonly meta: Readonly<Record<string, unknown>>,
+    readonly correlationId: string | undefined,
+    readonly response: MessageSchema | undefined,
+    readonly code: number = 0,
+    readonly reason: string = ""
+  ) {}
+
+  get clientId(): string {
+    return this.connection.clientId
+  }
+  get data(): ConnectionData<AnyData> {
+    return this.connection.data
+  }
+  get env(): Cloudflare.Env {
+    return this.host.env
+  }
+  get storage(): DurableObjectStorage {
+    return this.host.storage
+  }
+  get topics(): Topics {
+    return this.topicsView ??= new TopicsView(this)
+  }
+
+  /** Stops everything this context does from reaching the client. */
+  revoke(): void {
+    this.revoked = true
+    this.replied = true
+  }
+
+  /**
+   * The context the `onError` hooks get: this one, or for a revoked one a
+   * live copy, since the hook is the server's code, not the late handler.
+   */
+  forHooks(): HandlerContext {
+    if (!this.revoked) return this
+    const copy = new HandlerContext(
+      this.host, this.connection, this.type, this.payload, this.meta, this.correlationId, this.response, this.code, this.reason
+    )
+    copy.replied = true
+    return copy
+  }
+
+  assignData(partial: Readonly<AnyData>): void {
+    if (this.revoked) return
+    const tooLarge = this.connection.assignData(partial)
+    if (tooLarge !== undefined) throw tooLarge
+  }
+
+  send(message: MessageSchema, payload?: unknown, options?: SendOptions): void {
+    if (!this.revoked) this.connection.send(message, payload, options)
+  }
+
+  reply(payload?: unknown, options?: SendOptions): void {
+    if (this.response === undefined) throw new Error("durable-ws: reply() is only available in rpc handlers")
+    if (this.replied) return
+    this.replied = true
+    this.connection.send(this.response, payload, options, this.correlationId)
+  }
+
+  error(code: ErrorCode, message: string, details?: unknown): void {
+    // An RPC request gets exactly one answer: a reply, an error, or a timeout.
+    if (this.revoked || (this.response !== undefined && this.replied)) return
+    this.replied = true
+    this.connection.sendFrame(
+      encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId)
+    )
+  }
+
+  publish(topic: string, message: MessageSchema, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {
+    if (this.revoked) return Promise.resolve(revokedPublish)
+    return this.host.publish(topic, message, payload, options, this.connection)
+  }
+
+  close(code?: number, reason?: string): void {
+    if (!this.revoked) this.connection.close(code, reason)
+  }
+}

@@ -1,0 +1,274 @@
+/**
+ * One inbound frame, from bytes to its handler: decode → route → validate →
+ * middleware → handler, with every failure turned into the wire error the
+ * spec prescribes. Lifecycle hooks run here too, with the same reporting.
+ */
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
+import * as Predicate from "effect/Predicate"
+import type { WireError } from "../Errors"
+import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
+import { decodeEnvelope, decodePayload, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../Message"
+import { runInScope } from "./als"
+import type { LiveConnection } from "./connection"
+import { HandlerContext } from "./context"
+import type { Instance } from "./instance"
+import type { AnyHandler, AnyMiddleware, Route } from "./routes"
+
+const toEffect = (result: unknown): Effect.Effect<unknown, unknown> => {
+  if (Effect.isEffect(result)) return result as Effect.Effect<unknown, unknown>
+  if (Predicate.isPromiseLike(result)) return Effect.tryPromise({ try: () => result, catch: (error) => error })
+  return Effect.void
+}
+
+/** Calls user code; a synchronous throw becomes a failure like any other. */
+const invoke = <Args extends ReadonlyArray<unknown>>(
+  f: (...args: Args) => unknown,
+  ...args: Args
+): Effect.Effect<unknown, unknown> =>
+  Effect.suspend(() => {
+    try {
+      return toEffect(f(...args))
+    } catch (error) {
+      return Effect.fail(error)
+    }
+  })
+
+/**
+ * Middleware and handler as one Effect. `next()` runs the rest of the chain
+ * as a child fiber of the middleware's own, with its services: interrupting
+ * the chain (a deadline) interrupts every layer below it too.
+ */
+const chain = (
+  middleware: ReadonlyArray<AnyMiddleware>,
+  index: number,
+  handler: AnyHandler,
+  ctx: HandlerContext
+): Effect.Effect<unknown, unknown> => {
+  if (index === middleware.length) return invoke(handler, ctx)
+  return Effect.withFiber((parent) => {
+    let child: Fiber.Fiber<unknown, unknown> | undefined
+    let downstream: Promise<void> | undefined
+    let settled = false
+    const next = () =>
+      downstream ??= new Promise<void>((resolve, reject) => {
+        child = Effect.runForkWith(parent.context)(chain(middleware, index + 1, handler, ctx))
+        child.addObserver((exit) => {
+          settled = true
+          if (exit._tag === "Success") resolve()
+          else reject(Cause.squash(exit.cause))
+        })
+      })
+    return invoke(middleware[index]!, ctx, next).pipe(
+      Effect.flatMap(() => {
+        // A middleware that awaited next() has already seen its outcome; one that
+        // did not is still waited for, and its failure is not lost.
+        if (downstream === undefined || settled) return Effect.void
+        const pending = downstream
+        return Effect.tryPromise({ try: () => pending, catch: (error) => error })
+      }),
+      Effect.onInterrupt(() => child === undefined ? Effect.void : Effect.sync(() => child!.interruptUnsafe(parent.id)))
+    )
+  })
+}
+
+const sendError = (connection: LiveConnection, error: WireError, correlationId: string | undefined) => {
+  connection.sendFrame(encodeErrorFrame(error, correlationId))
+}
+
+const reject = (connection: LiveConnection, error: unknown, correlationId: string | undefined): undefined => {
+  sendError(connection, toWireError(error), correlationId)
+  return undefined
+}
+
+/** Calls the `onError` hooks with the original error; false when there are none. */
+export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: HandlerContext): boolean => {
+  const hooks = instance.router.errorHooks
+  for (const hook of hooks) {
+    try {
+      hook(error, ctx)
+    } catch (hookError) {
+      console.error("durable-ws: onError hook threw", hookError)
+    }
+  }
+  return hooks.length > 0
+}
+
+/**
+ * Reports a failed handler: the client gets the mapped error (generic for
+ * unknown errors), `onError` gets the original, the connection stays open.
+ * With no `onError` hook, an unexpected failure is logged.
+ */
+const reportError = (instance: Instance, ctx: HandlerContext, error: unknown, notifyClient: boolean): void => {
+  const wire = toWireError(error)
+  if (notifyClient) sendError(ctx.connection, wire, ctx.correlationId)
+  if (!notifyErrorHooks(instance, error, ctx.forHooks()) && wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
+}
+
+const reportFailure = (
+  instance: Instance,
+  ctx: HandlerContext,
+  cause: Cause.Cause<unknown>,
+  notifyClient: boolean
+): Effect.Effect<void> => Effect.sync(() => reportError(instance, ctx, Cause.squash(cause), notifyClient))
+
+// An unknown type is client input: name it in the error, but never reflect a huge one back whole.
+const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
+
+const missingReply: WireError = { code: "INTERNAL", message: "RPC handler completed without replying" }
+
+interface Prepared {
+  readonly ctx: HandlerContext
+  readonly route: Route
+}
+
+/**
+ * Decode → route → validate. A frame that fails any step is answered here,
+ * with the error the spec prescribes, and yields nothing to handle.
+ */
+const prepare = (instance: Instance, connection: LiveConnection, frame: string | ArrayBuffer): Prepared | undefined => {
+  const envelope = decodeEnvelope(frame, instance.config.maxPayloadBytes)
+  if (isInvalidFrame(envelope)) return reject(connection, envelope.error, envelope.correlationId)
+  const { type, correlationId } = envelope
+  if (type === "__heartbeat") {
+    connection.sendFrame(heartbeat.response)
+    return undefined
+  }
+  const route = isReservedType(type) ? undefined : instance.router.routes.get(type)
+  if (route === undefined) {
+    return reject(
+      connection,
+      new UnknownMessageType({
+        type,
+        message: isReservedType(type)
+          ? `Message type "${shownType(type)}" is reserved`
+          : `No handler for message type "${shownType(type)}"`
+      }),
+      correlationId
+    )
+  }
+  if (route.response !== undefined && correlationId === undefined) {
+    return reject(
+      connection,
+      new ValidationError({ message: `RPC request "${type}" requires meta.correlationId` }),
+      undefined
+    )
+  }
+  const payload = decodePayload(route.message, envelope.payload)
+  if (!payload.ok) return reject(connection, payload.error, correlationId)
+  const ctx = new HandlerContext(instance, connection, type, payload.value, envelope.meta, correlationId, route.response)
+  return { ctx, route }
+}
+
+/** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
+const completed = ({ ctx, route }: Prepared): void => {
+  if (route.response !== undefined && !ctx.replied) sendError(ctx.connection, missingReply, ctx.correlationId)
+}
+
+const settle = (
+  instance: Instance,
+  prepared: Prepared,
+  program: Effect.Effect<unknown, unknown>
+): Effect.Effect<void> =>
+  Effect.matchCauseEffect(program, {
+    onFailure: (cause) => reportFailure(instance, prepared.ctx, cause, true),
+    onSuccess: () => Effect.sync(() => completed(prepared))
+  })
+
+/** Middleware, the handler and its deadline, as one Effect that never fails. */
+const program = (instance: Instance, prepared: Prepared): Effect.Effect<void> => {
+  const { ctx, route } = prepared
+  const middleware = instance.router.middleware
+  let handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
+  const timeoutMs = instance.config.handlerTimeoutMs
+  if (timeoutMs !== undefined) {
+    handled = Effect.timeoutOrElse(handled, {
+      duration: timeoutMs,
+      orElse: () => {
+        // Effects were interrupted; a promise cannot be, so its context goes dead instead.
+        ctx.revoke()
+        return Effect.fail(
+          new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
+        )
+      }
+    })
+  }
+  return settle(instance, prepared, handled)
+}
+
+const unavailable = (connection: LiveConnection) => (error: unknown) => {
+  console.error("durable-ws: services failed to build", error)
+  sendError(connection, { code: "UNAVAILABLE", message: "Service unavailable" }, undefined)
+}
+
+/**
+ * Carries one inbound frame to its handler. Never rejects; returns nothing
+ * when the frame was handled synchronously.
+ *
+ * Without middleware or a deadline, a handler that returns nothing or a
+ * Promise is called directly: starting a fiber only to await a Promise
+ * would cost more than the rest of the path. Effect handlers, middleware
+ * and deadlines run as one Effect on the instance's runtime.
+ */
+export const dispatch = (
+  instance: Instance,
+  connection: LiveConnection,
+  frame: string | ArrayBuffer
+): Promise<void> | undefined => {
+  const prepared = prepare(instance, connection, frame)
+  if (prepared === undefined) return undefined
+  const { scope } = instance.scopeOf(connection)
+  if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
+    const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, unavailable(connection))
+    // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
+    return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
+  }
+  const { ctx, route } = prepared
+  let result: unknown
+  try {
+    result = route.handler(ctx)
+  } catch (error) {
+    reportError(instance, ctx, error, true)
+    return undefined
+  }
+  if (Effect.isEffect(result)) {
+    return instance.runtime.runFork(
+      settle(instance, prepared, result as Effect.Effect<unknown, unknown>),
+      connection,
+      scope,
+      unavailable(connection)
+    )
+  }
+  if (Predicate.isPromiseLike(result)) {
+    return Promise.resolve(result).then(
+      () => completed(prepared),
+      (error: unknown) => reportError(instance, ctx, error, true)
+    )
+  }
+  completed(prepared)
+  return undefined
+}
+
+/**
+ * Runs lifecycle hooks (`onOpen`, `onClose`) in order; a failing hook is
+ * reported to `onError` and does not stop the others.
+ */
+export const runLifecycle = (
+  instance: Instance,
+  hooks: ReadonlyArray<AnyHandler>,
+  ctx: HandlerContext
+): Promise<void> => {
+  const { connection } = ctx
+  const effect = Effect.forEach(
+    hooks,
+    (hook) =>
+      Effect.matchCauseEffect(invoke(hook, ctx), {
+        onFailure: (cause) => reportFailure(instance, ctx, cause, false),
+        onSuccess: () => Effect.void
+      }),
+    { discard: true }
+  )
+  const { scope, enter } = instance.scopeOf(connection)
+  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, unavailable(connection))))
+}

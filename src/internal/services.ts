@@ -1,0 +1,101 @@
+import * as Cause from "effect/Cause"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Connection from "../Connection"
+import type { PublishScope } from "./als"
+import { CurrentScope } from "./als"
+import type { LiveConnection } from "./connection"
+
+/** Unwraps an Exit for promise callers: the original error, not a wrapper. */
+export const exitToPromise = <A>(exit: Exit.Exit<A, unknown>): Promise<A> =>
+  Exit.isSuccess(exit) ? Promise.resolve(exit.value) : Promise.reject(Cause.squash(exit.cause))
+
+/**
+ * The one way an instance runs Effects: a runtime built once from the
+ * built-in services and the user's layer (which may use them), and a
+ * per-connection context on top that adds the `Connection` and the publish
+ * scope. Dispatch, hooks, `authenticate`, subscribe and publish all run here.
+ */
+export class InstanceRuntime {
+  private readonly layer: Layer.Layer<never, unknown> | undefined
+  private managed: ManagedRuntime.ManagedRuntime<never, unknown> | undefined
+  private services: Context.Context<never> | undefined
+
+  constructor(builtins: Context.Context<never>, layer: Layer.Layer<unknown, unknown, unknown> | undefined) {
+    if (layer === undefined) {
+      this.services = builtins
+    } else {
+      // The user's layer may itself use the built-in services (Storage, PubSub, Connections).
+      this.layer = Layer.provideMerge(layer as unknown as Layer.Layer<never, unknown, never>, Layer.succeedContext(builtins))
+    }
+  }
+
+  private built(): Context.Context<never> | Promise<Context.Context<never>> {
+    if (this.services !== undefined) return this.services
+    const managed = this.managed ??= ManagedRuntime.make(this.layer!)
+    return managed.context().then(
+      (services) => this.services = services,
+      (error: unknown) => {
+        // A layer that failed to build (its backend was down) is tried again on the next use.
+        if (this.managed === managed) this.managed = undefined
+        void managed.dispose()
+        throw error
+      }
+    )
+  }
+
+  /** The instance's services plus the connection's own, built once per connection. */
+  private contextOf(
+    services: Context.Context<never>,
+    connection: LiveConnection | undefined,
+    scope: PublishScope | undefined
+  ): Context.Context<never> {
+    if (connection === undefined) return scope === undefined ? services : Context.add(services, CurrentScope, scope)
+    return connection.context ??= Context.add(
+      Context.add(services, Connection.Connection, Connection.make(connection)),
+      CurrentScope,
+      scope!
+    )
+  }
+
+  /** Runs an Effect for promise callers; it rejects with the original error. */
+  runPromise<A>(
+    effect: Effect.Effect<A, unknown, unknown>,
+    connection?: LiveConnection,
+    scope?: PublishScope
+  ): Promise<A> {
+    const services = this.built()
+    if (services instanceof Promise) return services.then(() => this.runPromise(effect, connection, scope))
+    return Effect.runPromiseExitWith(this.contextOf(services, connection, scope))(
+      effect as Effect.Effect<A, unknown, never>
+    ).then(exitToPromise)
+  }
+
+  /**
+   * Runs an Effect that never fails. It starts at once and, when it finishes
+   * without waiting on anything, costs no promise. Only building the
+   * services can fail: `unavailable` is then called.
+   */
+  runFork(
+    effect: Effect.Effect<void, never, unknown>,
+    connection: LiveConnection,
+    scope: PublishScope,
+    unavailable: (error: unknown) => void
+  ): Promise<void> | undefined {
+    const services = this.built()
+    if (services instanceof Promise) {
+      return services.then(() => this.runFork(effect, connection, scope, unavailable), unavailable)
+    }
+    const fiber = Effect.runForkWith(this.contextOf(services, connection, scope))(effect as Effect.Effect<void>)
+    if (fiber.pollUnsafe() !== undefined) return undefined
+    return new Promise<void>((resolve) => fiber.addObserver(() => resolve()))
+  }
+
+  /** Releases what the user's layer acquired. */
+  dispose(): Promise<void> {
+    return this.managed === undefined ? Promise.resolve() : this.managed.dispose()
+  }
+}
