@@ -16,5 +16,8 @@ declare namespace Cloudflare {
     readonly CHAT: DurableObjectNamespace
     readonly THROTTLED: DurableObjectNamespace
     readonly FLOODED: DurableObjectNamespace
+    readonly PUBLISHER: DurableObjectNamespace
+    readonly TIMED_PUBLISHER: DurableObjectNamespace
+    readonly MIXED: DurableObjectNamespace
   }
 }
