@@ -46,7 +46,7 @@ export interface MessageSchema<
   readonly _tag: "MessageSchema"
   readonly type: Type
   readonly schema: S
-  /** @internal */
+  /** The payload codecs, built once with the message (not part of the wire contract). */
   readonly [codecs]: Codecs | undefined
 }
 
