@@ -27,18 +27,18 @@ export class Room extends Limited {
     if (this.#frames++ === 0) this.#first = now
     else this.#longestGapMs = Math.max(this.#longestGapMs, now - this.#last)
     this.#last = now
-    const handled = super.webSocketMessage(ws, message)
+    const handled = this.ws.webSocketMessage(ws, message)
     if (this.#closedAfterMs === undefined && ws.readyState !== WebSocket.OPEN) this.#closedAfterMs = now - this.#first
     return handled
   }
 
-  override fetch(request: Request) {
+  override fetch(request: Request): Promise<Response> {
     if (new URL(request.url).pathname === "/stats") {
       return Promise.resolve(Response.json({ frames: this.#frames, spanMs: this.#last - this.#first, longestGapMs: this.#longestGapMs,
         closedAfterMs: this.#closedAfterMs ?? null
       }))
     }
-    return super.fetch(request)
+    return this.ws.fetch(request)
   }
 }
 
