@@ -113,9 +113,11 @@ const pinger = setInterval(() => {
 }, 100)
 
 let bytesIn = 0
-for (let n = 0; n < frames && flooder.readyState === WebSocket.OPEN; n++) {
+let framesSent = 0
+for (let n = 0; n < frames && flooder.readyState === WebSocket.OPEN && Date.now() - started < 30_000; n++) {
   const frame = `{"type":"SPAM","payload":{"n":${n}}}`
   bytesIn += frame.length
+  framesSent++
   flooder.send(frame)
   // Keep the client's own buffer bounded; the server sees the frames as fast as the socket carries them.
   if (n % 1000 === 999) while (flooder.bufferedAmount > 1 << 20) await sleep(1)
@@ -131,11 +133,13 @@ clearInterval(pinger)
 neighbour.close()
 const objectSaw = await (await fetch(`http://127.0.0.1:${port}/stats`)).json()
 stop()
+// What workerd said about the object meanwhile (an overloaded or reset object shows here).
+const warnings = output.split("\n").filter((line) => /overload|reset|exceeded|error/i.test(line) && !/Request\.cf/.test(line)).slice(0, 5)
 
 latencies.sort((a, b) => a - b)
 const pct = (p) => latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))]?.toFixed(1)
 console.log(JSON.stringify({
-  framesSent: frames,
+  framesSent,
   sentInMs: sentMs,
   bytesIn,
   bytesBack,
@@ -143,6 +147,7 @@ console.log(JSON.stringify({
   bytesBackPerByteIn: Number((bytesBack / bytesIn).toFixed(5)),
   closed: closed ?? "not closed",
   objectSaw,
+  warnings,
   workerdRssMiB: { before: Number(rssBefore.toFixed(1)), peak: Number(rssPeak.toFixed(1)) },
   neighbourRoundTripMs: { samples: latencies.length, p50: pct(0.5), p99: pct(0.99), max: latencies.at(-1)?.toFixed(1) }
 }, null, 2))

@@ -19,5 +19,6 @@ declare namespace Cloudflare {
     readonly PUBLISHER: DurableObjectNamespace
     readonly TIMED_PUBLISHER: DurableObjectNamespace
     readonly MIXED: DurableObjectNamespace
+    readonly DAM: DurableObjectNamespace
   }
 }
