@@ -99,6 +99,13 @@ const cleanUp = async () => {
   else await rm(work, { recursive: true, force: true })
 }
 
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.once(signal, async () => {
+    await cleanUp()
+    process.exit(1)
+  })
+}
+
 const watchdog = setTimeout(async () => {
   console.error(`\nconsumer: gave up after ${totalTimeoutMs / 1000} s`)
   await cleanUp()
