@@ -15,7 +15,8 @@ const outDir = "dist"
  *
  * The sources import each other without extensions (fine for bundlers), but a
  * consumer on `moduleResolution: "node16"`/`"nodenext"` needs them, so the
- * relative specifiers in the emitted declarations get their `.js`.
+ * relative specifiers in the emitted declarations get their `.js` (a `.ts`
+ * one becomes `.js` too).
  */
 const emitDeclarations = async () => {
   execFileSync(path.resolve("node_modules/.bin/tsc"), ["-p", "tsconfig.build.json"], { stdio: "inherit" })
@@ -27,9 +28,11 @@ const emitDeclarations = async () => {
       /(\bfrom\s+|\bimport\s*\(\s*)(["'])(\.{1,2}\/[^"']+)\2/g,
       (_, lead: string, quote: string, specifier: string) => {
         if (specifier.endsWith(".js")) return `${lead}${quote}${specifier}${quote}`
-        const target = path.join(path.dirname(full), `${specifier}.d.ts`)
-        if (!existsSync(target)) throw new Error(`${full}: cannot resolve ${specifier}`)
-        return `${lead}${quote}${specifier}.js${quote}`
+        const base = specifier.replace(/\.ts$/, "")
+        if (!existsSync(path.join(path.dirname(full), `${base}.d.ts`))) {
+          throw new Error(`${full}: cannot resolve ${specifier}`)
+        }
+        return `${lead}${quote}${base}.js${quote}`
       }
     )
     if (fixed !== text) await writeFile(full, fixed)
