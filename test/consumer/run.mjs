@@ -267,14 +267,18 @@ try {
     await bundle("the README's client snippet", { entryPoints: ["client/client.ts"] })
   })
 
-  await step("Node imports durable-ws/Message, durable-ws/client, durable-ws/Errors", async () => {
+  await step("Node imports durable-ws/Message, durable-ws/client, durable-ws/Errors, durable-ws/Testing", async () => {
     const { stdout } = await node([
       "--input-type=module",
       "-e",
       `const m = await import("durable-ws/Message"); const c = await import("durable-ws/client"); await import("durable-ws/Errors")
-       console.log(typeof m.message, typeof c.createClient)`
+       const t = await import("durable-ws/Testing"); const r = await import("durable-ws/Router")
+       const Ping = m.message("PING"); const Pong = m.message("PONG")
+       const runtime = t.make(r.createRouter().on(Ping, (ctx) => ctx.send(Pong)), {})
+       const conn = await runtime.connect(); await conn.send({ type: "PING" })
+       console.log(typeof m.message, typeof c.createClient, conn.frames[0]?.type)`
     ], { cwd: app })
-    if (stdout.trim() !== "function function") throw new Error(`unexpected exports: ${stdout}`)
+    if (stdout.trim() !== "function function PONG") throw new Error(`unexpected exports: ${stdout}`)
   })
 
   await step("the Quick start under wrangler dev: PING/PONG, then the rpc through durable-ws/client", async () => {
