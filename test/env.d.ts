@@ -16,5 +16,8 @@ declare namespace Cloudflare {
     readonly CHAT: DurableObjectNamespace
     readonly THROTTLED: DurableObjectNamespace
     readonly FLOODED: DurableObjectNamespace
+    readonly RECOVERING: DurableObjectNamespace
+    readonly FORGETFUL: DurableObjectNamespace
+    readonly UNRECOVERED: DurableObjectNamespace
   }
 }

@@ -11,6 +11,7 @@ import type { WireError } from "../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
 import { decodeEnvelope, decodePayload, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../Message"
 import { runInScope } from "./als"
+import { answeredBefore } from "./session"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
 import type { Instance } from "./instance"
@@ -102,7 +103,7 @@ export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: Handle
  */
 const reportError = (instance: Instance, ctx: HandlerContext, error: unknown, notifyClient: boolean): void => {
   const wire = toWireError(error)
-  if (notifyClient) sendError(ctx.connection, wire, ctx.correlationId)
+  if (notifyClient) ctx.answer(encodeErrorFrame(wire, ctx.correlationId))
   if (!notifyErrorHooks(instance, error, ctx.forHooks()) && wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
 }
 
@@ -163,7 +164,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
 
 /** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
 const completed = ({ ctx, route }: Prepared): void => {
-  if (route.response !== undefined && !ctx.replied) sendError(ctx.connection, missingReply, ctx.correlationId)
+  if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
 }
 
 const settle = (
@@ -217,7 +218,7 @@ export const dispatch = (
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
-  if (prepared === undefined) return undefined
+  if (prepared === undefined || answeredBefore(instance, prepared.ctx)) return undefined
   const { scope } = instance.scopeOf(connection)
   if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
     const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, unavailable(connection))
