@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises"
+import { access, mkdtemp, rm } from "node:fs/promises"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import type { BrowserContext } from "playwright-core"
@@ -6,6 +6,18 @@ import { chromium } from "playwright-core"
 
 /** Debian's Chromium; `.ci/run` installs it when missing. */
 export const chromiumPath = "/usr/bin/chromium"
+
+/** The system Chromium, else the one `@sparticuz/chromium` unpacks (when that package is installed). */
+const executablePath = async (): Promise<string> => {
+  try {
+    await access(chromiumPath)
+    return chromiumPath
+  } catch {
+    const name = "@sparticuz/chromium"
+    const bundled = (await import(name)) as { default: { executablePath: () => Promise<string> } }
+    return bundled.default.executablePath()
+  }
+}
 
 export interface Chromium {
   readonly context: BrowserContext
@@ -16,7 +28,7 @@ export interface Chromium {
 export const launchChromium = async (): Promise<Chromium> => {
   const userDataDir = await mkdtemp(join(tmpdir(), "durable-ws-chromium-"))
   const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: chromiumPath,
+    executablePath: await executablePath(),
     headless: true,
     viewport: { width: 960, height: 540 },
     timeout: 30_000,
