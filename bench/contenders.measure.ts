@@ -44,7 +44,13 @@ const plan = {
     { subscribers: 1000, publishesPerRound: quick ? 1 : 8, rounds: quick ? 2 : 15 }
   ],
   wake: { subscribers: 1000, rounds: quick ? 2 : 15 },
-  recovery: { subscribers: 1000, publishesPerRound: quick ? 1 : 8, rounds: quick ? 2 : 9, replayed: quick ? 100 : 1000 }
+  recovery: {
+    subscribers: 1000,
+    publishesPerRound: quick ? 1 : 8,
+    rounds: quick ? 2 : 7,
+    resumeRounds: quick ? 2 : 5,
+    replayed: quick ? 100 : 1000
+  }
 } as const
 
 const contenders: ReadonlyArray<Contender> = ["raw", "promise", "effect", "party"]
@@ -234,7 +240,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
   }
 
   scenario("recovery: fan-out, resume, storage", async () => {
-    const { subscribers, publishesPerRound, rounds, replayed } = plan.recovery
+    const { subscribers, publishesPerRound, rounds, resumeRounds, replayed } = plan.recovery
     const name = fanOutRoom(subscribers)
     // Without recovery: the promise room of the fan-out run; with it, the same handlers and room size.
     await openRooms(subscribers)
@@ -263,7 +269,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     const publisher = await open("recovery", resumeRoom)
     everyone.push(publisher)
     let credentials = await sessionOf("recovery", resumeRoom, "")
-    for (let round = 0; round < plan.warmupRounds + rounds; round++) {
+    for (let round = 0; round < plan.warmupRounds + resumeRounds; round++) {
       credentials.socket.ws.close(4000, "away")
       const before = await sizeOf()
       await publishMany(publisher, replayed)

@@ -570,8 +570,8 @@ export class Client {
     this.openedAt = undefined
     this.socket = undefined
     this.stopHeartbeat()
-    // With recovery the requests that went out wait for the resume, which sends them again.
-    if (this.session === undefined) this.failSent(code, reason)
+    // With a session to resume, the requests that went out wait for the resume, which sends them again.
+    if (this.session?.resumable !== true) this.failSent(code, reason)
     // Another socket took the session over (a copy of this page): carry on with a new one.
     if (code === replacedCloseCode) this.session?.clear()
     this.scheduleReconnect(code, reason)

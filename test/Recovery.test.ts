@@ -1,6 +1,9 @@
-import { env, evictDurableObject } from "cloudflare:test"
+import { env, evictDurableObject, runInDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
-import { openOn, stubOf, upgradeOn } from "./helpers/durable"
+import { createDurableObjectHandler, createRouter, WebSocketDurableObject } from "../src/index"
+import * as Testing from "../src/Testing"
+import { RJoin, RSaid } from "./fixtures/recovery"
+import { eventually, openOn, stubOf, upgradeOn } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
 import { sleep } from "./helpers/socket"
 
@@ -361,6 +364,25 @@ describe("recovery: limits", () => {
     expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
   })
 
+  it("remembers the newest replyCacheSize answers per session", async () => {
+    const name = room()
+    const { socket } = await open(env.FORGETFUL, name)
+    const other = await open(env.FORGETFUL, name)
+    const work = async (on: TestSocket, correlationId: string) => {
+      on.send({ type: "R_WORK", meta: { correlationId }, payload: { text: correlationId } })
+      return (await on.next((f) => f.type === "R_WORKED" && f.meta?.correlationId === correlationId)).payload.run as number
+    }
+    expect([await work(socket, "c1"), await work(socket, "c2"), await work(socket, "c3")]).toEqual([1, 2, 3])
+    // Another session's answers do not push this one's out.
+    expect([await work(other.socket, "o1"), await work(other.socket, "o2")]).toEqual([4, 5])
+    expect(await work(socket, "c3")).toBe(3)
+    expect(await work(socket, "c2")).toBe(2)
+    // c1 fell out of the cache (size 2): the request runs again.
+    expect(await work(socket, "c1")).toBe(6)
+    // A correlationId is per session: the same one from another session is another request.
+    expect(await work(other.socket, "c3")).toBe(7)
+  })
+
   it("answers a request resent after a resume with the one reply of the handler still running", async () => {
     const name = room()
     const { socket, session } = await open(env.RECOVERING, name)
@@ -449,6 +471,8 @@ describe("recovery: hostile resumes", () => {
       }))
     }
     expect({ recovered, replayed }).toEqual({ recovered: 0, replayed: 0 })
+    // Each attempt became a session of its own, ended by its close with 1000: nothing is left behind.
+    await eventually(() => control<{ sessions: number }>(env.RECOVERING, name, "tables"), (t) => t.sessions === 1)
     const refusedAuth = await upgradeOn(env.RECOVERING, name, { query: resumeQuery(session, 0, "&user=none") })
     expect(refusedAuth.status).toBe(401)
     const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
@@ -474,5 +498,40 @@ describe("recovery: hostile resumes", () => {
     await publish(env.RECOVERING, name, "open", ["still open"])
     expect((await back.next(isPublished)).payload.text).toBe("still open")
     expect(texts(await back.drain())).toEqual([])
+  })
+})
+
+describe("recovery: options and Testing.make", () => {
+  const router = createRouter()
+    .on(RJoin, (ctx) => ctx.topics.subscribe(ctx.payload.topic))
+
+  it("needs the object's SQLite, and says so", () => {
+    expect(() => Testing.make(router, { recovery: true })).toThrow(/recovery keeps its sessions and log in the object's SQLite/)
+    expect(() => createDurableObjectHandler(router, { recovery: true })).toThrow(/pass `state`/)
+    expect(() => WebSocketDurableObject(router, { recovery: { maxMessages: 0 } })).toThrow(/recovery.maxMessages must be a positive integer/)
+    expect(() => WebSocketDurableObject(router, { recovery: { sessionTtlMs: -1 } })).toThrow(RangeError)
+    expect(() => WebSocketDurableObject(router, { recovery: "yes" as never })).toThrow(TypeError)
+    // A class is defined before any object exists: the state comes later, so this is fine.
+    expect(() => WebSocketDurableObject(router, { recovery: true })).not.toThrow()
+  })
+
+  it("runs in Testing.make with `storage`: $session, sequenced publishes and a resume", async () => {
+    await runInDurableObject(stubOf(env.UNRECOVERED, room()), async (_instance, state) => {
+      const runtime = Testing.make(router, { storage: state.storage, recovery: true })
+      const first = await runtime.connect()
+      expect(first.frames[0]).toMatchObject({ type: "$session", payload: { sessionId: first.clientId, seq: 0 } })
+      await first.send({ type: "R_JOIN", payload: { topic: "t" } })
+      await runtime.publish("t", RSaid, { text: "live" })
+      expect(first.frames[1]).toEqual({ type: "R_SAID", meta: { topic: "t", seq: 1 }, payload: { text: "live" } })
+      const { token } = first.frames[0]!.payload as Session
+      await first.close(4000)
+      await runtime.publish("t", RSaid, { text: "missed" })
+      const back = await runtime.connect(undefined, undefined, { resume: `${first.clientId}.${token}.1` })
+      expect(back.clientId).toBe(first.clientId)
+      expect(back.frames.map((f) => f.type)).toEqual(["$session", "R_SAID", "$resumed"])
+      expect(back.frames[1]!.payload).toEqual({ text: "missed" })
+      expect(back.frames[2]!.payload).toEqual({ recovered: true, replayed: 1, gaps: [] })
+      await runtime.dispose()
+    })
   })
 })

@@ -59,6 +59,11 @@ export class ClientSession {
     }
   }
 
+  /** Whether there is a session to resume (the server sent `$session`, or a store kept one). */
+  get resumable(): boolean {
+    return this.saved !== undefined
+  }
+
   /** The URL of the next socket: with the resume credentials when there is a session. */
   urlFor(url: string): string {
     this.asked = this.saved?.sessionId

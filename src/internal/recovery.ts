@@ -401,13 +401,13 @@ export class RecoveryStore {
 
   storeReply(session: string, correlationId: string, frame: string): void {
     this.init()
-    const { id } = this.sql.exec<{ id: number }>(
-      "INSERT INTO _dws_replies (session, correlation, frame) VALUES (?, ?, ?) RETURNING id",
+    this.sql.exec("INSERT INTO _dws_replies (session, correlation, frame) VALUES (?, ?, ?)", session, correlationId, frame)
+    this.sql.exec(
+      "DELETE FROM _dws_replies WHERE session = ? AND id <= (SELECT id FROM _dws_replies WHERE session = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
       session,
-      correlationId,
-      frame
-    ).one()
-    this.sql.exec("DELETE FROM _dws_replies WHERE session = ? AND id <= ?", session, id - this.config.replyCacheSize)
+      session,
+      this.config.replyCacheSize
+    )
   }
 }
 
