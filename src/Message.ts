@@ -15,6 +15,7 @@ import * as SchemaIssue from "effect/SchemaIssue"
 import * as SchemaParser from "effect/SchemaParser"
 import type { Issue, WireError } from "./Errors"
 import { PayloadTooLarge, ValidationError } from "./Errors"
+import { plainStruct } from "./internal/plainStruct"
 
 /**
  * A payload schema. Payload schemas must not need services to decode or
@@ -46,7 +47,7 @@ export interface MessageSchema<
   readonly _tag: "MessageSchema"
   readonly type: Type
   readonly schema: S
-  /** @internal */
+  /** The payload codecs, built once with the message (not part of the wire contract). */
   readonly [codecs]: Codecs | undefined
 }
 
@@ -95,7 +96,15 @@ export const isReservedType = (type: string): boolean => type.startsWith("$") ||
 
 const makeCodecs = (schema: PayloadSchema): Codecs => {
   const codec = schema as Schema.Codec<unknown, unknown, never, never>
-  return { decode: SchemaParser.decodeUnknownExit(codec), encode: SchemaParser.encodeUnknownExit(codec) }
+  const decode = SchemaParser.decodeUnknownExit(codec)
+  const encode = SchemaParser.encodeUnknownExit(codec)
+  const fast = plainStruct(schema.ast)
+  if (fast === undefined) return { decode, encode }
+  const withFastPath = (general: Codecs["decode"]): Codecs["decode"] => (input) => {
+    const value = fast(input)
+    return value === undefined ? general(input) : Exit.succeed(value)
+  }
+  return { decode: withFastPath(decode), encode: withFastPath(encode) }
 }
 
 const checkType = (type: string): void => {

@@ -5,11 +5,13 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
 import { decodeEnvelope, decodePayload, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../Message"
+import type { PublishScope } from "./als"
 import { runInScope } from "./als"
 import { answeredBefore } from "./session"
 import type { LiveConnection } from "./connection"
@@ -167,38 +169,32 @@ const completed = ({ ctx, route }: Prepared): void => {
   if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
 }
 
-const settle = (
-  instance: Instance,
-  prepared: Prepared,
-  program: Effect.Effect<unknown, unknown>
-): Effect.Effect<void> =>
-  Effect.matchCauseEffect(program, {
-    onFailure: (cause) => reportFailure(instance, prepared.ctx, cause, true),
-    onSuccess: () => Effect.sync(() => completed(prepared))
-  })
-
-/** Middleware, the handler and its deadline, as one Effect that never fails. */
-const program = (instance: Instance, prepared: Prepared): Effect.Effect<void> => {
-  const { ctx, route } = prepared
-  const middleware = instance.router.middleware
-  let handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
-  const timeoutMs = instance.config.handlerTimeoutMs
-  if (timeoutMs !== undefined) {
-    handled = Effect.timeoutOrElse(handled, {
-      duration: timeoutMs,
-      orElse: () => {
-        // Effects were interrupted; a promise cannot be, so its context goes dead instead.
-        ctx.revoke()
-        return Effect.fail(
-          new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
-        )
-      }
-    })
-  }
-  return settle(instance, prepared, handled)
+/** A handler's Effect ended: report its failure, or check that an rpc answered. */
+const settled = (instance: Instance, prepared: Prepared) => (exit: Exit.Exit<unknown, unknown>): void => {
+  if (Exit.isSuccess(exit)) completed(prepared)
+  else reportError(instance, prepared.ctx, Cause.squash(exit.cause), true)
 }
 
-const unavailable = (connection: LiveConnection) => (error: unknown) => {
+/** Middleware, the handler and its deadline, as one Effect. */
+const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown, unknown> => {
+  const { ctx, route } = prepared
+  const middleware = instance.router.middleware
+  const handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
+  const timeoutMs = instance.config.handlerTimeoutMs
+  if (timeoutMs === undefined) return handled
+  return Effect.timeoutOrElse(handled, {
+    duration: timeoutMs,
+    orElse: () => {
+      // Effects were interrupted; a promise cannot be, so its context goes dead instead.
+      ctx.revoke()
+      return Effect.fail(
+        new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
+      )
+    }
+  })
+}
+
+const unavailable = (connection: LiveConnection, error: unknown): void => {
   console.error("durable-ws: services failed to build", error)
   sendError(connection, { code: "UNAVAILABLE", message: "Service unavailable" }, undefined)
 }
@@ -215,13 +211,14 @@ const unavailable = (connection: LiveConnection) => (error: unknown) => {
 export const dispatch = (
   instance: Instance,
   connection: LiveConnection,
+  scope: PublishScope,
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
   if (prepared === undefined || answeredBefore(instance, prepared.ctx)) return undefined
-  const { scope } = instance.scopeOf(connection)
   if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
-    const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, unavailable(connection))
+    const run = () =>
+      instance.runtime.runFork(program(instance, prepared), connection, scope, settled(instance, prepared), unavailable)
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
     return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
   }
@@ -235,10 +232,11 @@ export const dispatch = (
   }
   if (Effect.isEffect(result)) {
     return instance.runtime.runFork(
-      settle(instance, prepared, result as Effect.Effect<unknown, unknown>),
+      result as Effect.Effect<unknown, unknown>,
       connection,
       scope,
-      unavailable(connection)
+      settled(instance, prepared),
+      unavailable
     )
   }
   if (Predicate.isPromiseLike(result)) {
@@ -250,6 +248,8 @@ export const dispatch = (
   completed(prepared)
   return undefined
 }
+
+const ignore = (): void => {}
 
 /**
  * Runs lifecycle hooks (`onOpen`, `onClose`) in order; a failing hook is
@@ -271,5 +271,5 @@ export const runLifecycle = (
     { discard: true }
   )
   const { scope, enter } = instance.scopeOf(connection)
-  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, unavailable(connection))))
+  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, ignore, unavailable)))
 }
