@@ -4,6 +4,7 @@ declare namespace Cloudflare {
     readonly DWS_PROMISE: DurableObjectNamespace
     readonly DWS_EFFECT: DurableObjectNamespace
     readonly PARTY: DurableObjectNamespace
+    readonly DWS_RECOVERY: DurableObjectNamespace
     /** "1" shrinks the bench to a smoke run. */
     readonly BENCH_QUICK?: string
     /** Runs only the scenario whose name starts with it, between idle pauses (bench/profile.mjs). */

@@ -20,5 +20,8 @@ declare namespace Cloudflare {
     readonly TIMED_PUBLISHER: DurableObjectNamespace
     readonly MIXED: DurableObjectNamespace
     readonly DAM: DurableObjectNamespace
+    readonly RECOVERING: DurableObjectNamespace
+    readonly FORGETFUL: DurableObjectNamespace
+    readonly UNRECOVERED: DurableObjectNamespace
   }
 }

@@ -43,6 +43,10 @@ export class LiveConnection {
   closed = false
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
+  /** Resumed, and its replay not sent yet: it receives no live publish until then. */
+  resuming = false
+  /** Closed because its session was resumed on a newer socket. */
+  replaced = false
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
   private bucket: TokenBucket | undefined = undefined
@@ -111,14 +115,18 @@ export class LiveConnection {
     return retryAfterMs
   }
 
-  /** Sends a typed message; an invalid outbound payload is a server bug, so it throws. */
-  send(message: MessageSchema, payload: unknown, options: SendOptions | undefined, correlationId?: string): void {
+  /** Encodes a typed message; an invalid outbound payload is a server bug, so it throws. */
+  encode(message: MessageSchema, payload: unknown, options: SendOptions | undefined, correlationId?: string): string {
     const encoded = encodePayload(message, payload)
     if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
     const meta = correlationId === undefined
       ? { timestamp: Date.now(), ...options?.meta }
       : { timestamp: Date.now(), ...options?.meta, correlationId }
-    this.sendFrame(encodeFrame(message.type, encoded.value, meta))
+    return encodeFrame(message.type, encoded.value, meta)
+  }
+
+  send(message: MessageSchema, payload: unknown, options: SendOptions | undefined): void {
+    this.sendFrame(this.encode(message, payload, options))
   }
 
   /** Merges into the connection data; past 16 KiB the old data is kept and the error returned. */

@@ -1,5 +1,5 @@
 import type { ErrorCode } from "../Errors"
-import type { CloseContext, RpcContext, Topics } from "../HandlerContext"
+import type { CloseContext, OpenContext, RpcContext, Topics } from "../HandlerContext"
 import type { MessageSchema, PayloadSchema, RpcSchema } from "../Message"
 import { encodeErrorFrame } from "../Message"
 import type { PublishOptions, PublishResult } from "../PubSub"
@@ -24,6 +24,8 @@ export interface ContextHost {
   ): Promise<PublishResult>
   subscribe(connection: LiveConnection, topic: string): Promise<void>
   unsubscribe(connection: LiveConnection, topic: string): void
+  /** An rpc request got its one answer (kept for a resent request when recovery is on). */
+  answered(connection: LiveConnection, correlationId: string, frame: string): void
 }
 
 const revokedPublish: PublishResult = {
@@ -61,9 +63,13 @@ class TopicsView implements Topics {
  * on nothing it sends, replies, publishes or changes takes effect, so a late
  * promise can never break the order of what the connection receives.
  */
-export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext<AnyData> {
+export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<AnyData>, CloseContext<AnyData> {
   replied = false
   revoked = false
+  /** `onOpen`: the socket resumed a session. */
+  recovered = false
+  /** `onClose`: the session may still be resumed. */
+  resumable = false
   private topicsView: Topics | undefined = undefined
 
   constructor(
@@ -110,7 +116,17 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
       this.host, this.connection, this.type, this.payload, this.meta, this.correlationId, this.response, this.code, this.reason
     )
     copy.replied = true
+    copy.recovered = this.recovered
+    copy.resumable = this.resumable
     return copy
+  }
+
+  /** Sends the answer to this message; an rpc's answer is also reported to the instance. */
+  answer(frame: string): void {
+    this.connection.sendFrame(frame)
+    if (this.response !== undefined && this.correlationId !== undefined) {
+      this.host.answered(this.connection, this.correlationId, frame)
+    }
   }
 
   assignData(partial: Readonly<AnyData>): void {
@@ -127,16 +143,14 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
     if (this.response === undefined) throw new Error("durable-ws: reply() is only available in rpc handlers")
     if (this.replied) return
     this.replied = true
-    this.connection.send(this.response, payload, options, this.correlationId)
+    this.answer(this.connection.encode(this.response, payload, options, this.correlationId))
   }
 
   error(code: ErrorCode, message: string, details?: unknown): void {
     // An RPC request gets exactly one answer: a reply, an error, or a timeout.
     if (this.revoked || (this.response !== undefined && this.replied)) return
     this.replied = true
-    this.connection.sendFrame(
-      encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId)
-    )
+    this.answer(encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId))
   }
 
   publish(topic: string, message: MessageSchema, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {

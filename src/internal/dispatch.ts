@@ -13,6 +13,7 @@ import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from
 import { decodeEnvelope, decodePayload, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../Message"
 import type { PublishScope } from "./als"
 import { runInScope } from "./als"
+import { answeredBefore } from "./session"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
 import type { Instance } from "./instance"
@@ -104,7 +105,7 @@ export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: Handle
  */
 const reportError = (instance: Instance, ctx: HandlerContext, error: unknown, notifyClient: boolean): void => {
   const wire = toWireError(error)
-  if (notifyClient) sendError(ctx.connection, wire, ctx.correlationId)
+  if (notifyClient) ctx.answer(encodeErrorFrame(wire, ctx.correlationId))
   if (!notifyErrorHooks(instance, error, ctx.forHooks()) && wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
 }
 
@@ -165,7 +166,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
 
 /** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
 const completed = ({ ctx, route }: Prepared): void => {
-  if (route.response !== undefined && !ctx.replied) sendError(ctx.connection, missingReply, ctx.correlationId)
+  if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
 }
 
 /** A handler's Effect ended: report its failure, or check that an rpc answered. */
@@ -214,7 +215,7 @@ export const dispatch = (
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
-  if (prepared === undefined) return undefined
+  if (prepared === undefined || answeredBefore(instance, prepared.ctx)) return undefined
   if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
     const run = () =>
       instance.runtime.runFork(program(instance, prepared), connection, scope, settled(instance, prepared), unavailable)
