@@ -23,5 +23,7 @@ declare namespace Cloudflare {
     readonly RECOVERING: DurableObjectNamespace
     readonly FORGETFUL: DurableObjectNamespace
     readonly UNRECOVERED: DurableObjectNamespace
+    readonly DEADLINE_ROOM: DurableObjectNamespace
+    readonly AUTH_ROOM: DurableObjectNamespace
   }
 }

@@ -10,6 +10,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
+import type { RpcSchema } from "../Message"
 import { decodeEnvelope, decodePayload, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../Message"
 import type { PublishScope } from "./als"
 import { runInScope } from "./als"
@@ -161,6 +162,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   const payload = decodePayload(route.message, envelope.payload)
   if (!payload.ok) return reject(connection, payload.error, correlationId)
   const ctx = new HandlerContext(instance, connection, type, payload.value, envelope.meta, correlationId, route.response)
+  if (route.response !== undefined) ctx.progressMessage = (route.message as RpcSchema).progress
   return { ctx, route }
 }
 
