@@ -284,7 +284,7 @@ export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOpt
    * Called with every progress payload the handler sends (`ctx.progress`)
    * before its reply; only for an rpc declared with a `progress` schema.
    */
-  readonly onProgress?: (progress: ProgressOf<M>) => void
+  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
   /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
   readonly signal?: AbortSignal
 }
