@@ -246,6 +246,7 @@ export interface ClientOptions {
 }
 
 export type { SessionStore } from "./internal/clientSession"
+export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 
 /**
  * What a reconnect with `recovery` ended in. `recovered: false` means a
