@@ -51,6 +51,11 @@ export class Connections extends Context.Service<Connections, {
     message: M,
     ...args: PayloadArgs<M, BroadcastOptions>
   ) => Effect.Effect<number>
+  /**
+   * Closes one connection (e.g. kicks it with `CloseCodes.Forbidden`, which
+   * tells the client not to come back); false when no open connection has that clientId.
+   */
+  readonly close: (clientId: string, code?: number, reason?: string) => Effect.Effect<boolean>
 }>()("durable-ws/Connections") {
   /**
    * A fixed set of connections for unit tests of Effect code; what is sent
@@ -84,7 +89,8 @@ export class Connections extends Context.Service<Connections, {
               reached++
             }
             return reached
-          })
+          }),
+        close: (clientId) => Effect.sync(() => connections.some((c) => c.clientId === clientId))
       })
     )
 }
@@ -146,6 +152,13 @@ export const make = (source: ConnectionSource): Connections["Service"] => {
           if (!excluded.has(connection.clientId) && connection.sendFrame(frame)) reached++
         }
         return reached
+      }),
+    close: (clientId, code, reason) =>
+      Effect.sync(() => {
+        const connection = find(clientId)
+        if (connection === undefined) return false
+        connection.close(code, reason)
+        return true
       })
   })
 }
