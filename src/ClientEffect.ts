@@ -123,6 +123,8 @@ export interface DurableClient {
   readonly close: (code?: number, reason?: string) => Effect.Effect<void>
 }
 
+export type { ClientState, CloseDetails, CloseInfo, RequestError, ResumeInfo } from "./Client"
+
 const isRequestError = (error: unknown): error is RequestError =>
   error instanceof ServerError || error instanceof TimeoutError || error instanceof ConnectionClosedError ||
   error instanceof ValidationError
