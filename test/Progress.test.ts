@@ -10,6 +10,7 @@ import type { Client } from "../src/Client"
 import { createClient, TimeoutError } from "../src/Client"
 import { Report, ReportInvalid, ReportLate } from "./fixtures/client"
 import { eventually, ScriptedSocket, workerdSockets } from "./helpers/clientSocket"
+import { captureConsole } from "./helpers/console"
 import { openOn } from "./helpers/durable"
 
 let n = 0
@@ -72,10 +73,12 @@ describe("rpc progress on the wire", () => {
   })
 
   it("validates progress outbound: an invalid payload fails the handler, nothing invalid is sent", async () => {
+    const logged = captureConsole("error")
     const socket = await openOn(env.CLIENT_ROOM, room())
     socket.send({ type: "REPORT_INVALID", meta: { correlationId: "bad" } })
     const frames = await socket.drain(60)
     expect(frames.map((f) => [f.type, f.payload.code])).toEqual([["RPC_ERROR", "INTERNAL"]])
+    expect(logged.lines()).toEqual([expect.stringContaining("outbound Invalid payload for \"$progress\"")])
   })
 
   it("refuses a $progress frame from a client: the type is reserved, no one else sees it", async () => {
@@ -165,6 +168,7 @@ describe("rpc progress in the client", () => {
   })
 
   it("rejects the request when the handler's progress is invalid", async () => {
+    captureConsole("error")
     const c = await client()
     await expect(c.request(ReportInvalid)).rejects.toMatchObject({ _tag: "ServerError", code: "INTERNAL" })
   })
