@@ -1,7 +1,8 @@
 import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import { PayloadTooLarge } from "../Errors"
 import type { MessageSchema } from "../Message"
-import { encodeFrame, encodePayload, utf8Length } from "../Message"
+import { encodeFrame, encodePayload, isPendingResult, utf8Length } from "../Message"
 import type { ConnectionData, SendOptions, Socket } from "./data"
 import { maxAttachmentBytes, mergeData } from "./data"
 import type { RateLimit, SavedBucket } from "./rateLimit"
@@ -29,6 +30,10 @@ export const isAttachment = (u: unknown): u is Attachment =>
   typeof (u as Attachment).d?.clientId === "string"
 
 const settled: Promise<void> = Promise.resolve()
+const ignore = (): void => {}
+
+/** An invalid outbound payload is a server bug, not the client's: it fails the sender. */
+export const outboundError = (message: string): Error => new Error(`durable-ws: outbound ${message}`)
 
 /**
  * One open connection of one instance, rebuilt from its attachment after a
@@ -63,14 +68,42 @@ export class LiveConnection {
     return this.data.clientId
   }
 
+  /**
+   * Set while an outbound payload is being validated by an asynchronous
+   * validator: every later frame for this socket waits behind it, so frames
+   * still arrive in the order they were sent.
+   */
+  private held: Promise<void> | undefined = undefined
+
   /** Sends a frame; false when the socket is gone (a closed peer never breaks a fan-out). */
   sendFrame(frame: string): boolean {
+    if (this.held === undefined) return this.write(frame)
+    void this.hold(Promise.resolve(frame))
+    return true
+  }
+
+  private write(frame: string): boolean {
     try {
       this.socket.send(frame)
       return true
     } catch {
       return false
     }
+  }
+
+  /** Queues a frame that is still being built behind every frame queued before it. */
+  private hold(frame: Promise<string | undefined>): Promise<void> {
+    // Marked handled at once: a rejection reaches the caller through `sent`, not as an unhandled one.
+    frame.catch(ignore)
+    const sent = (this.held ?? settled).then(() => frame).then((text) => {
+      if (text !== undefined) this.write(text)
+    })
+    const link = sent.then(ignore, ignore)
+    this.held = link
+    void link.then(() => {
+      if (this.held === link) this.held = undefined
+    })
+    return sent
   }
 
   /** Writes the attachment, refusing (and keeping the old one) past workerd's 16 KiB. */
@@ -111,14 +144,32 @@ export class LiveConnection {
     return retryAfterMs
   }
 
-  /** Sends a typed message; an invalid outbound payload is a server bug, so it throws. */
-  send(message: MessageSchema, payload: unknown, options: SendOptions | undefined, correlationId?: string): void {
+  /**
+   * Sends a typed message; an invalid outbound payload throws. With an
+   * asynchronous validator it returns a Promise instead, which rejects for an
+   * invalid payload; the frame goes out once validated, unless `sender`
+   * has been revoked (its handler ran past its deadline) by then.
+   */
+  send(
+    message: MessageSchema,
+    payload: unknown,
+    options: SendOptions | undefined,
+    correlationId?: string,
+    sender?: { readonly revoked: boolean }
+  ): Promise<void> | undefined {
     const encoded = encodePayload(message, payload)
-    if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
     const meta = correlationId === undefined
       ? { timestamp: Date.now(), ...options?.meta }
       : { timestamp: Date.now(), ...options?.meta, correlationId }
+    if (isPendingResult(encoded)) {
+      return this.hold(encoded.then((result) => {
+        if (!result.ok) throw outboundError(result.error.message)
+        return sender?.revoked === true ? undefined : encodeFrame(message.type, result.value, meta)
+      }))
+    }
+    if (!encoded.ok) throw outboundError(encoded.error.message)
     this.sendFrame(encodeFrame(message.type, encoded.value, meta))
+    return undefined
   }
 
   /** Merges into the connection data; past 16 KiB the old data is kept and the error returned. */
@@ -159,6 +210,30 @@ export class LiveConnection {
     return tail
   }
 }
+
+/**
+ * `send` as an Effect, for the services. An asynchronous validator is
+ * waited for; interrupted meanwhile (a deadline), the frame is not sent.
+ */
+export const sendEffect = (
+  connection: LiveConnection,
+  message: MessageSchema,
+  payload: unknown,
+  options: SendOptions | undefined
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    let interrupted: AbortSignal | undefined
+    const sent = connection.send(message, payload, options, undefined, {
+      get revoked() {
+        return interrupted?.aborted === true
+      }
+    })
+    if (sent === undefined) return Effect.void
+    return Effect.promise((signal) => {
+      interrupted = signal
+      return sent
+    })
+  })
 
 const live = Symbol.for("durable-ws/LiveConnection")
 

@@ -65,12 +65,16 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
   replied = false
   revoked = false
   private topicsView: Topics | undefined = undefined
+  /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
+  private sending: Promise<void> | undefined = undefined
+  private sendFailure: { readonly error: unknown } | undefined = undefined
 
   constructor(
     readonly host: ContextHost,
     readonly connection: LiveConnection,
     readonly type: string,
-    readonly payload: unknown,
+    /** Set after construction only when an asynchronous validator decodes it. */
+    public payload: unknown,
     readonly meta: Readonly<Record<string, unknown>>,
     readonly correlationId: string | undefined,
     readonly response: MessageSchema | undefined,
@@ -120,14 +124,38 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
   }
 
   send(message: MessageSchema, payload?: unknown, options?: SendOptions): void {
-    if (!this.revoked) this.connection.send(message, payload, options)
+    if (!this.revoked) this.track(this.connection.send(message, payload, options, undefined, this))
   }
 
   reply(payload?: unknown, options?: SendOptions): void {
     if (this.response === undefined) throw new Error("durable-ws: reply() is only available in rpc handlers")
     if (this.replied) return
     this.replied = true
-    this.connection.send(this.response, payload, options, this.correlationId)
+    this.track(this.connection.send(this.response, payload, options, this.correlationId, this))
+  }
+
+  private track(sent: Promise<void> | undefined): void {
+    if (sent === undefined) return
+    const done = sent.then(undefined, (error: unknown) => {
+      this.sendFailure ??= { error }
+    })
+    this.sending = this.sending === undefined ? done : Promise.all([this.sending, done]).then(() => undefined)
+  }
+
+  /**
+   * Undefined when every send is out; else a Promise that settles once the
+   * asynchronously validated ones are, rejecting with the first failure
+   * (an invalid outbound payload fails the handler, as it does when thrown).
+   */
+  sendsDone(): Promise<void> | undefined {
+    const sending = this.sending
+    if (sending === undefined) return undefined
+    this.sending = undefined
+    return sending.then(() => {
+      const failure = this.sendFailure
+      this.sendFailure = undefined
+      if (failure !== undefined) throw failure.error
+    })
   }
 
   error(code: ErrorCode, message: string, details?: unknown): void {
