@@ -16,5 +16,11 @@ declare namespace Cloudflare {
     readonly CHAT: DurableObjectNamespace
     readonly THROTTLED: DurableObjectNamespace
     readonly FLOODED: DurableObjectNamespace
+    readonly VALIDATORS: DurableObjectNamespace
+    readonly VALIDATORS_TIMED: DurableObjectNamespace
+    readonly WSKIT_CHAT: DurableObjectNamespace
   }
 }
+
+// What `wrangler types` generates beside the namespace: the global `Env` that examples name.
+interface Env extends Cloudflare.Env {}

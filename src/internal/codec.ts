@@ -39,12 +39,11 @@ export const isPending = <A>(result: A | Promise<A>): result is Promise<A> => Pr
 const segmentKey = (segment: PropertyKey | StandardSchemaV1.PathSegment): PropertyKey =>
   typeof segment === "object" ? segment.key : segment
 
-const fromStandardIssues = (
-  issues: ReadonlyArray<StandardSchemaV1.Issue>,
-  prefix: ReadonlyArray<PropertyKey> = []
-): ReadonlyArray<Issue> =>
-  issues.map((issue) => ({
-    path: issue.path === undefined ? prefix : [...prefix, ...issue.path.map(segmentKey)],
+// `Array.from`, not `.map`: validators hand out Array subclasses (arktype's paths and issue lists)
+// whose `map` builds another instance of the subclass, and an empty one comes back as `[0]`.
+const fromStandardIssues = (issues: ReadonlyArray<StandardSchemaV1.Issue>): ReadonlyArray<Issue> =>
+  Array.from(issues, (issue) => ({
+    path: issue.path === undefined ? [] : Array.from(issue.path, segmentKey),
     message: issue.message
   }))
 
