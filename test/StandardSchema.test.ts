@@ -1,3 +1,4 @@
+/// <reference types="vite/client" />
 /**
  * The Standard Schema adapter on its own: the guard, the codecs behind
  * `decodePayload`/`encodePayload`, definition-time errors, and the promise

@@ -4,8 +4,12 @@
  * validator a message was defined with.
  */
 import { env } from "cloudflare:workers"
-import { describe, expect, it } from "vitest"
-import { shapes } from "./fixtures/validators"
+import { afterEach, describe, expect, it } from "vitest"
+import type { Client } from "../src/Client"
+import { createClient } from "../src/Client"
+import { ValidationError } from "../src/Errors"
+import { AsyncOut, GetUser, Handled, Quick, SendBoth, shapes, SlowRpc, SlowZod, SyncOut } from "./fixtures/validators"
+import { eventually, workerdSockets } from "./helpers/clientSocket"
 import { openOn } from "./helpers/durable"
 import type { Frame } from "./helpers/socket"
 
@@ -243,5 +247,76 @@ describe("asynchronous validators", () => {
     expect((await socket.next((frame) => frame.type === "PUBLISH_OUTCOME")).payload).toEqual({ ok: true })
     socket.send({ type: "PUBLISH_ASYNC", payload: { n: -3 } })
     expect((await socket.next((frame) => frame.type === "PUBLISH_OUTCOME")).payload).toEqual({ ok: false, error: "INVALID_ARGUMENT" })
+  })
+})
+
+describe("the client decodes and validates with the same schemas", () => {
+  const clients: Array<Client> = []
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close()
+  })
+  const setup = async () => {
+    const client = createClient({
+      url: `ws://validators.test/client-${n++}`,
+      webSocket: workerdSockets(env.VALIDATORS).factory,
+      heartbeat: false
+    })
+    clients.push(client)
+    const errors: Array<unknown> = []
+    const log: Array<string> = []
+    client.onError((error) => void errors.push(error))
+    client.on(Handled, (payload) => void log.push(`${payload.type}:${payload.n}`))
+    await client.connect()
+    return { client, errors, log }
+  }
+
+  it("sends, receives and requests with zod and valibot schemas", async () => {
+    const { client, log } = await setup()
+    expect(client.send(Quick, { n: 1 })).toBe(true)
+    await eventually(() => log.length === 1, "HANDLED")
+    expect(log).toEqual(["QUICK:1"])
+    expect(await client.request(GetUser, { id: "7" })).toEqual({ id: "7", name: "user 7" })
+  })
+
+  it("refuses an invalid outbound payload with the same issues the server would give", async () => {
+    const { client } = await setup()
+    let thrown: unknown
+    try {
+      client.send(Quick, { n: "one" as unknown as number })
+    } catch (error) {
+      thrown = error
+    }
+    expect(thrown).toBeInstanceOf(ValidationError)
+    expect((thrown as ValidationError).issues).toEqual([{ path: ["n"], message: expect.any(String) }])
+    await expect(client.request(GetUser, { id: "" })).rejects.toBeInstanceOf(ValidationError)
+  })
+
+  it("keeps handlers in arrival order when an inbound payload is validated asynchronously", async () => {
+    const { client, log } = await setup()
+    client.on(AsyncOut, (payload) => void log.push(`ASYNC_OUT:${payload.n}`))
+    client.on(SyncOut, (payload) => void log.push(`SYNC_OUT:${payload.n}`))
+    client.send(SendBoth, { n: 1, via: "ctx" })
+    client.send(Quick, { n: 3 })
+    await eventually(() => log.length === 3, "three frames")
+    expect(log).toEqual(["ASYNC_OUT:1", "SYNC_OUT:2", "QUICK:3"])
+  })
+
+  it("sends frames in order when an outbound payload is validated asynchronously", async () => {
+    const { client, log, errors } = await setup()
+    expect(client.send(SlowZod, { n: 1, ms: 60 })).toBe(true)
+    // Refused by the client's own validator, after a wait: reported to onError, never sent.
+    expect(client.send(SlowZod, { n: -1, ms: 10 })).toBe(true)
+    client.send(Quick, { n: 2 })
+    await eventually(() => log.length === 2, "two HANDLED")
+    expect(log).toEqual(["SLOW_ZOD:1", "QUICK:2"])
+    expect(errors).toHaveLength(1)
+    expect(errors[0]).toBeInstanceOf(ValidationError)
+    expect((errors[0] as ValidationError).issues).toEqual([{ path: ["n"], message: "n must not be negative" }])
+  })
+
+  it("requests through an asynchronous validator", async () => {
+    const { client } = await setup()
+    expect(await client.request(SlowRpc, { n: 4, ms: 10 })).toEqual({ n: 4 })
+    await expect(client.request(SlowRpc, { n: -4, ms: 10 })).rejects.toBeInstanceOf(ValidationError)
   })
 })
