@@ -6,6 +6,10 @@ import { EffectHandlers, PromiseHandlers } from "./durableWs"
 import { measured } from "./measured"
 import { Party } from "./party"
 import { Raw } from "./raw"
+import type { Validator } from "./validators"
+import { validators } from "./validators"
+
+export { ArktypeValidation, EffectValidation, NoValidation, ValibotValidation, ZodObjectValidation, ZodValidation } from "./validators"
 
 /** (a) the floor: the raw Hibernation API. */
 export class RawObject extends measured(Raw) {}
@@ -29,7 +33,7 @@ export type Contender = keyof typeof contenders
 export default {
   fetch(request: Request, env: Cloudflare.Env): Promise<Response> | Response {
     const [, kind, name] = new URL(request.url).pathname.split("/")
-    const binding = contenders[kind as Contender]
+    const binding = contenders[kind as Contender] ?? validators[kind as Validator]
     if (binding === undefined || name === undefined || name === "") return new Response("not found", { status: 404 })
     const namespace = env[binding]
     return namespace.get(namespace.idFromName(name)).fetch(request)
