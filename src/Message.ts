@@ -111,7 +111,7 @@ export interface MessageSchema<
   readonly _tag: "MessageSchema"
   readonly type: Type
   readonly schema: S
-  /** @internal */
+  /** The payload codecs, built once with the message (not part of the wire contract). */
   readonly [codecs]: PayloadCodec | undefined
 }
 
