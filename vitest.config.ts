@@ -9,9 +9,17 @@ export default defineConfig({
         test: {
           name: "workerd",
           include: ["test/**/*.test.ts"],
-          exclude: [...configDefaults.exclude, "test/browser/**"],
+          exclude: [...configDefaults.exclude, "test/browser/**", "test/node/**"],
           testTimeout: 20_000,
           hookTimeout: 20_000
+        }
+      },
+      {
+        // Plain Node: what must work without workerd (Testing.make), and checks of the source tree.
+        test: {
+          name: "node",
+          include: ["test/node/*.test.ts"],
+          environment: "node"
         }
       },
       {

@@ -1,7 +1,11 @@
+import * as Exit from "effect/Exit"
 import * as Schema from "effect/Schema"
+import * as SchemaParser from "effect/SchemaParser"
 import { describe, expect, it } from "vitest"
+import { plainStruct } from "../src/internal/plainStruct"
 import { message, rpc } from "../src/index"
 import * as Message from "../src/Message"
+import { decodePayload } from "../src/Message"
 
 const encoder = new TextEncoder()
 
@@ -81,6 +85,67 @@ describe("outbound frames", () => {
       type: "RPC_ERROR",
       meta: { correlationId: "x" },
       payload: error
+    })
+  })
+})
+
+describe("the fast path for structs of plain fields", () => {
+  const Plain = Schema.Struct({ n: Schema.Number, text: Schema.String, flag: Schema.Boolean })
+  const fast = plainStruct(Plain.ast)!
+  const parse = SchemaParser.decodeUnknownExit(Plain)
+
+  it("applies only to required string, number and boolean fields without checks or transformations", () => {
+    expect(fast).toBeTypeOf("function")
+    for (const schema of [
+      Schema.Struct({ n: Schema.NumberFromString }),
+      Schema.Struct({ n: Schema.optional(Schema.Number) }),
+      Schema.Struct({ n: Schema.Number.check(Schema.isInt()) }),
+      Schema.Struct({ d: Schema.DateFromMillis }),
+      Schema.Struct({ nested: Schema.Struct({ n: Schema.Number }) }),
+      Schema.Record(Schema.String, Schema.Number),
+      Schema.String
+    ]) {
+      expect(plainStruct(schema.ast)).toBeUndefined()
+    }
+  })
+
+  it("accepts only what the parser accepts, with the same output", () => {
+    const inherited = Object.create({ n: 1 }) as Record<string, unknown>
+    inherited["text"] = "t"
+    inherited["flag"] = true
+    const inputs: Array<unknown> = [
+      { n: 1, text: "a", flag: false },
+      { n: 1, text: "a", flag: false, extra: "dropped" },
+      { text: "a", n: 2.5, flag: true },
+      { n: "1", text: "a", flag: false },
+      { n: 1, text: "a" },
+      { n: 1, text: null, flag: true },
+      JSON.parse("{\"n\":1,\"text\":\"a\",\"flag\":true,\"__proto__\":{\"polluted\":true}}"),
+      inherited,
+      [1, "a", true],
+      null,
+      "text",
+      undefined
+    ]
+    for (const input of inputs) {
+      const quick = fast(input)
+      const exit = parse(input)
+      if (quick !== undefined) {
+        expect(Exit.isSuccess(exit)).toBe(true)
+        expect(quick).toEqual((exit as Exit.Success<unknown>).value)
+      }
+    }
+    // It does take the common case, and leaves the rest to the parser.
+    expect(fast({ n: 1, text: "a", flag: false, extra: 1 })).toEqual({ n: 1, text: "a", flag: false })
+    expect(fast({ n: "1", text: "a", flag: false })).toBeUndefined()
+    expect(fast(inherited)).toBeUndefined()
+  })
+
+  it("keeps the parser's issues for what it refuses", () => {
+    const m = message("FAST", { n: Schema.Number, text: Schema.String })
+    expect(decodePayload(m, { n: "x", text: "t" })).toMatchObject({
+      ok: false,
+      error: { issues: [{ path: ["n"], message: expect.any(String) }] }
     })
   })
 })

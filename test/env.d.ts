@@ -16,6 +16,10 @@ declare namespace Cloudflare {
     readonly CHAT: DurableObjectNamespace
     readonly THROTTLED: DurableObjectNamespace
     readonly FLOODED: DurableObjectNamespace
+    readonly PUBLISHER: DurableObjectNamespace
+    readonly TIMED_PUBLISHER: DurableObjectNamespace
+    readonly MIXED: DurableObjectNamespace
+    readonly DAM: DurableObjectNamespace
     readonly VALIDATORS: DurableObjectNamespace
     readonly VALIDATORS_TIMED: DurableObjectNamespace
     readonly WSKIT_CHAT: DurableObjectNamespace

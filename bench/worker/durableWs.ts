@@ -3,6 +3,7 @@ import * as Schema from "effect/Schema"
 import { Connection, createRouter, message, PubSub, WebSocketDurableObject } from "../../src/index"
 
 const Echo = message("ECHO", { n: Schema.Number, text: Schema.String })
+const EchoFn = message("ECHO_FN", { n: Schema.Number, text: Schema.String })
 const EchoReply = message("ECHO_REPLY", { n: Schema.Number, text: Schema.String })
 const Subscribe = message("SUBSCRIBE", { topic: Schema.String })
 const Subscribed = message("SUBSCRIBED")
@@ -25,13 +26,24 @@ const promiseRouter = createRouter()
 
 export const PromiseHandlers = WebSocketDurableObject(promiseRouter, options)
 
-/** durable-ws, Effect-native: handlers are Effects using the built-in services. */
+/**
+ * durable-ws, Effect-native: handlers are Effects using the built-in
+ * services. `ECHO` builds its generator per message, the common shape;
+ * `ECHO_FN` is the same handler made once with `Effect.fnUntraced`.
+ */
 const effectRouter = createRouter()
   .on(Echo, (ctx) =>
     Effect.gen(function*() {
       const connection = yield* Connection
       yield* connection.send(EchoReply, ctx.payload)
     }))
+  .on(
+    EchoFn,
+    Effect.fnUntraced(function*(ctx) {
+      const connection = yield* Connection
+      yield* connection.send(EchoReply, ctx.payload)
+    })
+  )
   .on(Subscribe, (ctx) =>
     Effect.gen(function*() {
       const pubsub = yield* PubSub

@@ -10,6 +10,9 @@ export const topic = "news"
 /** Client → server: echo this payload back. */
 export const echoFrame = (n: number) => JSON.stringify({ type: "ECHO", payload: { n, text: "hello, bench" } })
 
+/** Client → server: the same echo, for the Effect contender's `Effect.fnUntraced` handler. */
+export const echoFnFrame = (n: number) => JSON.stringify({ type: "ECHO_FN", payload: { n, text: "hello, bench" } })
+
 /** Client → server: join the topic (answered with `SUBSCRIBED`). */
 export const subscribeFrame = JSON.stringify({ type: "SUBSCRIBE", payload: { topic } })
 

@@ -17,6 +17,7 @@ import * as SchemaParser from "effect/SchemaParser"
 import type { Issue } from "../Errors"
 import type { StandardSchemaV1 } from "../StandardSchema"
 import { isStandardSchema } from "../StandardSchema"
+import { plainStruct } from "./plainStruct"
 
 export type Outcome =
   | { readonly ok: true; readonly value: unknown }
@@ -66,10 +67,15 @@ interface SyncCodec extends PayloadCodec {
 
 const effectCodec = (schema: Schema.Top): SyncCodec => {
   const codec = schema as Schema.Codec<unknown, unknown, never, never>
-  return {
-    decode: effectRunner(SchemaParser.decodeUnknownExit(codec)),
-    encode: effectRunner(SchemaParser.encodeUnknownExit(codec))
+  const decode = effectRunner(SchemaParser.decodeUnknownExit(codec))
+  const encode = effectRunner(SchemaParser.encodeUnknownExit(codec))
+  const fast = plainStruct(schema.ast)
+  if (fast === undefined) return { decode, encode }
+  const withFastPath = (general: (input: unknown) => Outcome) => (input: unknown): Outcome => {
+    const value = fast(input)
+    return value === undefined ? general(input) : { ok: true, value }
   }
+  return { decode: withFastPath(decode), encode: withFastPath(encode) }
 }
 
 const fromResult = (result: StandardSchemaV1.Result<unknown>): Outcome =>

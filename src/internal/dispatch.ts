@@ -5,6 +5,7 @@
  */
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../Errors"
@@ -217,35 +218,26 @@ const finish = (instance: Instance, prepared: Prepared): Promise<void> | undefin
   return sends.then(() => completed(prepared), (error: unknown) => reportError(instance, prepared.ctx, error, true))
 }
 
+/** A handler's Effect ended: report its failure, or finish it. */
+const settled = (instance: Instance, prepared: Prepared) => (exit: Exit.Exit<unknown, unknown>): Promise<void> | undefined => {
+  if (Exit.isSuccess(exit)) return finish(instance, prepared)
+  reportError(instance, prepared.ctx, Cause.squash(exit.cause), true)
+  return undefined
+}
+
 const sendsDone = (ctx: HandlerContext): Effect.Effect<unknown, unknown> =>
   Effect.suspend(() => {
     const sends = ctx.sendsDone()
     return sends === undefined ? Effect.void : awaitPromise(sends)
   })
 
-const settle = (
-  instance: Instance,
-  prepared: Prepared,
-  program: Effect.Effect<unknown, unknown>
-): Effect.Effect<void> =>
-  Effect.matchCauseEffect(program, {
-    onFailure: (cause) => reportFailure(instance, prepared.ctx, cause, true),
-    onSuccess: () => {
-      const sends = prepared.ctx.sendsDone()
-      if (sends === undefined) return Effect.sync(() => completed(prepared))
-      return Effect.matchCauseEffect(awaitPromise(sends), {
-        onFailure: (cause) => reportFailure(instance, prepared.ctx, cause, true),
-        onSuccess: () => Effect.sync(() => completed(prepared))
-      })
-    }
-  })
-
 /**
  * Validation still running, middleware, the handler and its deadline, as
- * one Effect that never fails. The deadline covers all of it: a validator
- * slower than `handlerTimeoutMs` is a timeout like a slow handler.
+ * one Effect. The deadline covers all of it: a validator slower than
+ * `handlerTimeoutMs` is a timeout like a slow handler, and so are sends
+ * still waiting for their validator.
  */
-const program = (instance: Instance, prepared: Prepared): Effect.Effect<void> => {
+const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown, unknown> => {
   const { ctx, route, validating } = prepared
   const middleware = instance.router.middleware
   let handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
@@ -257,22 +249,20 @@ const program = (instance: Instance, prepared: Prepared): Effect.Effect<void> =>
     )
   }
   const timeoutMs = instance.config.handlerTimeoutMs
-  if (timeoutMs !== undefined) {
-    handled = Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), {
-      duration: timeoutMs,
-      orElse: () => {
-        // Effects were interrupted; a promise cannot be, so its context goes dead instead.
-        ctx.revoke()
-        return Effect.fail(
-          new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
-        )
-      }
-    })
-  }
-  return settle(instance, prepared, handled)
+  if (timeoutMs === undefined) return handled
+  return Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), {
+    duration: timeoutMs,
+    orElse: () => {
+      // Effects were interrupted; a promise cannot be, so its context goes dead instead.
+      ctx.revoke()
+      return Effect.fail(
+        new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
+      )
+    }
+  })
 }
 
-const unavailable = (connection: LiveConnection) => (error: unknown) => {
+const unavailable = (connection: LiveConnection, error: unknown): void => {
   console.error("durable-ws: services failed to build", error)
   sendError(connection, { code: "UNAVAILABLE", message: "Service unavailable" }, undefined)
 }
@@ -289,10 +279,11 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
   }
   if (Effect.isEffect(result)) {
     return instance.runtime.runFork(
-      settle(instance, prepared, result as Effect.Effect<unknown, unknown>),
+      result as Effect.Effect<unknown, unknown>,
       ctx.connection,
       scope,
-      unavailable(ctx.connection)
+      settled(instance, prepared),
+      unavailable
     )
   }
   if (Predicate.isPromiseLike(result)) {
@@ -318,13 +309,14 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
 export const dispatch = (
   instance: Instance,
   connection: LiveConnection,
+  scope: PublishScope,
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
   if (prepared === undefined) return undefined
-  const { scope } = instance.scopeOf(connection)
   if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
-    const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, unavailable(connection))
+    const run = () =>
+      instance.runtime.runFork(program(instance, prepared), connection, scope, settled(instance, prepared), unavailable)
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
     return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
   }
@@ -335,6 +327,8 @@ export const dispatch = (
     (error: unknown) => reportError(instance, prepared.ctx, error, true)
   )
 }
+
+const ignore = (): undefined => undefined
 
 /**
  * Runs lifecycle hooks (`onOpen`, `onClose`) in order; a failing hook is
@@ -356,5 +350,5 @@ export const runLifecycle = (
     { discard: true }
   )
   const { scope, enter } = instance.scopeOf(connection)
-  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, unavailable(connection))))
+  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, ignore, unavailable)))
 }

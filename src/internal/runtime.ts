@@ -36,8 +36,8 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
       if (refuse(instance, connection, limit, frame, retryAfterMs, now)) return settled
     }
   }
-  const { enter } = instance.scopeOf(connection)
-  return connection.enqueue(() => enter(() => dispatch(instance, connection, frame)))
+  const { scope, enter } = instance.scopeOf(connection)
+  return connection.enqueue(() => enter(() => dispatch(instance, connection, scope, frame)))
 }
 
 // A refused frame is only looked into when it may be an rpc: the one case that needs its correlationId.

@@ -75,23 +75,36 @@ export class InstanceRuntime {
   }
 
   /**
-   * Runs an Effect that never fails. It starts at once and, when it finishes
-   * without waiting on anything, costs no promise. Only building the
-   * services can fail: `unavailable` is then called.
+   * Forks an Effect for the connection and hands its exit to `done` —
+   * synchronously when it finishes without waiting on anything, which then
+   * costs no promise — and waits for what `done` still has to do, if it
+   * returns a Promise. Only building the services can fail: `unavailable`
+   * is then called instead.
    */
-  runFork(
-    effect: Effect.Effect<void, never, unknown>,
+  runFork<A, E>(
+    effect: Effect.Effect<A, E, unknown>,
     connection: LiveConnection,
     scope: PublishScope,
-    unavailable: (error: unknown) => void
+    done: (exit: Exit.Exit<A, E>) => Promise<void> | undefined,
+    unavailable: (connection: LiveConnection, error: unknown) => void
   ): Promise<void> | undefined {
     const services = this.built()
     if (services instanceof Promise) {
-      return services.then(() => this.runFork(effect, connection, scope, unavailable), unavailable)
+      return services.then(
+        () => this.runFork(effect, connection, scope, done, unavailable),
+        (error: unknown) => unavailable(connection, error)
+      )
     }
-    const fiber = Effect.runForkWith(this.contextOf(services, connection, scope))(effect as Effect.Effect<void>)
-    if (fiber.pollUnsafe() !== undefined) return undefined
-    return new Promise<void>((resolve) => fiber.addObserver(() => resolve()))
+    const fiber = Effect.runForkWith(this.contextOf(services, connection, scope))(effect as Effect.Effect<A, E>)
+    const exit = fiber.pollUnsafe()
+    if (exit !== undefined) return done(exit)
+    return new Promise<void>((resolve) =>
+      fiber.addObserver((exit) => {
+        const after = done(exit)
+        if (after === undefined) resolve()
+        else void after.then(resolve)
+      })
+    )
   }
 
   /** Releases what the user's layer acquired. */

@@ -1,0 +1,41 @@
+import type * as SchemaAST from "effect/SchemaAST"
+
+type Primitive = "string" | "number" | "boolean"
+
+const primitives: Readonly<Record<string, Primitive>> = { String: "string", Number: "number", Boolean: "boolean" }
+
+const plain = (ast: SchemaAST.AST): boolean =>
+  ast.checks === undefined && ast.encoding === undefined && ast.context === undefined
+
+/**
+ * A struct of required string, number and boolean fields, with no checks
+ * and no transformations, is the most common payload, and checking it with
+ * `typeof` is several times cheaper than the general parser. This returns
+ * such a check for a schema of that shape, else undefined. It only ever
+ * accepts what the parser accepts, with the same output (the declared keys,
+ * in order); whatever it does not accept goes to the parser, which then
+ * decides and reports the issues.
+ */
+export const plainStruct = (ast: SchemaAST.AST): ((input: unknown) => Record<string, unknown> | undefined) | undefined => {
+  if (ast._tag !== "Objects" || !plain(ast) || ast.indexSignatures.length > 0) return undefined
+  if ((ast as { encodingChecks?: unknown }).encodingChecks !== undefined) return undefined
+  const fields: Array<readonly [string, Primitive]> = []
+  for (const property of ast.propertySignatures) {
+    const kind = primitives[property.type._tag]
+    if (typeof property.name !== "string" || property.name === "__proto__" || kind === undefined || !plain(property.type)) {
+      return undefined
+    }
+    fields.push([property.name, kind])
+  }
+  return (input) => {
+    if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
+    const output: Record<string, unknown> = {}
+    for (const [name, kind] of fields) {
+      if (!Object.hasOwn(input, name)) return undefined
+      const value = (input as Record<string, unknown>)[name]
+      if (typeof value !== kind) return undefined
+      output[name] = value
+    }
+    return output
+  }
+}
