@@ -9,7 +9,9 @@ declare namespace Cloudflare {
     readonly V_ZOD: DurableObjectNamespace
     readonly V_ZOD_OBJECT: DurableObjectNamespace
     readonly V_VALIBOT: DurableObjectNamespace
+    readonly V_VALIBOT_OBJECT: DurableObjectNamespace
     readonly V_ARKTYPE: DurableObjectNamespace
+    readonly V_ARKTYPE_OBJECT: DurableObjectNamespace
     /** "1" shrinks the bench to a smoke run. */
     readonly BENCH_QUICK?: string
     /** Runs only the scenario whose name starts with it, between idle pauses (bench/profile.mjs). */

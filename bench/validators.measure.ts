@@ -20,7 +20,7 @@ const quick = env.BENCH_QUICK === "1"
 const profiling = env.BENCH_PROFILE ?? ""
 const scenarioName = "validation cost per echo message"
 const pause = () => new Promise((r) => setTimeout(r, 3000))
-const plan = { warmupRounds: 1, calls: quick ? 500 : 5_000, rounds: quick ? 2 : 11 } as const
+const plan = { warmupRounds: 1, calls: quick ? 500 : 15_000, rounds: quick ? 2 : 7 } as const
 
 type Subject = Validator | "raw"
 const subjects: ReadonlyArray<Subject> = ["raw", ...(Object.keys(validators) as Array<Validator>)]
@@ -31,7 +31,9 @@ const labels: Record<Subject, string> = {
   "validator-zod": "durable-ws, zod fields",
   "validator-zod-object": "durable-ws, zod z.object",
   "validator-valibot": "durable-ws, valibot fields",
-  "validator-arktype": "durable-ws, arktype fields"
+  "validator-valibot-object": "durable-ws, valibot v.object",
+  "validator-arktype": "durable-ws, arktype fields",
+  "validator-arktype-object": "durable-ws, arktype type({…})"
 }
 const samples = new Map<Subject, Array<number>>(subjects.map((subject) => [subject, []]))
 const sockets: Array<WebSocket> = []

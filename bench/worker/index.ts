@@ -9,7 +9,16 @@ import { Raw } from "./raw"
 import type { Validator } from "./validators"
 import { validators } from "./validators"
 
-export { ArktypeValidation, EffectValidation, NoValidation, ValibotValidation, ZodObjectValidation, ZodValidation } from "./validators"
+export {
+  ArktypeObjectValidation,
+  ArktypeValidation,
+  EffectValidation,
+  NoValidation,
+  ValibotObjectValidation,
+  ValibotValidation,
+  ZodObjectValidation,
+  ZodValidation
+} from "./validators"
 
 /** (a) the floor: the raw Hibernation API. */
 export class RawObject extends measured(Raw) {}

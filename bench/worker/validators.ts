@@ -28,7 +28,9 @@ export class EffectValidation extends echoObject({ n: Schema.Number, text: Schem
 export class ZodValidation extends echoObject({ n: z.number(), text: z.string() }) {}
 export class ZodObjectValidation extends echoObject(z.object({ n: z.number(), text: z.string() })) {}
 export class ValibotValidation extends echoObject({ n: v.number(), text: v.string() }) {}
+export class ValibotObjectValidation extends echoObject(v.object({ n: v.number(), text: v.string() })) {}
 export class ArktypeValidation extends echoObject({ n: type("number"), text: type("string") }) {}
+export class ArktypeObjectValidation extends echoObject(type({ n: "number", text: "string" })) {}
 
 /** URL segment → binding, in the order the report lists them. */
 export const validators = {
@@ -37,7 +39,9 @@ export const validators = {
   "validator-zod": "V_ZOD",
   "validator-zod-object": "V_ZOD_OBJECT",
   "validator-valibot": "V_VALIBOT",
-  "validator-arktype": "V_ARKTYPE"
+  "validator-valibot-object": "V_VALIBOT_OBJECT",
+  "validator-arktype": "V_ARKTYPE",
+  "validator-arktype-object": "V_ARKTYPE_OBJECT"
 } as const
 
 export type Validator = keyof typeof validators

@@ -103,6 +103,8 @@ const setField = (target: Record<string, unknown>, key: string, value: unknown):
   else target[key] = value
 }
 
+const noEffectFields: Outcome = { ok: true, value: {} }
+
 interface StandardField {
   readonly key: string
   readonly validate: (input: unknown) => Validated
@@ -151,7 +153,7 @@ export const fieldsCodec = (fields: Readonly<Record<string, AnySchema>>): Payloa
 
   const run = (direction: "decode" | "encode") => (input: unknown): Validated => {
     if (!isRecord(input)) return { ok: false, issues: [{ path: [], message: "Expected an object" }] }
-    const base: Outcome = effect === undefined ? { ok: true, value: {} } : effect[direction](input)
+    const base: Outcome = effect === undefined ? noEffectFields : effect[direction](input)
     const results: Array<Validated> = []
     let pending = false
     for (const field of standard) {
