@@ -9,6 +9,10 @@ export default defineConfig({
         test: {
           name: "workerd",
           include: ["test/**/*.test.ts"],
+          globalSetup: ["./test/globalSetup.ts"],
+          // Each file runs in a worker of its own (fresh module state and Durable Object instances).
+          // Said explicitly, which also stops Vitest from suggesting otherwise after every run.
+          isolate: true,
           exclude: [...configDefaults.exclude, "test/browser/**", "test/node/**"],
           testTimeout: 20_000,
           hookTimeout: 20_000

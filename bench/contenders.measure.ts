@@ -13,7 +13,7 @@ import { rotated } from "./lib/stats"
 import type { Contender } from "./worker/index"
 import { contenders as bindings } from "./worker/index"
 import type { Instrumented } from "./worker/measured"
-import { echoFnFrame, echoFrame, prefixes, publishFrame, topic } from "./worker/protocol"
+import { echoFnFrame, echoFrame, prefixes, publishFrame, subscribeFrame, topic } from "./worker/protocol"
 
 const quick = env.BENCH_QUICK === "1"
 
@@ -43,7 +43,14 @@ const plan = {
     { subscribers: 100, publishesPerRound: quick ? 2 : 40, rounds: quick ? 2 : 15 },
     { subscribers: 1000, publishesPerRound: quick ? 1 : 8, rounds: quick ? 2 : 15 }
   ],
-  wake: { subscribers: 1000, rounds: quick ? 2 : 15 }
+  wake: { subscribers: 1000, rounds: quick ? 2 : 15 },
+  recovery: {
+    subscribers: 1000,
+    publishesPerRound: quick ? 1 : 8,
+    rounds: quick ? 2 : 7,
+    resumeRounds: quick ? 2 : 5,
+    replayed: quick ? 100 : 1000
+  }
 } as const
 
 const contenders: ReadonlyArray<Contender> = ["raw", "promise", "effect", "party"]
@@ -110,6 +117,65 @@ const publishOnce = async (contender: Contender, room: Room, n: number): Promise
     room.publisher.send(publishFrame(n))
   })
   return performance.now() - start
+}
+
+interface SessionSocket {
+  readonly socket: BenchSocket
+  readonly sessionId: string
+  readonly token: string
+  /** The last seq received: the watermark of the next resume. */
+  readonly seq: number
+}
+
+/**
+ * Opens a recovery socket subscribed to the topic and resolves with its
+ * session once `$resumed` (for a resume) or `SUBSCRIBED` arrived; a resume
+ * must have replayed exactly `replayed` messages.
+ */
+const sessionOf = async (contender: Contender, name: string, resume: string, replayed = 0): Promise<SessionSocket> => {
+  const res = await SELF.fetch(`http://bench.local/${contender}/${name}?${resume}`, { headers: { Upgrade: "websocket" } })
+  if (res.status !== 101 || res.webSocket === null) throw new Error(`upgrade answered ${res.status}`)
+  const ws = res.webSocket
+  ws.accept()
+  return new Promise<SessionSocket>((resolve, reject) => {
+    let session: { sessionId: string; token: string } | undefined
+    let seq = 0
+    let news = 0
+    const timer = setTimeout(() => reject(new Error(`resume timed out after ${news} messages`)), timeoutMs)
+    const socket: BenchSocket = { ws, sink: () => {}, send: (frame) => ws.send(frame), close: () => ws.close(1000) }
+    const done = () => {
+      clearTimeout(timer)
+      resolve({ socket, sessionId: session!.sessionId, token: session!.token, seq })
+    }
+    ws.addEventListener("message", (event) => {
+      const data = event.data as string
+      if (data.startsWith(prefixes.news)) {
+        news++
+        seq = JSON.parse(data).meta.seq
+      } else if (data.startsWith("{\"type\":\"$session\"")) {
+        const payload = JSON.parse(data).payload
+        session = { sessionId: payload.sessionId, token: payload.token }
+        if (resume === "") {
+          seq = payload.seq
+          ws.send(subscribeFrame)
+        }
+      } else if (data.startsWith("{\"type\":\"$resumed\"")) {
+        if (news !== replayed) reject(new Error(`the resume replayed ${news} messages, not ${replayed}`))
+        else done()
+      } else if (data.startsWith(prefixes.subscribed) && resume === "") {
+        done()
+      }
+    })
+  })
+}
+
+/** Publishes `count` messages through `publisher` and waits until the object has handled them all. */
+const publishMany = async (publisher: BenchSocket, count: number) => {
+  for (let n = 0; n < count; n++) publisher.send(publishFrame(n))
+  await expectFrames(1, prefixes.echoReply, timeoutMs, "publishes handled", (frame) => {
+    publisher.sink = frame
+    publisher.send(echoFrame(0))
+  })
 }
 
 describe("durable-ws vs raw Hibernation API vs partyserver", () => {
@@ -182,6 +248,52 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
       })
     })
   }
+
+  scenario("recovery: fan-out, resume, storage", async () => {
+    const { subscribers, publishesPerRound, rounds, resumeRounds, replayed } = plan.recovery
+    const name = fanOutRoom(subscribers)
+    // Without recovery: the promise room of the fan-out run; with it, the same handlers and room size.
+    await openRooms(subscribers)
+    if (!rooms.has(`recovery/${name}`)) {
+      const subs = await openSubscribers("recovery", name, topic, subscribers)
+      const publisher = await open("recovery", name)
+      rooms.set(`recovery/${name}`, { publisher, subscribers: subs })
+      everyone.push(publisher, ...subs)
+    }
+    for (let round = 0; round < plan.warmupRounds + rounds; round++) {
+      for (const contender of rotated(["promise", "recovery"] as const, round)) {
+        const room = rooms.get(`${contender}/${name}`)!
+        await inObject(contender, name)
+        let elapsed = 0
+        for (let n = 0; n < publishesPerRound; n++) elapsed += await publishOnce(contender, room, n)
+        const stats = await inObject(contender, name)
+        if (round < plan.warmupRounds) continue
+        record(results, "recovery-fan-out-1000", `fan-out to ${subscribers}, per publish`, "ms", contender, elapsed / publishesPerRound)
+        record(results, "recovery-fan-out-1000-object", `fan-out to ${subscribers}, in the object`, "ms", contender, stats.ms / stats.messages)
+      }
+    }
+
+    // A resume that replays `replayed` messages: from the upgrade to `$resumed`, the replay included.
+    const resumeRoom = "resume"
+    const sizeOf = () => runInDurableObject(stub("recovery", resumeRoom), (_instance, state) => state.storage.sql.databaseSize)
+    const publisher = await open("recovery", resumeRoom)
+    everyone.push(publisher)
+    let credentials = await sessionOf("recovery", resumeRoom, "")
+    for (let round = 0; round < plan.warmupRounds + resumeRounds; round++) {
+      credentials.socket.ws.close(4000, "away")
+      const before = await sizeOf()
+      await publishMany(publisher, replayed)
+      const grown = (await sizeOf()) - before
+      const start = performance.now()
+      const resumed = await sessionOf("recovery", resumeRoom, `dws_resume=${credentials.sessionId}.${credentials.token}.${credentials.seq}`, replayed)
+      const elapsed = performance.now() - start
+      credentials = resumed
+      // Storage is read on the first round only: it starts on an empty log, and later rounds replace old entries.
+      if (round === 0) record(results, "recovery-bytes", "SQLite bytes per logged message", "bytes", "recovery", grown / replayed)
+      if (round < plan.warmupRounds) continue
+      record(results, "recovery-resume", `resume replaying ${replayed} messages`, "ms", "recovery", elapsed)
+    }
+  })
 
   scenario("first publish after a wake", async () => {
     // The 1000-subscriber rooms of the fan-out run: eviction hibernates their sockets, the publish wakes the object.

@@ -4,6 +4,7 @@ declare namespace Cloudflare {
     readonly DWS_PROMISE: DurableObjectNamespace
     readonly DWS_EFFECT: DurableObjectNamespace
     readonly PARTY: DurableObjectNamespace
+    readonly DWS_RECOVERY: DurableObjectNamespace
     readonly V_NONE: DurableObjectNamespace
     readonly V_EFFECT: DurableObjectNamespace
     readonly V_ZOD: DurableObjectNamespace

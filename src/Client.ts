@@ -18,6 +18,8 @@ import * as Schema from "effect/Schema"
 import { ErrorCode, ValidationError } from "./Errors"
 import type { MessageSchema, Payload, PayloadArgs, PayloadResult, RpcSchema } from "./Message"
 import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult } from "./Message"
+import { ClientSession } from "./internal/clientSession"
+import type { SessionStore } from "./internal/clientSession"
 import { Heartbeat } from "./internal/heartbeat"
 import type { HeartbeatSettings } from "./internal/heartbeat"
 import { PendingRequests } from "./internal/requests"
@@ -176,6 +178,36 @@ export interface ClientOptions {
   readonly requestTimeoutMs?: number
   /** The source of jitter; defaults to `Math.random`. */
   readonly random?: () => number
+  /**
+   * Resumable delivery (the server must run with `recovery`): every
+   * reconnect resumes the session, published messages missed meanwhile are
+   * replayed and handed to `on` handlers once and in order, and requests in
+   * flight are sent again and answered once.
+   */
+  readonly recovery?: boolean
+  /** With `recovery`: keeps the session across page loads (e.g. `sessionStorage`). */
+  readonly store?: SessionStore
+  /** The key the session is stored under (default: `durable-ws:` and the URL). */
+  readonly storeKey?: string
+}
+
+export type { SessionStore } from "./internal/clientSession"
+
+/**
+ * What a reconnect with `recovery` ended in. `recovered: false` means a
+ * new session (the old one was ended, expired or unknown): what was
+ * published meanwhile is lost, and so is every topic in `gaps` (the
+ * server's log no longer held all of it) — refetch that state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResumeInfo {
+  readonly recovered: boolean
+  /** Published messages replayed (0 when not recovered). */
+  readonly replayed: number
+  /** Topics that lost messages to the server's log limits. */
+  readonly gaps: ReadonlyArray<string>
 }
 
 /**
@@ -255,6 +287,9 @@ const OPEN = 1
 
 const settled: Promise<void> = Promise.resolve()
 
+/** The server closes a socket with this code when a newer one resumed its session. */
+const replacedCloseCode = 4001
+
 interface Queued {
   readonly frame: string
   readonly correlationId: string | undefined
@@ -310,13 +345,19 @@ export class Client {
   private readonly closeListeners = new Set<(info: CloseInfo) => void>()
   private readonly errorListeners = new Set<(error: unknown) => void>()
   private readonly stateListeners = new Set<(state: ClientState) => void>()
+  private readonly resumeListeners = new Set<(info: ResumeInfo) => void>()
+  private readonly session: ClientSession | undefined
   private openWaiters: Array<{ resolve: () => void; reject: (error: ConnectionClosedError) => void }> = []
   // Set while an asynchronous validator is busy with an outbound (or inbound) payload: what
   // comes after it waits, so frames leave, and handlers run, in order.
   private outbound: Promise<void> | undefined = undefined
   private inbound: Promise<void> | undefined = undefined
 
-  constructor(private readonly options: ClientOptions) {}
+  constructor(private readonly options: ClientOptions) {
+    this.session = options.recovery === true
+      ? new ClientSession(options.store, options.storeKey ?? `durable-ws:${this.url()}`)
+      : undefined
+  }
 
   /** The connection state. */
   get state(): ClientState {
@@ -390,7 +431,9 @@ export class Client {
         resolve: resolve as (value: unknown) => void,
         reject,
         timer,
-        sent: false
+        sent: false,
+        // Kept only when it may be sent again after a resume (once validated, if its validator is asynchronous).
+        frame: this.session === undefined || typeof frame !== "string" ? undefined : frame
       })
       const failed = (error: unknown) => {
         if (this.pending.take(correlationId) !== undefined) reject(error)
@@ -432,6 +475,15 @@ export class Client {
     return () => void this.errorListeners.delete(listener)
   }
 
+  /**
+   * With `recovery`: runs after every reconnect once the server has
+   * answered the resume (after the replayed messages were handled).
+   */
+  onResumed(listener: (info: ResumeInfo) => void): () => void {
+    this.resumeListeners.add(listener)
+    return () => void this.resumeListeners.delete(listener)
+  }
+
   /** Runs on every state change. */
   onStateChange(listener: (state: ClientState) => void): () => void {
     this.stateListeners.add(listener)
@@ -443,6 +495,8 @@ export class Client {
     if (this.current === "closed") return
     const socket = this.socket
     this.socket = undefined
+    // A close with 1000 tells the server the session is over; the stored one goes with it.
+    if (code === 1000) this.session?.clear()
     this.shutdown(new ConnectionClosedError({ code, reason, message: "The client was closed" }))
     if (socket !== undefined) {
       try {
@@ -472,7 +526,8 @@ export class Client {
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting")
     let socket: WebSocketLike
     try {
-      socket = (this.options.webSocket ?? defaultFactory)(this.url(), this.options.protocols)
+      const url = this.session === undefined ? this.url() : this.session.urlFor(this.url())
+      socket = (this.options.webSocket ?? defaultFactory)(url, this.options.protocols)
     } catch (error) {
       this.emitError(error)
       this.scheduleReconnect(1006, "Could not open the socket")
@@ -524,10 +579,34 @@ export class Client {
     this.openedAt = undefined
     this.socket = undefined
     this.stopHeartbeat()
+    // With a session to resume, the requests that went out wait for the resume, which sends them again.
+    if (this.session?.resumable !== true) this.failSent(code, reason)
+    // Another socket took the session over (a copy of this page): carry on with a new one.
+    if (code === replacedCloseCode) this.session?.clear()
+    this.scheduleReconnect(code, reason)
+  }
+
+  private failSent(code: number | undefined, reason: string | undefined): void {
     this.pending.failSent((request) =>
       new ConnectionClosedError({ code, reason, message: `The connection closed before "${request.type}" was answered` })
     )
-    this.scheduleReconnect(code, reason)
+  }
+
+  /** The server answered a resume: hand over the outcome, then resend or fail the requests in flight. */
+  private resumed(payload: unknown): void {
+    const fields = isRecord(payload) ? payload : {}
+    const recovered = fields["recovered"] === true
+    const info: ResumeInfo = {
+      recovered,
+      replayed: typeof fields["replayed"] === "number" ? fields["replayed"] : 0,
+      gaps: Array.isArray(fields["gaps"]) ? fields["gaps"].filter((t): t is string => typeof t === "string") : []
+    }
+    if (recovered) {
+      for (const request of this.pending.sentFrames()) this.transmit({ frame: request.frame, correlationId: request.correlationId })
+    } else {
+      this.failSent(undefined, "The session could not be resumed")
+    }
+    this.emit(this.resumeListeners, info)
   }
 
   private scheduleReconnect(code: number, reason: string): void {
@@ -627,7 +706,11 @@ export class Client {
     const written = (this.outbound ?? settled).then(() => frame).then((text) => {
       // Closing drops what is queued, this too; a request that timed out meanwhile is not sent after all.
       if (this.current === "closed") return
-      if (correlationId !== undefined && this.pending.get(correlationId) === undefined) return
+      if (correlationId !== undefined) {
+        const request = this.pending.get(correlationId)
+        if (request === undefined) return
+        if (this.session !== undefined) request.frame = text
+      }
       if (!this.write({ frame: text, correlationId })) failed(this.notQueued())
     }, failed)
     this.outbound = written
@@ -696,6 +779,14 @@ export class Client {
   private deliver(frame: Record<string, unknown>): Promise<void> | undefined {
     const type = frame["type"] as string
     const meta = isRecord(frame["meta"]) ? frame["meta"] : {}
+    if (this.session !== undefined) {
+      if (type === "$session") return void this.session.started(frame["payload"])
+      if (type === "$resumed") return void this.resumed(frame["payload"])
+      // A published frame already handed over (its seq is at or below the watermark) is dropped.
+      if (typeof meta["seq"] === "number" && typeof meta["topic"] === "string" && !this.session.accept(meta["seq"])) {
+        return undefined
+      }
+    }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const payload = frame["payload"]
     const isError = type === "ERROR" || type === "RPC_ERROR"

@@ -20,6 +20,7 @@ import { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
 import { Instance } from "./internal/instance"
 import type { DurableObjectHandlerOptions, HandlerOptions, InstanceConfig, LayerOption } from "./internal/options"
 import { resolveOptions } from "./internal/options"
+import { prepareResume, resumeParameter } from "./internal/recovery"
 import { hibernatingRegistry, memoryRegistry } from "./internal/registry"
 import { tablesOf } from "./internal/routes"
 import * as Runtime from "./internal/runtime"
@@ -29,6 +30,7 @@ import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 
 export type { RateLimit } from "./internal/rateLimit"
+export type { RecoveryOptions } from "./internal/recovery"
 export { defaults } from "./internal/options"
 export type {
   AuthResult,
@@ -82,13 +84,20 @@ const upgrade = async (instance: Instance, config: InstanceConfig, request: Requ
     }
     if (authenticated === undefined || authenticated === null) return text(401, "Unauthorized")
   }
+  const url = new URL(request.url)
+  const claim = instance.recovery === undefined
+    ? undefined
+    : await prepareResume(instance.recovery, url.searchParams.get(resumeParameter))
   // Authentication may have yielded: other upgrades can have taken the last slots meanwhile.
   if (instance.openCount() >= config.maxConnections) return text(503, "Too many connections")
-  const resourceId = resourceIdOf(new URL(request.url))
+  // From here on nothing yields: a session claimed is a session taken over.
+  const resumption = claim?.()
+  const resourceId = resourceIdOf(url)
   const data: ConnectionData<Record<string, unknown>> = mergeData(
-    resourceId === undefined
-      ? { clientId: uuidv7(), connectedAt: Date.now() }
-      : { clientId: uuidv7(), resourceId, connectedAt: Date.now() },
+    resumption?.session?.data ??
+      (resourceId === undefined
+        ? { clientId: uuidv7(), connectedAt: Date.now() }
+        : { clientId: uuidv7(), resourceId, connectedAt: Date.now() }),
     typeof authenticated === "object" ? authenticated as Record<string, unknown> : undefined
   )
   const size = utf8Length(JSON.stringify({ d: data, t: [] }))
@@ -98,7 +107,7 @@ const upgrade = async (instance: Instance, config: InstanceConfig, request: Requ
   }
   const { 0: client, 1: server } = new WebSocketPair()
   accept(instance, config, server, data.clientId)
-  Runtime.open(instance, server, data)
+  Runtime.open(instance, server, data, resumption)
   return new Response(null, { status: 101, webSocket: client })
 }
 
@@ -186,7 +195,7 @@ export const WebSocketDurableObject = <TData, R>(
   options: Omit<HandlerOptions<TData, R>, "state" | "env"> & LayerOption<R>
 ): WebSocketDurableObjectClass<TData> => {
   // Checked once, when the class is defined, not first when an object is constructed.
-  resolveOptions(options as Parameters<typeof resolveOptions>[0])
+  resolveOptions(options as Parameters<typeof resolveOptions>[0], true)
   return class WebSocketRouterObject extends DurableObject<Cloudflare.Env> {
     readonly ws: DurableObjectHandler<TData>
     constructor(state: DurableObjectState, env: Cloudflare.Env) {

@@ -46,6 +46,17 @@ export interface ConnectionContext<TData = {}> {
 }
 
 /**
+ * `onOpen`'s context.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface OpenContext<TData = {}> extends ConnectionContext<TData> {
+  /** With `recovery`: this socket resumed a session (its replay has been sent). */
+  readonly recovered: boolean
+}
+
+/**
  * `onClose`'s context: the client's close code and reason.
  *
  * @since 0.1.0
@@ -54,6 +65,11 @@ export interface ConnectionContext<TData = {}> {
 export interface CloseContext<TData = {}> extends ConnectionContext<TData> {
   readonly code: number
   readonly reason: string
+  /**
+   * With `recovery`: the session may still be resumed (any close but the
+   * client's 1000), so a "left" announcement can wait.
+   */
+  readonly resumable: boolean
 }
 
 /**

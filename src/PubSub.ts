@@ -17,6 +17,7 @@ import { Connection } from "./Connection"
 import type { ErrorCode } from "./Errors"
 import { TopicError } from "./Errors"
 import type { LiveConnection } from "./internal/connection"
+import type { RecoveryStore } from "./internal/recovery"
 import { liveConnectionOf } from "./internal/connection"
 import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
 import { encodeFrame, encodePayload, isPendingResult } from "./Message"
@@ -170,7 +171,9 @@ export class DurablePubSub {
   constructor(
     private readonly connections: () => Iterable<LiveConnection>,
     private readonly authorizeSubscribe?: Authorize,
-    private readonly authorizePublish?: Authorize
+    private readonly authorizePublish?: Authorize,
+    /** With recovery, every publish is logged first and its frame carries `meta.topic` and `meta.seq`. */
+    private readonly log?: Pick<RecoveryStore, "append">
   ) {}
 
   /** After a wake the index is empty: rebuild it from the attachments once, on first use. */
@@ -178,7 +181,8 @@ export class DurablePubSub {
     if (this.indexed) return
     this.indexed = true
     for (const connection of this.connections()) {
-      if (!connection.closed) for (const topic of connection.topics) this.add(topic, connection)
+      // A resuming connection joins once its replay is sent (see `track`).
+      if (!connection.closed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
     }
   }
 
@@ -188,9 +192,9 @@ export class DurablePubSub {
     subscribers.add(connection)
   }
 
-  /** Registers a connection that just opened (its topics, if any, are already in its attachment). */
+  /** Registers a connection that just opened or resumed (its topics, if any, are already in its attachment). */
   track(connection: LiveConnection): void {
-    if (this.indexed) for (const topic of connection.topics) this.add(topic, connection)
+    if (this.indexed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
   }
 
   subscribe(connection: LiveConnection, topic: string): Effect.Effect<void, TopicError> {
@@ -297,8 +301,20 @@ export class DurablePubSub {
   ): Effect.Effect<PublishResult> {
     if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
     const deliver = (): PublishResult => {
-      const frame = encodeFrame(message.type, encoded.value, options?.meta)
-      return { ok: true, matched: this.fanOut(topic, frame, options?.excludeSelf === true ? from : undefined) }
+      const exclude = options?.excludeSelf === true ? from : undefined
+      let frame: string
+      if (this.log === undefined) {
+        frame = encodeFrame(message.type, encoded.value, options?.meta)
+      } else {
+        try {
+          // Appended before anything is sent: a frame no log holds is never delivered.
+          frame = this.log.append(topic, message.type, encoded.value, options?.meta, exclude?.clientId)
+        } catch (error) {
+          console.error("durable-ws: the publish could not be logged", error)
+          return failed("UNAVAILABLE", "The publish could not be logged")
+        }
+      }
+      return { ok: true, matched: this.fanOut(topic, frame, exclude) }
     }
     if (this.authorizePublish === undefined || from === undefined) return Effect.sync(deliver)
     return allowed(this.authorizePublish, from, topic).pipe(

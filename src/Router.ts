@@ -12,7 +12,7 @@
 import type * as Effect from "effect/Effect"
 import type { Connection } from "./Connection"
 import type { Connections } from "./Connections"
-import type { CloseContext, ConnectionContext, MessageContext, RpcContext } from "./HandlerContext"
+import type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext } from "./HandlerContext"
 import { currentScope } from "./internal/als"
 import type { AnyErrorHook, AnyHandler, AnyMiddleware, RouterTables } from "./internal/routes"
 import { registerTables } from "./internal/routes"
@@ -98,7 +98,7 @@ export class Router<TData = {}, R = never> {
   }
 
   /** Runs when a connection opens, before its first message is handled. */
-  onOpen(handler: Handler<ConnectionContext<TData>, R>): this {
+  onOpen(handler: Handler<OpenContext<TData>, R>): this {
     this.#tables.openHooks.push(handler as unknown as AnyHandler)
     return this
   }

@@ -13,6 +13,7 @@ import { mergeData } from "./internal/data"
 import { Instance } from "./internal/instance"
 import type { HandlerOptions, LayerOption } from "./internal/options"
 import { resolveOptions } from "./internal/options"
+import { prepareResume } from "./internal/recovery"
 import { memoryRegistry } from "./internal/registry"
 import { tablesOf } from "./internal/routes"
 import * as Runtime from "./internal/runtime"
@@ -53,12 +54,21 @@ export interface TestConnection<TData> {
  * @since 0.1.0
  * @category models
  */
+export interface ConnectOptions {
+  /** With `recovery`: a `dws_resume` value (`<sessionId>.<token>.<seq>`), as a client would send it. */
+  readonly resume?: string
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
 export interface TestRuntime<TData> {
   /**
    * Opens a connection with the given data and resolves once `onOpen` has
    * run; rejects with `ConnectionLimitExceeded` past `maxConnections`.
    */
-  connect(data?: TData, resourceId?: string): Promise<TestConnection<TData>>
+  connect(data?: TData, resourceId?: string, options?: ConnectOptions): Promise<TestConnection<TData>>
   /** The handler's own publish: from no connection. */
   publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** Releases what the `layer` acquired. */
@@ -93,10 +103,14 @@ export const make = <TData, R>(
   const registry = memoryRegistry()
   const instance = new Instance(tablesOf(router), registry, config)
   return {
-    connect: async (data, resourceId) => {
+    connect: async (data, resourceId, connectOptions) => {
+      const claim = instance.recovery === undefined
+        ? undefined
+        : await prepareResume(instance.recovery, connectOptions?.resume ?? null)
       if (instance.openCount() >= config.maxConnections) {
         throw new ConnectionLimitExceeded({ limit: config.maxConnections, message: "Too many connections" })
       }
+      const resumption = claim?.()
       const frames: Array<ReceivedFrame> = []
       let closedWith: { code?: number; reason?: string } | undefined
       let open = true
@@ -116,12 +130,12 @@ export const make = <TData, R>(
       const system = resourceId === undefined
         ? { clientId: uuidv7(), connectedAt: Date.now() }
         : { clientId: uuidv7(), resourceId, connectedAt: Date.now() }
-      const connectionData = mergeData(system, data as Record<string, unknown> | undefined)
+      const connectionData = mergeData(resumption?.session?.data ?? system, data as Record<string, unknown> | undefined)
       registry.add!(socket)
-      const connection = Runtime.open(instance, socket, connectionData)
+      const connection = Runtime.open(instance, socket, connectionData, resumption)
       await connection.enqueue(() => undefined)
       return {
-        clientId: system.clientId,
+        clientId: connectionData.clientId,
         get data() {
           return connection.data as ConnectionData<TData>
         },

@@ -1,5 +1,6 @@
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
+import { captureConsole } from "./helpers/console"
 import { connect, sleep, upgrade } from "./helpers/socket"
 import type { TestSocket } from "./helpers/socket"
 import type { Room } from "./fixtures/worker"
@@ -57,11 +58,14 @@ describe("upgrade path", () => {
     ok.webSocket!.close(1000)
   })
 
-  it.each(["none", "throw", "reject"])("answers 401 when authenticate gives %s, without leaking the cause", async (user) => {
+  it.each(["none", "throw", "reject"])("answers 401 when authenticate gives %s, logging the cause without leaking it", async (user) => {
+    const warnings = captureConsole("warn")
     const res = await upgrade(`/room/${unique("auth")}?user=${user}`)
     expect(res.status).toBe(401)
     expect(res.webSocket).toBeNull()
     expect(await res.text()).not.toContain("secret")
+    const cause = { none: [], throw: ["Error: secret auth failure"], reject: ["Error: secret auth rejection"] }[user]
+    expect(warnings.lines()).toEqual(cause!.map((error) => `durable-ws: authenticate failed ${error}`))
   })
 
   it("answers 503 at maxConnections and reuses a freed slot", async () => {
@@ -156,7 +160,7 @@ describe("lifecycle", () => {
     const ws = res.webSocket!
     const seen: Array<string> = []
     ws.accept()
-    ws.addEventListener("message", (e) => seen.push(JSON.parse(e.data as string).type))
+    ws.addEventListener("message", (e) => void seen.push(JSON.parse(e.data as string).type))
     ws.send(JSON.stringify({ type: "PING", payload: { text: "now" } }))
     for (let i = 0; i < 100 && seen.length < 2; i++) await sleep(10)
     expect(seen.slice(0, 2)).toEqual(["WELCOME", "PONG"])

@@ -1,5 +1,6 @@
 import { env, evictDurableObject } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
+import { captureConsole } from "./helpers/console"
 import { eventually, openOn, stubOf } from "./helpers/durable"
 import { createDurableObjectHandler } from "../src/index"
 import { hardRouter } from "./fixtures/hardening"
@@ -173,12 +174,14 @@ describe("eviction in the middle of a burst", () => {
 })
 
 describe("services that fail to build", () => {
-  it("answers UNAVAILABLE on every frame and keeps the connection", async () => {
+  it("answers UNAVAILABLE on every frame, logs why, and keeps the connection", async () => {
+    const errors = captureConsole("error")
     const client = await openOn(env.BROKEN, room("layer"))
     for (let i = 0; i < 2; i++) {
       client.send({ type: "B_USE" })
       expect(await client.next()).toEqual({ type: "ERROR", meta: {}, payload: { code: "UNAVAILABLE", message: "Service unavailable" } })
     }
     expect(client.ws.readyState).toBe(WebSocket.OPEN)
+    expect(errors.lines()).toEqual(Array(2).fill("durable-ws: services failed to build Error: backend unreachable"))
   })
 })

@@ -1,6 +1,7 @@
 import { env, evictDurableObject, runInDurableObject } from "cloudflare:test"
 import { afterAll, beforeAll, describe, expect, it } from "vitest"
 import type { Gate } from "./fixtures/hardening"
+import { captureConsole } from "./helpers/console"
 import { bytes, eventually, openOn, stubOf, upgradeOn } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
 import { wrap } from "./helpers/socket"
@@ -369,12 +370,14 @@ describe("hostile upgrades", () => {
     expect(body).toBe("Unauthorized")
   })
 
-  it("refuses, with 500 and no socket, connection data larger than the 16 KiB attachment", async () => {
+  it("refuses, with 500 and no socket, connection data larger than the 16 KiB attachment, and logs its size", async () => {
+    const errors = captureConsole("error")
     const body = await refused(
       await upgradeOn(env.GATE, "huge-auth", { query: "?user=huge", headers: { Origin: "https://app.example" } }),
       500
     )
     expect(body).toBe("Connection data too large")
+    expect(errors.lines()).toEqual([expect.stringMatching(/^durable-ws: connection data is \d+ bytes; the limit is 16384$/)])
   })
 
   it("never lets authenticate's result set clientId, connectedAt or resourceId", async () => {

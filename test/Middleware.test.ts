@@ -5,6 +5,7 @@ import * as Schema from "effect/Schema"
 import { describe, expect, it } from "vitest"
 import { createRouter, message, PubSub, rpc, WsError } from "../src/index"
 import * as Testing from "../src/Testing"
+import { captureConsole } from "./helpers/console"
 
 const Ping = message("PING", { text: Schema.String })
 const Pong = message("PONG", { reply: Schema.String })
@@ -111,12 +112,15 @@ describe("middleware (driven without a Durable Object)", () => {
   })
 
   it("does not trust look-alike errors: only real WsError instances choose the code", async () => {
+    const errors = captureConsole("error")
     const router = createRouter().on(Ping, () => {
       throw Object.assign(new Error("secret"), { _tag: "WsError", code: "NOT_FOUND" })
     })
     const client = await Testing.make(router, {}).connect()
     await client.send({ type: "PING", payload: { text: "x" } })
     expect(client.frames).toEqual([{ type: "ERROR", meta: {}, payload: { code: "INTERNAL", message: "Internal server error" } }])
+    // With no onError hook, the original error goes to the log (and only there).
+    expect(errors.lines()).toEqual(["durable-ws: handler failed Error: secret"])
   })
 
   it("answers an rpc request once: an error after the reply is not sent", async () => {

@@ -20,6 +20,9 @@ declare namespace Cloudflare {
     readonly TIMED_PUBLISHER: DurableObjectNamespace
     readonly MIXED: DurableObjectNamespace
     readonly DAM: DurableObjectNamespace
+    readonly RECOVERING: DurableObjectNamespace
+    readonly FORGETFUL: DurableObjectNamespace
+    readonly UNRECOVERED: DurableObjectNamespace
     readonly VALIDATORS: DurableObjectNamespace
     readonly VALIDATORS_TIMED: DurableObjectNamespace
     readonly WSKIT_CHAT: DurableObjectNamespace

@@ -4,7 +4,7 @@ import { median } from "./stats"
 /** A measured quantity, its samples by contender in round order (round r of each ran side by side). */
 export interface Row {
   readonly label: string
-  readonly unit: "msg/s" | "ms" | "µs"
+  readonly unit: "msg/s" | "ms" | "µs" | "bytes"
   readonly samples: Partial<Record<Contender, Array<number>>>
 }
 
@@ -21,7 +21,13 @@ export const record = (results: Results, key: string, label: string, unit: Row["
   ;(row.samples[c] ??= []).push(value)
 }
 
-const names: Record<Contender, string> = { raw: "raw", promise: "dws promise", effect: "dws Effect", party: "partyserver" }
+const names: Record<Contender, string> = {
+  raw: "raw",
+  promise: "dws promise",
+  effect: "dws Effect",
+  party: "partyserver",
+  recovery: "dws recovery"
+}
 const order: ReadonlyArray<Contender> = ["raw", "promise", "effect", "party"]
 
 const fmt = (value: number, unit: Row["unit"]) =>
@@ -31,6 +37,8 @@ const fmt = (value: number, unit: Row["unit"]) =>
     ? Math.round(value).toLocaleString("en-US")
     : unit === "µs"
     ? value.toFixed(2)
+    : unit === "bytes"
+    ? Math.round(value).toLocaleString("en-US")
     : value.toFixed(2)
 
 /**
@@ -66,6 +74,30 @@ interface Target {
   readonly against: Contender
 }
 
+/** Rows of the recovery table: `recovery` (on) against `promise` (off), same handlers. */
+const isRecoveryRow = (key: string) => key.startsWith("recovery-")
+
+const recoveryTable = (results: Results): Array<string> => {
+  const rows = [...results.rows.entries()].filter(([key]) => isRecoveryRow(key)).map(([, row]) => row)
+  if (rows.length === 0) return []
+  const body = rows.map((row) => [
+    `${row.label} (${row.unit})`,
+    String(Math.max(row.samples.recovery?.length ?? 0, row.samples.promise?.length ?? 0)),
+    fmt(median(row.samples.promise ?? []), row.unit),
+    fmt(median(row.samples.recovery ?? []), row.unit),
+    times(pairedRatio(row.samples.recovery, row.samples.promise))
+  ])
+  const ratio = pairedRatio(results.rows.get("recovery-fan-out-1000")?.samples.recovery, results.rows.get("recovery-fan-out-1000")?.samples.promise)
+  return [
+    "",
+    "Resumable delivery: dws promise with `recovery: true` (on) and without (off), the same handlers.",
+    "",
+    table(["scenario", "rounds", "off", "on", "on÷off"], body),
+    "",
+    `- fan-out 1000 with recovery ≤ 1.15× without: ${times(ratio)} ${Number.isNaN(ratio) ? "" : ratio <= 1.15 ? "met" : "MISSED"}`
+  ]
+}
+
 const targets: ReadonlyArray<Target> = [
   { row: "echo", text: "echo ≥ 0.8× raw msg/s", against: "raw", meets: (r) => r >= 0.8 },
   { row: "echo", text: "echo ≥ partyserver msg/s", against: "party", meets: (r) => r >= 1 },
@@ -84,7 +116,7 @@ export const renderReport = (results: Results): string => {
     "promise÷party",
     "Effect÷party"
   ]
-  const body = [...results.rows.values()].map((row) => {
+  const body = [...results.rows.entries()].filter(([key]) => !isRecoveryRow(key)).map(([, row]) => {
     const s = row.samples
     return [
       `${row.label} (${row.unit})`,
@@ -113,6 +145,7 @@ export const renderReport = (results: Results): string => {
     })
     lines.push(`- ${target.text}: ${verdicts.join(", ")}`)
   }
+  lines.push(...recoveryTable(results))
   lines.push("", `Plan: ${JSON.stringify(results.plan)}`)
   return lines.join("\n")
 }

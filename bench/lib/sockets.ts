@@ -15,10 +15,11 @@ export interface BenchSocket {
 }
 
 const origin = "http://bench.local"
+const sessionPrefix = "{\"type\":\"$"
 
 /** Opens a socket to `/<contender>/<name>`; `topic` tags it (raw, partyserver) as a subscriber. */
-export const open = async (contender: Contender, name: string, topic?: string): Promise<BenchSocket> => {
-  const query = topic === undefined ? "" : `?topic=${encodeURIComponent(topic)}`
+export const open = async (contender: Contender, name: string, topic?: string, extraQuery = ""): Promise<BenchSocket> => {
+  const query = (topic === undefined ? "?" : `?topic=${encodeURIComponent(topic)}&`) + extraQuery
   const res = await SELF.fetch(`${origin}/${contender}/${name}${query}`, { headers: { Upgrade: "websocket" } })
   if (res.status !== 101 || res.webSocket === null) {
     throw new Error(`upgrade to ${contender}/${name} answered ${res.status}: ${await res.text()}`)
@@ -37,7 +38,11 @@ export const open = async (contender: Contender, name: string, topic?: string): 
       }
     }
   }
-  ws.addEventListener("message", (event) => socket.sink(event.data as string))
+  // Session frames (`$session`, `$resumed`: recovery only) are no part of any scenario's count.
+  ws.addEventListener("message", (event) => {
+    const data = event.data as string
+    if (!data.startsWith(sessionPrefix)) socket.sink(data)
+  })
   return socket
 }
 

@@ -26,6 +26,9 @@ const promiseRouter = createRouter()
 
 export const PromiseHandlers = WebSocketDurableObject(promiseRouter, options)
 
+/** The promise contender with resumable delivery on: every publish is logged in SQLite first. */
+export const RecoveringHandlers = WebSocketDurableObject(promiseRouter, { ...options, recovery: true })
+
 /**
  * durable-ws, Effect-native: handlers are Effects using the built-in
  * services. `ECHO` builds its generator per message, the common shape;

@@ -2,7 +2,7 @@
  * The bench worker: four contenders, one Durable Object class each, behind
  * `/<contender>/<object name>`.
  */
-import { EffectHandlers, PromiseHandlers } from "./durableWs"
+import { EffectHandlers, PromiseHandlers, RecoveringHandlers } from "./durableWs"
 import { measured } from "./measured"
 import { Party } from "./party"
 import { Raw } from "./raw"
@@ -28,13 +28,16 @@ export class PromiseObject extends measured(PromiseHandlers) {}
 export class EffectObject extends measured(EffectHandlers) {}
 /** (d) the peer: partyserver. */
 export class PartyObject extends measured(Party) {}
+/** (b) with `recovery: true`, measured against (b) only. */
+export class RecoveryObject extends measured(RecoveringHandlers) {}
 
 /** URL segment → binding. */
 export const contenders = {
   raw: "RAW",
   promise: "DWS_PROMISE",
   effect: "DWS_EFFECT",
-  party: "PARTY"
+  party: "PARTY",
+  recovery: "DWS_RECOVERY"
 } as const
 
 export type Contender = keyof typeof contenders

@@ -2,6 +2,12 @@
  * The chat example: one Durable Object per room (`/ws?room=name`), Effect
  * handlers, and the room's history in SQLite through the `ChatHistory`
  * service. The page and its script are static assets (see wrangler.toml).
+ *
+ * With `recovery`, a member whose connection drops (a network change, a
+ * deploy) stays a member: the page resumes its session and gets what it
+ * missed. "Left" is announced at once for a member who closed for good,
+ * and after `awayGraceMs` for one whose connection dropped and did not
+ * come back.
  */
 import * as Effect from "effect/Effect"
 import { Connection, Connections, createRouter, PubSub, WebSocketDurableObject, WsError } from "../../src/index"
@@ -15,6 +21,14 @@ const historyLimit = 50
 
 /** Every member of a room is subscribed to this topic of the room's object. */
 const roomTopic = "room"
+
+/** How long a dropped member may take to come back before the others hear that they left. */
+const awayGraceMs = 5000
+
+/** Kept while a dropped member may still come back; the alarm announces those who did not. */
+const awayKey = (clientId: string) => `away:${clientId}`
+/** A dropped member already announced as gone: coming back is a join again. */
+const goneKey = (clientId: string) => `gone:${clientId}`
 
 type ChatData = { name?: string }
 
@@ -46,10 +60,12 @@ export const router = createRouter<ChatData, ChatHistory>()
       const pubsub = yield* PubSub
       const history = yield* ChatHistory
       const you = { clientId: ctx.clientId, name: ctx.payload.name }
+      // A page reloaded on a resumed session asks again for the history: it is no newcomer.
+      const already = memberOf(ctx)?.name === you.name
       yield* connection.assignData({ name: you.name })
       yield* pubsub.subscribe(roomTopic)
       ctx.reply({ you, members: yield* members, history: yield* history.recent })
-      yield* pubsub.publish(roomTopic, MemberJoined, { member: you }, { excludeSelf: true })
+      if (!already) yield* pubsub.publish(roomTopic, MemberJoined, { member: you }, { excludeSelf: true })
     }))
   .on(Leave, (ctx) =>
     Effect.gen(function*() {
@@ -73,10 +89,29 @@ export const router = createRouter<ChatData, ChatHistory>()
       const pubsub = yield* PubSub
       yield* pubsub.publish(roomTopic, TypingChanged, { member, typing: ctx.payload.typing }, { excludeSelf: true })
     }))
+  .onOpen((ctx) =>
+    Effect.gen(function*() {
+      if (!ctx.recovered) return
+      const member = memberOf(ctx)
+      yield* Effect.promise(() => ctx.storage.delete(awayKey(ctx.clientId)))
+      const wasGone = yield* Effect.promise(() => ctx.storage.delete(goneKey(ctx.clientId)))
+      if (member !== undefined && wasGone) {
+        const pubsub = yield* PubSub
+        yield* pubsub.publish(roomTopic, MemberJoined, { member }, { excludeSelf: true })
+      }
+    }))
   .onClose((ctx) =>
     Effect.gen(function*() {
       const member = memberOf(ctx)
       if (member === undefined) return
+      if (ctx.resumable) {
+        const now = Date.now()
+        yield* Effect.promise(async () => {
+          await ctx.storage.put(awayKey(ctx.clientId), { member, since: now })
+          if ((await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(now + awayGraceMs)
+        })
+        return
+      }
       const pubsub = yield* PubSub
       yield* pubsub.publish(roomTopic, MemberLeft, { member })
     }))
@@ -85,8 +120,29 @@ export const router = createRouter<ChatData, ChatHistory>()
 export class ChatRoom extends WebSocketDurableObject(router, {
   layer: ChatHistory.layer(historyLimit),
   maxPayloadBytes: 16 * 1024,
-  rateLimit: { capacity: 20, refillPerSecond: 5 }
-}) {}
+  rateLimit: { capacity: 20, refillPerSecond: 5 },
+  recovery: { sessionTtlMs: 10 * 60_000, maxAgeMs: 10 * 60_000 }
+}) {
+  /** Announces the dropped members who did not come back within the grace period. */
+  override async alarm(): Promise<void> {
+    const now = Date.now()
+    const live = new Set(this.ws.connections().map((c) => c.clientId))
+    let next: number | undefined
+    for (const [key, value] of await this.ctx.storage.list<{ member: Member; since: number }>({ prefix: "away:" })) {
+      const { member, since } = value
+      if (live.has(member.clientId)) {
+        await this.ctx.storage.delete(key)
+      } else if (now - since >= awayGraceMs) {
+        await this.ctx.storage.delete(key)
+        await this.ctx.storage.put(goneKey(member.clientId), true)
+        await this.ws.publish(roomTopic, MemberLeft, { member })
+      } else {
+        next = Math.min(next ?? Number.POSITIVE_INFINITY, since + awayGraceMs)
+      }
+    }
+    if (next !== undefined) await this.ctx.storage.setAlarm(next)
+  }
+}
 
 interface ChatEnv {
   readonly CHAT: DurableObjectNamespace<ChatRoom>

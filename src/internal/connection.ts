@@ -48,6 +48,10 @@ export class LiveConnection {
   closed = false
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
+  /** Resumed, and its replay not sent yet: it receives no live publish until then. */
+  resuming = false
+  /** Closed because its session was resumed on a newer socket. */
+  replaced = false
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
   private bucket: TokenBucket | undefined = undefined
@@ -145,31 +149,62 @@ export class LiveConnection {
   }
 
   /**
-   * Sends a typed message; an invalid outbound payload throws. With an
-   * asynchronous validator it returns a Promise instead, which rejects for an
-   * invalid payload; the frame goes out once validated, unless `sender`
-   * has been revoked (its handler ran past its deadline) by then.
+   * Encodes a typed message; an invalid outbound payload is a server bug, so
+   * it throws. With an asynchronous validator the frame is a Promise, which
+   * rejects for an invalid payload.
    */
-  send(
+  encode(
     message: MessageSchema,
     payload: unknown,
     options: SendOptions | undefined,
-    correlationId?: string,
-    sender?: { readonly revoked: boolean }
-  ): Promise<void> | undefined {
+    correlationId?: string
+  ): string | Promise<string> {
     const encoded = encodePayload(message, payload)
     const meta = correlationId === undefined
       ? { timestamp: Date.now(), ...options?.meta }
       : { timestamp: Date.now(), ...options?.meta, correlationId }
     if (isPendingResult(encoded)) {
-      return this.hold(encoded.then((result) => {
+      return encoded.then((result) => {
         if (!result.ok) throw outboundError(result.error.message)
-        return sender?.revoked === true ? undefined : encodeFrame(message.type, result.value, meta)
-      }))
+        return encodeFrame(message.type, result.value, meta)
+      })
     }
     if (!encoded.ok) throw outboundError(encoded.error.message)
-    this.sendFrame(encodeFrame(message.type, encoded.value, meta))
-    return undefined
+    return encodeFrame(message.type, encoded.value, meta)
+  }
+
+  /**
+   * Sends a frame that may still be on its way from a validator: then every
+   * later frame waits behind it, a Promise is returned (rejecting when the
+   * frame could not be built), and the frame is dropped if `sender` has been
+   * revoked meanwhile (its handler ran past its deadline). `sent` sees each
+   * frame that went out.
+   */
+  sendEncoded(
+    frame: string | Promise<string>,
+    sender?: { readonly revoked: boolean },
+    sent?: (frame: string) => void
+  ): Promise<void> | undefined {
+    if (typeof frame === "string") {
+      this.sendFrame(frame)
+      sent?.(frame)
+      return undefined
+    }
+    return this.hold(frame.then((text) => {
+      if (sender?.revoked === true) return undefined
+      sent?.(text)
+      return text
+    }))
+  }
+
+  /** Sends a typed message: {@link encode}, then {@link sendEncoded}. */
+  send(
+    message: MessageSchema,
+    payload: unknown,
+    options: SendOptions | undefined,
+    sender?: { readonly revoked: boolean }
+  ): Promise<void> | undefined {
+    return this.sendEncoded(this.encode(message, payload, options), sender)
   }
 
   /** Merges into the connection data; past 16 KiB the old data is kept and the error returned. */
@@ -223,7 +258,7 @@ export const sendEffect = (
 ): Effect.Effect<void> =>
   Effect.suspend(() => {
     let interrupted: AbortSignal | undefined
-    const sent = connection.send(message, payload, options, undefined, {
+    const sent = connection.send(message, payload, options, {
       get revoked() {
         return interrupted?.aborted === true
       }

@@ -1,5 +1,5 @@
 import type { ErrorCode } from "../Errors"
-import type { CloseContext, RpcContext, Topics } from "../HandlerContext"
+import type { CloseContext, OpenContext, RpcContext, Topics } from "../HandlerContext"
 import type { MessageSchema, PayloadSchema, RpcSchema } from "../Message"
 import { encodeErrorFrame } from "../Message"
 import type { PublishOptions, PublishResult } from "../PubSub"
@@ -24,6 +24,8 @@ export interface ContextHost {
   ): Promise<PublishResult>
   subscribe(connection: LiveConnection, topic: string): Promise<void>
   unsubscribe(connection: LiveConnection, topic: string): void
+  /** An rpc request got its one answer (kept for a resent request when recovery is on). */
+  answered(connection: LiveConnection, correlationId: string, frame: string): void
 }
 
 const revokedPublish: PublishResult = {
@@ -61,9 +63,13 @@ class TopicsView implements Topics {
  * on nothing it sends, replies, publishes or changes takes effect, so a late
  * promise can never break the order of what the connection receives.
  */
-export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext<AnyData> {
+export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<AnyData>, CloseContext<AnyData> {
   replied = false
   revoked = false
+  /** `onOpen`: the socket resumed a session. */
+  recovered = false
+  /** `onClose`: the session may still be resumed. */
+  resumable = false
   private topicsView: Topics | undefined = undefined
   /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
   private sending: Promise<void> | undefined = undefined
@@ -114,7 +120,23 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
       this.host, this.connection, this.type, this.payload, this.meta, this.correlationId, this.response, this.code, this.reason
     )
     copy.replied = true
+    copy.recovered = this.recovered
+    copy.resumable = this.resumable
     return copy
+  }
+
+  /** Sends the answer to this message; an rpc's answer is also reported to the instance. */
+  /**
+   * Sends the answer to this message (a Promise of it while an asynchronous
+   * validator checks a reply); an rpc's answer is also reported to the
+   * instance once it is known.
+   */
+  answer(frame: string | Promise<string>): void {
+    const { response, correlationId } = this
+    const answered = response === undefined || correlationId === undefined
+      ? undefined
+      : (sent: string) => this.host.answered(this.connection, correlationId, sent)
+    this.track(this.connection.sendEncoded(frame, this, answered))
   }
 
   assignData(partial: Readonly<AnyData>): void {
@@ -124,14 +146,14 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
   }
 
   send(message: MessageSchema, payload?: unknown, options?: SendOptions): void {
-    if (!this.revoked) this.track(this.connection.send(message, payload, options, undefined, this))
+    if (!this.revoked) this.track(this.connection.send(message, payload, options, this))
   }
 
   reply(payload?: unknown, options?: SendOptions): void {
     if (this.response === undefined) throw new Error("durable-ws: reply() is only available in rpc handlers")
     if (this.replied) return
     this.replied = true
-    this.track(this.connection.send(this.response, payload, options, this.correlationId, this))
+    this.answer(this.connection.encode(this.response, payload, options, this.correlationId))
   }
 
   private track(sent: Promise<void> | undefined): void {
@@ -162,9 +184,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, CloseContext
     // An RPC request gets exactly one answer: a reply, an error, or a timeout.
     if (this.revoked || (this.response !== undefined && this.replied)) return
     this.replied = true
-    this.connection.sendFrame(
-      encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId)
-    )
+    this.answer(encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId))
   }
 
   publish(topic: string, message: MessageSchema, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {

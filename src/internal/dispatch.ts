@@ -22,6 +22,7 @@ import {
 } from "../Message"
 import type { PublishScope } from "./als"
 import { runInScope } from "./als"
+import { answeredBefore } from "./session"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
 import type { Instance } from "./instance"
@@ -113,7 +114,7 @@ export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: Handle
  */
 const reportError = (instance: Instance, ctx: HandlerContext, error: unknown, notifyClient: boolean): void => {
   const wire = toWireError(error)
-  if (notifyClient) sendError(ctx.connection, wire, ctx.correlationId)
+  if (notifyClient) ctx.answer(encodeErrorFrame(wire, ctx.correlationId))
   if (!notifyErrorHooks(instance, error, ctx.forHooks()) && wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
 }
 
@@ -196,7 +197,7 @@ const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {
   }
   // The error is the request's one answer: no "completed without replying" after it.
   ctx.replied = true
-  reject(ctx.connection, result.error, ctx.correlationId)
+  ctx.answer(encodeErrorFrame(toWireError(result.error), ctx.correlationId))
   return false
 }
 
@@ -205,7 +206,7 @@ const awaitPromise = (promise: Promise<unknown>): Effect.Effect<unknown, unknown
 
 /** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
 const completed = ({ ctx, route }: Prepared): void => {
-  if (route.response !== undefined && !ctx.replied) sendError(ctx.connection, missingReply, ctx.correlationId)
+  if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
 }
 
 /** Completes once the handler's asynchronously validated sends are out; one that failed fails the handler. */
@@ -313,7 +314,7 @@ export const dispatch = (
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
-  if (prepared === undefined) return undefined
+  if (prepared === undefined || answeredBefore(instance, prepared.ctx)) return undefined
   if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
     const run = () =>
       instance.runtime.runFork(program(instance, prepared), connection, scope, settled(instance, prepared), unavailable)

@@ -14,6 +14,8 @@ import { HandlerContext } from "./context"
 import type { ConnectionData, Socket } from "./data"
 import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
+import type { Resumption } from "./recovery"
+import { PendingReplies, RecoveryStore } from "./recovery"
 import type { RouterTables } from "./routes"
 import { InstanceRuntime } from "./services"
 
@@ -41,6 +43,11 @@ interface ConnectionScope {
 export class Instance implements ContextHost {
   readonly pubsub: DurablePubSub
   readonly runtime: InstanceRuntime
+  /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
+  readonly recovery: RecoveryStore | undefined
+  readonly pendingReplies = new PendingReplies()
+  /** Where connections persist: the registry, and with recovery their session too. */
+  private readonly store: AttachmentStore
   // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
   private readonly live = new WeakMap<Socket, LiveConnection | undefined>()
   private readonly scopes = new WeakMap<LiveConnection, ConnectionScope>()
@@ -54,10 +61,21 @@ export class Instance implements ContextHost {
       authorize === undefined
         ? undefined
         : (connection: LiveConnection, topic: string) => authorize(this.lifecycleContext(connection), topic)
+    const recovery = this.recovery = config.recovery === undefined
+      ? undefined
+      : new RecoveryStore(this.storage.sql, config.recovery, () => Array.from(this.connections(), (c) => c.clientId))
+    this.store = recovery === undefined ? registry : {
+      read: registry.read,
+      write: (socket, attachment) => {
+        registry.write(socket, attachment)
+        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
+      }
+    }
     this.pubsub = new DurablePubSub(
       () => this.connections(),
       hook(config.authorizeSubscribe),
-      hook(config.authorizePublish)
+      hook(config.authorizePublish),
+      recovery
     )
     const builtins = Context.make(
       Connections.Connections,
@@ -90,7 +108,7 @@ export class Instance implements ContextHost {
         socket,
         attachment.d,
         new Set(attachment.t),
-        this.registry,
+        this.store,
         isSavedBucket(attachment.r) ? attachment.r : undefined
       )
       : undefined
@@ -112,9 +130,16 @@ export class Instance implements ContextHost {
     return open
   }
 
-  /** A socket was accepted: its data is persisted before anything can run on it. */
-  adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>): LiveConnection {
-    const connection = new LiveConnection(socket, data, new Set(), this.registry)
+  /**
+   * A socket was accepted: its data is persisted before anything can run on
+   * it. A resumed connection starts with its session's topics but stays out
+   * of the fan-out until its replay is done.
+   */
+  adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
+    const session = resumption?.session
+    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store)
+    if (resumption !== undefined && session === undefined) this.recovery?.createSession(data.clientId, resumption.tokenHash, data)
+    connection.resuming = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
     this.pubsub.track(connection)
@@ -136,6 +161,13 @@ export class Instance implements ContextHost {
 
   lifecycleContext(connection: LiveConnection, code?: number, reason?: string): HandlerContext {
     return new HandlerContext(this, connection, "", undefined, {}, undefined, undefined, code, reason)
+  }
+
+  /** An rpc was answered: with recovery the answer is kept, and sockets of its session waiting for it get it. */
+  answered(connection: LiveConnection, correlationId: string, frame: string): void {
+    if (this.recovery === undefined) return
+    this.recovery.storeReply(connection.clientId, correlationId, frame)
+    this.pendingReplies.finish(connection.clientId, correlationId, frame)
   }
 
   // -- Topics and publishing: the one way in ----------------------------------

@@ -5,6 +5,8 @@ import type { ConnectionContext } from "../HandlerContext"
 import type { PubSub } from "../PubSub"
 import type { Storage } from "../Storage"
 import type { HandlerContext } from "./context"
+import type { RecoveryOptions, ResolvedRecovery } from "./recovery"
+import { recoveryDefaults } from "./recovery"
 import type { RateLimit, ResolvedRateLimit } from "./rateLimit"
 import { checkRateLimit } from "./rateLimit"
 
@@ -60,6 +62,11 @@ export interface HandlerOptions<TData, R> {
   readonly authorizePublish?: (ctx: ConnectionContext<TData>, topic: string) => boolean | PromiseLike<boolean>
   /** Handlers running longer get `DEADLINE_EXCEEDED`; off by default. */
   readonly handlerTimeoutMs?: number
+  /**
+   * Resumable delivery (sessions, a publish log and a reply cache in the
+   * object's SQLite); off by default, needs `state`.
+   */
+  readonly recovery?: boolean | RecoveryOptions
 }
 
 /**
@@ -105,6 +112,7 @@ export interface InstanceConfig {
   readonly authorizeSubscribe: TopicHook | undefined
   readonly authorizePublish: TopicHook | undefined
   readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
+  readonly recovery: ResolvedRecovery | undefined
 }
 
 const positiveInteger = (name: string, value: unknown, fallback: number): number => {
@@ -121,21 +129,47 @@ const optionalFunction = <F>(name: string, value: unknown): F | undefined => {
   return value as F
 }
 
+const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
+  if (value === undefined || value === false) return undefined
+  if (value === true) return recoveryDefaults
+  if (typeof value !== "object" || value === null) {
+    throw new TypeError("durable-ws: recovery must be true or an object of options")
+  }
+  const options = value as RecoveryOptions
+  return {
+    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, recoveryDefaults.maxMessages),
+    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, recoveryDefaults.maxAgeMs),
+    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, recoveryDefaults.sessionTtlMs),
+    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, recoveryDefaults.replyCacheSize)
+  }
+}
+
 /**
  * Validates the options once, in one place, whichever front door they came
  * through: a bad value fails at construction with a message naming it.
  */
 export const resolveOptions = (
-  options: HandlerOptions<unknown, unknown> & { readonly layer?: unknown; readonly storage?: DurableObjectStorage }
+  options: HandlerOptions<unknown, unknown> & { readonly layer?: unknown; readonly storage?: DurableObjectStorage },
+  /** True when the state is supplied later (a class defined before any object exists). */
+  stateLater = false
 ): InstanceConfig => {
   const { state } = options
   if (options.allowedOrigins !== undefined && !Array.isArray(options.allowedOrigins)) {
     throw new TypeError("durable-ws: allowedOrigins must be an array of origins")
   }
+  const storage = state?.storage ?? options.storage
+  const recovery = checkRecovery(options.recovery)
+  if (recovery !== undefined && !stateLater && typeof storage?.sql?.exec !== "function") {
+    throw new TypeError(
+      "durable-ws: recovery keeps its sessions and log in the object's SQLite: pass `state` (a SQLite-backed Durable Object's ctx)" +
+        " or, with Testing.make, `storage`"
+    )
+  }
   return {
     state,
     env: options.env ?? ({} as Cloudflare.Env),
-    storage: state?.storage ?? options.storage,
+    storage,
+    recovery,
     authenticate: optionalFunction("authenticate", options.authenticate),
     maxConnections: positiveInteger("maxConnections", options.maxConnections, defaults.maxConnections),
     maxPayloadBytes: positiveInteger("maxPayloadBytes", options.maxPayloadBytes, defaults.maxPayloadBytes),

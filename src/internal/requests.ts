@@ -9,6 +9,8 @@ export interface PendingRequest {
   readonly timer: ReturnType<typeof setTimeout>
   /** Whether the frame left; only those can be lost with a connection. */
   sent: boolean
+  /** The request frame, kept when it may be sent again after a resume. */
+  frame: string | undefined
 }
 
 /**
@@ -46,6 +48,13 @@ export class PendingRequests {
   failSent(error: (request: PendingRequest) => unknown): void {
     for (const [correlationId, request] of this.byId) {
       if (request.sent) this.take(correlationId)?.reject(error(request))
+    }
+  }
+
+  /** The requests that went out, with their frames, to send again after a resume. */
+  *sentFrames(): Iterable<{ readonly correlationId: string; readonly frame: string }> {
+    for (const [correlationId, request] of this.byId) {
+      if (request.sent && request.frame !== undefined) yield { correlationId, frame: request.frame }
     }
   }
 

@@ -10,17 +10,39 @@ import type { ConnectionData, Socket } from "./data"
 import { dispatch, notifyErrorHooks, runLifecycle } from "./dispatch"
 import type { Instance } from "./instance"
 import type { ResolvedRateLimit } from "./rateLimit"
+import type { Resumption } from "./recovery"
+import { closeSession, replacedBy, replacedReason, startSession } from "./session"
 
 // Close codes that must not be sent back: they describe the absence of a close frame.
 const unreciprocated: ReadonlySet<number> = new Set([1005, 1006, 1015])
 
 const settled: Promise<void> = Promise.resolve()
 
-/** A socket was accepted: persist its data and run `onOpen` before any message. */
-export const open = (instance: Instance, socket: Socket, data: ConnectionData<Record<string, unknown>>): LiveConnection => {
-  const connection = instance.adopt(socket, data)
+/**
+ * A socket was accepted: persist its data and run `onOpen` before any
+ * message. With recovery its session comes first (`$session`, and for a
+ * resume the replay), on the connection's own queue, so `onOpen` and the
+ * client's first frames wait for it.
+ */
+export const open = (
+  instance: Instance,
+  socket: Socket,
+  data: ConnectionData<Record<string, unknown>>,
+  resumption?: Resumption
+): LiveConnection => {
+  const connection = instance.adopt(socket, data, resumption)
+  if (resumption !== undefined) {
+    if (resumption.session !== undefined) {
+      for (const older of replacedBy(instance, connection)) {
+        void close(instance, older.socket, replacedReason.code, replacedReason.reason)
+      }
+    }
+    void connection.enqueue(() => startSession(instance, connection, resumption))
+  }
   if (instance.router.openHooks.length > 0) {
-    void runLifecycle(instance, instance.router.openHooks, instance.lifecycleContext(connection))
+    const ctx = instance.lifecycleContext(connection)
+    ctx.recovered = resumption?.session !== undefined
+    void runLifecycle(instance, instance.router.openHooks, ctx)
   }
   return connection
 }
@@ -87,8 +109,11 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   instance.pubsub.remove(connection)
   if (!unreciprocated.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
+  const resumable = closeSession(instance, connection, code)
   if (instance.router.closeHooks.length === 0) return settled
-  return runLifecycle(instance, instance.router.closeHooks, instance.lifecycleContext(connection, code, reason))
+  const ctx = instance.lifecycleContext(connection, code, reason)
+  ctx.resumable = resumable
+  return runLifecycle(instance, instance.router.closeHooks, ctx)
 }
 
 export const error = (instance: Instance, socket: Socket, cause: unknown): Promise<void> => {

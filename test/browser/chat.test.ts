@@ -114,7 +114,69 @@ describe("the chat example in Chromium", () => {
     }
   })
 
-  it("reconnects after the server restarts, re-joins, and sends what was typed meanwhile", async () => {
+  it("keeps every line through a restart under two tabs while a Node client keeps talking; a reload resumes too", async () => {
+    const room = "deploy"
+    const ada = await open(room)
+    const grace = await open(room)
+    await join(ada, "Ada")
+    await join(grace, "Grace")
+    const talker = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}`, recovery: true })
+    try {
+      await talker.connect()
+      await talker.request(Join, { name: "Talker" }, { timeoutMs: 10_000 })
+      await ada.locator("#members li", { hasText: "Talker" }).waitFor(wait)
+      await grace.locator("#members li", { hasText: "Talker" }).waitFor(wait)
+      const expected: Array<string> = []
+      const talk = (text: string) => {
+        expect(talker.send(Say, { text })).toBe(true)
+        expected.push(text)
+      }
+      for (let i = 1; i <= 3; i++) talk(`before ${i}`)
+      await line(ada, "before 3").waitFor(wait)
+      await line(grace, "before 3").waitFor(wait)
+      const noticesBefore = await ada.locator("#messages li.notice").allTextContents()
+      const membersBefore = await ada.locator("#members li").allTextContents()
+
+      const { port, persistTo } = server!
+      await server!.stop({ keepStorage: true })
+      await ada.locator("#status[data-state=reconnecting]").waitFor(wait)
+      await grace.locator("#status[data-state=reconnecting]").waitFor(wait)
+      // Queued by the client while the server is down, sent once it is back.
+      for (let i = 1; i <= 3; i++) talk(`during ${i}`)
+
+      server = await startDevServer({ port, persistTo })
+      for (const page of [ada, grace]) {
+        await page.locator("#status[data-state=open]").waitFor({ timeout: 30_000 })
+        await page.locator("#messages li.notice", { hasText: "reconnected" }).waitFor({ timeout: 30_000 })
+      }
+      for (let i = 1; i <= 3; i++) talk(`after ${i}`)
+      for (const page of [ada, grace]) {
+        await line(page, "after 3").waitFor(wait)
+        expect(await texts(page)).toEqual(expected)
+        expect(await page.locator("#messages li.notice", { hasText: /joined|left/ }).count()).toBeGreaterThan(0)
+      }
+      expect(await ada.locator("#messages li.notice").allTextContents()).toEqual([...noticesBefore, "reconnected"])
+      expect(await ada.locator("#members li").allTextContents()).toEqual(membersBefore)
+
+      // A reload resumes the tab's session: the others hear neither a leave nor a join.
+      await grace.reload(wait)
+      await grace.locator("#status[data-state=open]").waitFor(wait)
+      await line(grace, "after 3").waitFor(wait)
+      talk("after the reload")
+      await line(grace, "after the reload").waitFor(wait)
+      await line(ada, "after the reload").waitFor(wait)
+      expect(await grace.locator("#members li").allTextContents()).toEqual(["Ada", "Grace (you)", "Talker"])
+      expect(await ada.locator("#messages li.notice").allTextContents()).toEqual([...noticesBefore, "reconnected"])
+      expect(await ada.locator("#members li").allTextContents()).toEqual(membersBefore)
+      expect(await texts(ada)).toEqual(expected)
+      await grace.close()
+      await ada.close()
+    } finally {
+      talker.close()
+    }
+  })
+
+  it("reconnects after the server restarts and sends what was typed meanwhile", async () => {
     const room = "restart"
     const page = await open(room)
     await join(page, "Ada")

@@ -39,13 +39,16 @@ const client = createClient({
     url.protocol = location.protocol === "https:" ? "wss:" : "ws:"
     url.searchParams.set("room", room)
     return url
-  }
+  },
+  // A dropped connection, a deploy or a reload resumes the session: nothing published meanwhile is lost.
+  recovery: true,
+  store: sessionStorage
 })
 
 /** The name to (re)join with: set by the form, remembered per tab, kept across reconnects. */
 let wantedName: string | undefined = sessionStorage.getItem(nameKey) ?? undefined
 let joining = false
-/** This tab's clientIds (a new one after every reconnect or reload), to tell its own lines apart. */
+/** This tab's clientIds (a new one whenever a session could not be resumed), to tell its own lines apart. */
 const myIds = new Set<string>(JSON.parse(sessionStorage.getItem(idsKey) ?? "[]") as Array<string>)
 const rememberId = (clientId: string) => {
   myIds.add(clientId)
@@ -168,9 +171,21 @@ client.onStateChange((state) => {
   ui.status.textContent = state
   ui.status.dataset["state"] = state
 })
-// After a reconnect the new connection is a stranger to the room: join again first.
+// A freshly loaded page (first visit or reload) joins to get the history; on a resumed session the
+// server knows it is no newcomer. Later reconnects resume: only a session that could not be resumed
+// (it expired) makes the page a stranger to the room, and it joins again.
+let loaded = false
 client.onOpen(() => {
+  if (loaded) return
+  loaded = true
   if (wantedName !== undefined && !joining) void join(wantedName)
+})
+client.onResumed(({ recovered }) => {
+  if (!recovered) {
+    if (wantedName !== undefined && !joining) void join(wantedName)
+  } else if (!joining) {
+    notice("reconnected")
+  }
 })
 client.onError(showError)
 
