@@ -222,6 +222,24 @@ describe("asynchronous validators", () => {
     ])
   })
 
+  it("with recovery, an rpc answered after async validation is answered once; a resend gets the same answer", async () => {
+    const socket = await openOn(env.VALIDATORS_RECOVERING, `recovering-${n++}`)
+    await socket.next((frame) => frame.type === "$session")
+    const answerTo = (correlationId: string) => socket.next((frame) => frame.meta?.correlationId === correlationId)
+    socket.send({ type: "SLOW_RPC", meta: { correlationId: "ok-1" }, payload: { n: 1, ms: 20 } })
+    const first = await answerTo("ok-1")
+    expect(first).toMatchObject({ type: "SLOW_RPC_DONE", payload: { n: 1 } })
+    socket.send({ type: "SLOW_RPC", meta: { correlationId: "ok-1" }, payload: { n: 1, ms: 20 } })
+    // From the reply cache: the very same frame, timestamp included.
+    expect(await answerTo("ok-1")).toEqual(first)
+    // A refused request is answered too, so its resend is not left waiting for an answer that never comes.
+    socket.send({ type: "SLOW_RPC", meta: { correlationId: "bad-1" }, payload: { n: -1, ms: 20 } })
+    const refused = await answerTo("bad-1")
+    expect(refused).toMatchObject({ type: "RPC_ERROR", payload: { code: "INVALID_ARGUMENT" } })
+    socket.send({ type: "SLOW_RPC", meta: { correlationId: "bad-1" }, payload: { n: -1, ms: 20 } })
+    expect(await answerTo("bad-1")).toEqual(refused)
+  })
+
   it.each(["ctx", "effect"])("outbound (%s): a frame behind an async validator keeps its place", async (via) => {
     const socket = await open()
     socket.send({ type: "SEND_BOTH", payload: { n: 1, via } })

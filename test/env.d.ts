@@ -25,6 +25,7 @@ declare namespace Cloudflare {
     readonly UNRECOVERED: DurableObjectNamespace
     readonly VALIDATORS: DurableObjectNamespace
     readonly VALIDATORS_TIMED: DurableObjectNamespace
+    readonly VALIDATORS_RECOVERING: DurableObjectNamespace
     readonly WSKIT_CHAT: DurableObjectNamespace
   }
 }
