@@ -23,5 +23,12 @@ declare namespace Cloudflare {
     readonly RECOVERING: DurableObjectNamespace
     readonly FORGETFUL: DurableObjectNamespace
     readonly UNRECOVERED: DurableObjectNamespace
+    readonly VALIDATORS: DurableObjectNamespace
+    readonly VALIDATORS_TIMED: DurableObjectNamespace
+    readonly VALIDATORS_RECOVERING: DurableObjectNamespace
+    readonly WSKIT_CHAT: DurableObjectNamespace
   }
 }
+
+// What `wrangler types` generates beside the namespace: the global `Env` that examples name.
+interface Env extends Cloudflare.Env {}
