@@ -5,6 +5,14 @@ declare namespace Cloudflare {
     readonly DWS_EFFECT: DurableObjectNamespace
     readonly PARTY: DurableObjectNamespace
     readonly DWS_RECOVERY: DurableObjectNamespace
+    readonly V_NONE: DurableObjectNamespace
+    readonly V_EFFECT: DurableObjectNamespace
+    readonly V_ZOD: DurableObjectNamespace
+    readonly V_ZOD_OBJECT: DurableObjectNamespace
+    readonly V_VALIBOT: DurableObjectNamespace
+    readonly V_VALIBOT_OBJECT: DurableObjectNamespace
+    readonly V_ARKTYPE: DurableObjectNamespace
+    readonly V_ARKTYPE_OBJECT: DurableObjectNamespace
     /** "1" shrinks the bench to a smoke run. */
     readonly BENCH_QUICK?: string
     /** Runs only the scenario whose name starts with it, between idle pauses (bench/profile.mjs). */

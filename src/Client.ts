@@ -17,8 +17,8 @@
 import * as Schema from "effect/Schema"
 import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, ProgressOf, RpcSchema } from "./Message"
-import { decodePayload, encodeFrame, encodePayload, heartbeat, progressType } from "./Message"
+import type { MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcSchema } from "./Message"
+import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, progressType } from "./Message"
 import { ClientSession } from "./internal/clientSession"
 import type { SessionStore } from "./internal/clientSession"
 import { Heartbeat } from "./internal/heartbeat"
@@ -367,6 +367,8 @@ const resolve = <A>(value: PerAttempt<A>): A | PromiseLike<A> =>
 const isPromiseLike = <A>(u: A | PromiseLike<A>): u is PromiseLike<A> =>
   typeof u === "object" && u !== null && typeof (u as PromiseLike<A>).then === "function"
 
+const settled: Promise<void> = Promise.resolve()
+
 interface Queued {
   readonly frame: string
   readonly correlationId: string | undefined
@@ -431,6 +433,10 @@ export class Client {
   private refused: { readonly key: string; readonly count: number } | undefined = undefined
   /** Bumped by every attempt and by `close()`: an attempt still resolving its credentials checks it. */
   private generation = 0
+  // Set while an asynchronous validator is busy with an outbound (or inbound) payload: what
+  // comes after it waits, so frames leave, and handlers run, in order.
+  private outbound: Promise<void> | undefined = undefined
+  private inbound: Promise<void> | undefined = undefined
 
   constructor(private readonly options: ClientOptions) {
     const url = options.url
@@ -468,9 +474,12 @@ export class Client {
    * Sends a message. Offline, the frame waits in the queue (sent in order on
    * the next open). Returns false when it was dropped: the queue is full or
    * the client is closed. Throws a `ValidationError` for an invalid payload.
+   * A payload an asynchronous validator checks is sent once it is valid, still
+   * in order; if it is not, or it then finds the queue full, the error goes to
+   * `onError`.
    */
   send<M extends MessageSchema>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
-    return this.write({ frame: this.encode(message, payload, options?.meta), correlationId: undefined })
+    return this.submit(this.encode(message, payload, options?.meta), undefined, (error) => this.emitError(error))
   }
 
   /**
@@ -490,7 +499,7 @@ export class Client {
     const signal = options?.signal
     if (signal?.aborted === true) return Promise.reject(signal.reason)
     const correlationId = this.pending.nextId()
-    let frame: string
+    let frame: string | Promise<string>
     try {
       frame = this.encode(rpc, payload, { ...options?.meta, correlationId })
     } catch (error) {
@@ -522,13 +531,13 @@ export class Client {
         reject: settle(reject),
         timer,
         sent: false,
-        // Kept only when it may be sent again after a resume.
-        frame: this.session === undefined ? undefined : frame
+        // Kept only when it may be sent again after a resume (once validated, if its validator is asynchronous).
+        frame: this.session === undefined || typeof frame !== "string" ? undefined : frame
       })
-      if (!this.write({ frame, correlationId })) {
-        this.pending.take(correlationId)
-        reject(new ConnectionClosedError({ message: "Not connected and the send queue is full" }))
+      const failed = (error: unknown) => {
+        if (this.pending.take(correlationId) !== undefined) settle(reject)(error)
       }
+      if (!this.submit(frame, correlationId, failed)) failed(this.notQueued())
     })
   }
 
@@ -826,10 +835,51 @@ export class Client {
 
   // -- Frames ----------------------------------------------------------------
 
-  private encode(message: MessageSchema, payload: unknown, meta: Readonly<Record<string, unknown>> | undefined): string {
+  /** The frame, or a Promise of it when an asynchronous validator is checking the payload. */
+  private encode(
+    message: MessageSchema,
+    payload: unknown,
+    meta: Readonly<Record<string, unknown>> | undefined
+  ): string | Promise<string> {
+    const frameOf = (encoded: PayloadResult): string => {
+      if (!encoded.ok) throw encoded.error
+      return encodeFrame(message.type, encoded.value, meta)
+    }
     const encoded = encodePayload(message, payload)
-    if (!encoded.ok) throw encoded.error
-    return encodeFrame(message.type, encoded.value, meta)
+    return isPendingResult(encoded) ? encoded.then(frameOf) : frameOf(encoded)
+  }
+
+  private notQueued(): ConnectionClosedError {
+    return new ConnectionClosedError({
+      message: this.current === "closed" ? "The client is closed" : "Not connected and the send queue is full"
+    })
+  }
+
+  /**
+   * Writes a frame in order: while an earlier frame waits for its validator,
+   * this one waits behind it. False when it was dropped at once; a frame
+   * that waited and was then invalid or dropped is handed to `failed`.
+   */
+  private submit(frame: string | Promise<string>, correlationId: string | undefined, failed: (error: unknown) => void): boolean {
+    if (typeof frame === "string" && this.outbound === undefined) return this.write({ frame, correlationId })
+    if (this.current === "closed") return false
+    // Marked handled at once: a rejection reaches `failed`, never the unhandled-rejection hook.
+    if (typeof frame !== "string") frame.catch(() => {})
+    const written = (this.outbound ?? settled).then(() => frame).then((text) => {
+      // Closing drops what is queued, this too; a request that timed out meanwhile is not sent after all.
+      if (this.current === "closed") return
+      if (correlationId !== undefined) {
+        const request = this.pending.get(correlationId)
+        if (request === undefined) return
+        if (this.session !== undefined) request.frame = text
+      }
+      if (!this.write({ frame: text, correlationId })) failed(this.notQueued())
+    }, failed)
+    this.outbound = written
+    void written.then(() => {
+      if (this.outbound === written) this.outbound = undefined
+    })
+    return true
   }
 
   private write(queued: Queued): boolean {
@@ -872,13 +922,32 @@ export class Client {
     if (!isRecord(frame) || typeof frame["type"] !== "string") {
       return this.emitError(new ValidationError({ message: "Server frame has no string type" }))
     }
-    const type = frame["type"]
+    const parsed = frame
+    if (this.inbound !== undefined) return this.holdInbound(this.inbound.then(() => this.deliver(parsed)))
+    const delivering = this.deliver(parsed)
+    if (delivering !== undefined) this.holdInbound(delivering)
+  }
+
+  /** Frames that arrive while an asynchronous validator decodes an earlier one are delivered after it. */
+  private holdInbound(delivering: Promise<void>): void {
+    const held = delivering.then(undefined, (error: unknown) => this.emitError(error))
+    this.inbound = held
+    void held.then(() => {
+      if (this.inbound === held) this.inbound = undefined
+    })
+  }
+
+  /** Hands a parsed frame to its request or its handlers; a Promise while a validator is still deciding. */
+  private deliver(frame: Record<string, unknown>): Promise<void> | undefined {
+    const type = frame["type"] as string
     const meta = isRecord(frame["meta"]) ? frame["meta"] : {}
     if (this.session !== undefined) {
-      if (type === "$session") return this.session.started(frame["payload"])
-      if (type === "$resumed") return this.resumed(frame["payload"])
+      if (type === "$session") return void this.session.started(frame["payload"])
+      if (type === "$resumed") return void this.resumed(frame["payload"])
       // A published frame already handed over (its seq is at or below the watermark) is dropped.
-      if (typeof meta["seq"] === "number" && typeof meta["topic"] === "string" && !this.session.accept(meta["seq"])) return
+      if (typeof meta["seq"] === "number" && typeof meta["topic"] === "string" && !this.session.accept(meta["seq"])) {
+        return undefined
+      }
     }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const payload = frame["payload"]
@@ -887,39 +956,80 @@ export class Client {
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
       this.pending.take(correlationId)
-      if (isError) return entry.reject(toServerError(payload, correlationId))
+      if (isError) {
+        entry.reject(toServerError(payload, correlationId))
+        return undefined
+      }
+      const answer = (decoded: PayloadResult): void => decoded.ok ? entry.resolve(decoded.value) : entry.reject(decoded.error)
       const decoded = decodePayload(entry.response, payload)
-      return decoded.ok ? entry.resolve(decoded.value) : entry.reject(decoded.error)
+      if (isPendingResult(decoded)) return decoded.then(answer, entry.reject)
+      answer(decoded)
+      return undefined
     }
-    if (isError) return this.emitError(toServerError(payload, correlationId))
+    if (isError) {
+      this.emitError(toServerError(payload, correlationId))
+      return undefined
+    }
     const subscriptions = this.subscriptions.get(type)
-    if (subscriptions === undefined) return
-    const inbound: InboundFrame = { type, meta }
-    for (const subscription of subscriptions) {
+    if (subscriptions === undefined) return undefined
+    return this.handle(Array.from(subscriptions), 0, payload, { type, meta })
+  }
+
+  /** Runs the handlers from `index` on, one after another, each with the payload its schema decoded. */
+  private handle(
+    subscriptions: ReadonlyArray<Subscription>,
+    index: number,
+    payload: unknown,
+    inbound: InboundFrame
+  ): Promise<void> | undefined {
+    for (let i = index; i < subscriptions.length; i++) {
+      const subscription = subscriptions[i]!
       const decoded = decodePayload(subscription.message, payload)
-      if (!decoded.ok) {
-        this.emitError(decoded.error)
-        continue
+      if (isPendingResult(decoded)) {
+        return decoded.then(
+          (settled) => {
+            this.call(subscription, settled, inbound)
+            return this.handle(subscriptions, i + 1, payload, inbound)
+          },
+          (error: unknown) => {
+            this.emitError(error)
+            return this.handle(subscriptions, i + 1, payload, inbound)
+          }
+        )
       }
-      try {
-        subscription.handler(decoded.value, inbound)
-      } catch (error) {
-        this.emitError(error)
-      }
+      this.call(subscription, decoded, inbound)
+    }
+    return undefined
+  }
+
+  private call(subscription: Subscription, decoded: PayloadResult, inbound: InboundFrame): void {
+    if (!decoded.ok) return this.emitError(decoded.error)
+    try {
+      subscription.handler(decoded.value, inbound)
+    } catch (error) {
+      this.emitError(error)
     }
   }
 
   /** Progress for a request still waiting; progress for any other correlationId is not ours and is dropped. */
-  private progressed(correlationId: string | undefined, payload: unknown): void {
+  private progressed(correlationId: string | undefined, payload: unknown): Promise<void> | undefined {
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
-    if (entry?.progress === undefined || entry.onProgress === undefined) return
-    const decoded = decodePayload(entry.progress, payload)
-    if (!decoded.ok) return this.emitError(decoded.error)
-    try {
-      entry.onProgress(decoded.value)
-    } catch (error) {
-      this.emitError(error)
+    const onProgress = entry?.onProgress
+    if (entry?.progress === undefined || onProgress === undefined) return undefined
+    const hand = (decoded: PayloadResult): void => {
+      if (!decoded.ok) return this.emitError(decoded.error)
+      // A request answered or given up while an asynchronous validator decided hears nothing more.
+      if (this.pending.get(correlationId!) !== entry) return
+      try {
+        onProgress(decoded.value)
+      } catch (error) {
+        this.emitError(error)
+      }
     }
+    const decoded = decodePayload(entry.progress, payload)
+    if (isPendingResult(decoded)) return decoded.then(hand)
+    hand(decoded)
+    return undefined
   }
 
   private emitError(error: unknown): void {

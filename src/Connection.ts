@@ -12,11 +12,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { PayloadTooLarge } from "./Errors"
 import type { LiveConnection } from "./internal/connection"
-import { bindService } from "./internal/connection"
+import { bindService, sendEffect } from "./internal/connection"
 import type { ConnectionData, SendOptions } from "./internal/data"
 import { mergeData } from "./internal/data"
-import type { MessageSchema, PayloadArgs } from "./Message"
-import { encodePayload } from "./Message"
+import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
+import { encodePayload, isPendingResult } from "./Message"
 
 export type { ConnectionData, SendOptions, Socket, SystemData } from "./internal/data"
 export { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
@@ -59,10 +59,13 @@ export class Connection extends Context.Service<Connection, {
         },
         topics: new Set<string>(),
         send: (message, ...[payload]) =>
-          Effect.sync(() => {
+          Effect.suspend(() => {
+            const record = (encoded: PayloadResult) => {
+              if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
+              options.sent?.push({ type: message.type, payload: encoded.value })
+            }
             const encoded = encodePayload(message, payload)
-            if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
-            options.sent?.push({ type: message.type, payload: encoded.value })
+            return isPendingResult(encoded) ? Effect.promise(() => encoded.then(record)) : Effect.sync(() => record(encoded))
           }),
         assignData: (partial) => Effect.sync(() => void (data = mergeData(data, partial))),
         close: (code, reason) =>
@@ -91,7 +94,7 @@ export const make = (connection: LiveConnection): Connection["Service"] =>
         return connection.data
       },
       topics: connection.topics,
-      send: (message, ...[payload, options]) => Effect.sync(() => connection.send(message, payload, options)),
+      send: (message, ...[payload, options]) => sendEffect(connection, message, payload, options),
       assignData: (partial) =>
         Effect.suspend(() => {
           const tooLarge = connection.assignData(partial)

@@ -8,9 +8,10 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { LiveConnection } from "./internal/connection"
+import { outboundError, sendEffect } from "./internal/connection"
 import type { ConnectionData, SendOptions } from "./internal/data"
-import type { MessageSchema, PayloadArgs } from "./Message"
-import { encodeFrame, encodePayload } from "./Message"
+import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
+import { encodeFrame, encodePayload, isPendingResult } from "./Message"
 
 /**
  * A snapshot of one connection.
@@ -134,24 +135,28 @@ export const make = (source: ConnectionSource): Connections["Service"] => {
     count: Effect.sync(source.count),
     list: Effect.sync(() => Array.from(source.connections(), infoOf)),
     send: (clientId, message, ...[payload, options]) =>
-      Effect.sync(() => {
+      Effect.suspend(() => {
         const connection = find(clientId)
-        if (connection === undefined) return false
-        connection.send(message, payload, options as SendOptions | undefined)
-        return true
+        if (connection === undefined) return Effect.succeed(false)
+        return Effect.as(sendEffect(connection, message, payload, options as SendOptions | undefined), true)
       }),
     broadcast: (message, ...[payload, options]) =>
-      Effect.sync(() => {
-        const encoded = encodePayload(message, payload)
-        if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
+      Effect.suspend(() => {
         const opts = options as BroadcastOptions | undefined
-        const frame = encodeFrame(message.type, encoded.value, { timestamp: Date.now(), ...opts?.meta })
-        const excluded = new Set(opts?.exclude ?? [])
-        let reached = 0
-        for (const connection of source.connections()) {
-          if (!excluded.has(connection.clientId) && connection.sendFrame(frame)) reached++
+        const meta = { timestamp: Date.now(), ...opts?.meta }
+        // Validated and serialized once for everyone.
+        const deliver = (encoded: PayloadResult): number => {
+          if (!encoded.ok) throw outboundError(encoded.error.message)
+          const frame = encodeFrame(message.type, encoded.value, meta)
+          const excluded = new Set(opts?.exclude ?? [])
+          let reached = 0
+          for (const connection of source.connections()) {
+            if (!excluded.has(connection.clientId) && connection.sendFrame(frame)) reached++
+          }
+          return reached
         }
-        return reached
+        const encoded = encodePayload(message, payload)
+        return isPendingResult(encoded) ? Effect.promise(() => encoded.then(deliver)) : Effect.sync(() => deliver(encoded))
       }),
     close: (clientId, code, reason) =>
       Effect.sync(() => {

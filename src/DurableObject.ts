@@ -126,16 +126,19 @@ const accept = (instance: Instance, config: InstanceConfig, server: WebSocket, c
 /**
  * Creates the WebSocket runtime for one Durable Object instance. Call it in
  * the object's constructor (or a field initializer) and forward the
- * object's `fetch` and `webSocket*` methods to it.
+ * object's `fetch` and `webSocket*` methods to it. The options may be left
+ * out (WS-Kit's `createDurableObjectHandler(router)`) unless the router
+ * declares services, which then need a `layer`.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const createDurableObjectHandler = <TData, R>(
   router: Router<TData, R>,
-  options: DurableObjectHandlerOptions<TData, R>
+  ...[options]: [R] extends [never] ? [options?: DurableObjectHandlerOptions<TData, R>]
+    : [options: DurableObjectHandlerOptions<TData, R>]
 ): DurableObjectHandler<TData> => {
-  const config = resolveOptions(options as Parameters<typeof resolveOptions>[0])
+  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0])
   const { state } = config
   const instance = new Instance(
     tablesOf(router),

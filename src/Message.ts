@@ -1,37 +1,101 @@
 /**
  * Message schemas and the wire codec.
  *
- * A message is a `type` plus an optional payload schema built on
- * `effect/Schema`. The codec turns a raw WebSocket frame into an
- * {@link Envelope} (checking size in bytes before parsing) and turns outbound
- * messages and errors into JSON text frames.
+ * A message is a `type` plus an optional payload schema: an Effect Schema,
+ * any Standard Schema v1 validator (zod, valibot, arktype, ...), or a
+ * record of fields mixing both. The codec turns a raw WebSocket frame into
+ * an {@link Envelope} (checking size in bytes before parsing) and turns
+ * outbound messages and errors into JSON text frames.
  *
  * @since 0.1.0
  */
-import * as Exit from "effect/Exit"
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
-import * as SchemaIssue from "effect/SchemaIssue"
-import * as SchemaParser from "effect/SchemaParser"
-import type { Issue, WireError } from "./Errors"
+import type * as Types from "effect/Types"
+import type { WireError } from "./Errors"
 import { PayloadTooLarge, ValidationError } from "./Errors"
-import { plainStruct } from "./internal/plainStruct"
+import type { Outcome, PayloadCodec } from "./internal/codec"
+import { allEffectFields, fieldsCodec, invalidField, isAnySchema, isPending, schemaCodec } from "./internal/codec"
+import type { StandardSchemaV1 } from "./StandardSchema"
 
 /**
- * A payload schema. Payload schemas must not need services to decode or
- * encode (plain data schemas never do).
+ * A payload schema: an Effect Schema or any Standard Schema v1 validator.
+ * Effect Schemas must not need services to decode or encode (plain data
+ * schemas never do).
  *
  * @since 0.1.0
  * @category models
  */
-export type PayloadSchema = Schema.Top
+export type PayloadSchema = Schema.Top | StandardSchemaV1
+
+/**
+ * A payload given as a record of fields, each an Effect Schema or a
+ * Standard Schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Fields {
+  readonly [key: string]: PayloadSchema
+}
+
+type EffectKeys<F> = { [K in keyof F]: F[K] extends Schema.Top ? K : never }[keyof F]
+type StandardKeys<F> = Exclude<keyof F, EffectKeys<F>>
+type EffectView<F, Side extends "Type" | "Encoded"> = { [K in EffectKeys<F>]: F[K] } extends
+  infer E extends Schema.Struct.Fields ? Side extends "Type" ? Schema.Struct.Type<E> : Schema.Struct.Encoded<E>
+  : never
+type StandardSide<S, Side extends "input" | "output"> = S extends StandardSchemaV1
+  ? Side extends "input" ? StandardSchemaV1.InferInput<S> : StandardSchemaV1.InferOutput<S>
+  : never
+// A Standard field that admits `undefined` is an optional key, as `z.object` and `v.object` make it.
+type OptionalKeys<F, Side extends "input" | "output"> = {
+  [K in StandardKeys<F>]: undefined extends StandardSide<F[K], Side> ? K : never
+}[StandardKeys<F>]
+type StandardView<F, Side extends "input" | "output"> =
+  & { readonly [K in Exclude<StandardKeys<F>, OptionalKeys<F, Side>>]: StandardSide<F[K], Side> }
+  & { readonly [K in OptionalKeys<F, Side>]?: StandardSide<F[K], Side> }
+
+/**
+ * The decoded payload of a record of {@link Fields}: what handlers get.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FieldsType<F extends Fields> = Types.Simplify<EffectView<F, "Type"> & StandardView<F, "output">>
+
+/**
+ * The wire form of a record of {@link Fields}: what a Standard Schema
+ * validator over it accepts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FieldsEncoded<F extends Fields> = Types.Simplify<EffectView<F, "Encoded"> & StandardView<F, "input">>
+
+/**
+ * What `send`, `reply` and `publish` take for a record of {@link Fields}:
+ * the decoded form of Effect fields (they are encoded), the input of
+ * Standard fields (they are validated).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type FieldsOutgoing<F extends Fields> = Types.Simplify<EffectView<F, "Type"> & StandardView<F, "input">>
+
+/**
+ * The schema of a record of fields with at least one Standard Schema among
+ * them. It is itself a Standard Schema (vendor `"durable-ws"`) whose
+ * `validate` decodes a payload; a record of Effect fields only becomes a
+ * `Schema.Struct` instead.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FieldsSchema<F extends Fields = Fields> extends StandardSchemaV1<FieldsEncoded<F>, FieldsType<F>> {
+  readonly fields: F
+}
 
 const codecs = Symbol.for("durable-ws/Message/codecs")
-
-interface Codecs {
-  readonly decode: (input: unknown) => Exit.Exit<unknown, SchemaIssue.Issue>
-  readonly encode: (input: unknown) => Exit.Exit<unknown, SchemaIssue.Issue>
-}
 
 /**
  * A message definition: its wire `type` and the schema of its payload
@@ -48,7 +112,7 @@ export interface MessageSchema<
   readonly type: Type
   readonly schema: S
   /** The payload codecs, built once with the message (not part of the wire contract). */
-  readonly [codecs]: Codecs | undefined
+  readonly [codecs]: PayloadCodec | undefined
 }
 
 /**
@@ -69,6 +133,15 @@ export interface RpcSchema<
   readonly progress: Progress
 }
 
+type Decoded<S> = S extends Schema.Top ? S["Type"]
+  : S extends StandardSchemaV1 ? StandardSchemaV1.InferOutput<S>
+  : undefined
+
+type Outgoing<S> = S extends Schema.Top ? S["Type"]
+  : S extends FieldsSchema<infer F> ? FieldsOutgoing<F>
+  : S extends StandardSchemaV1 ? StandardSchemaV1.InferInput<S>
+  : undefined
+
 /**
  * The wire type of progress frames: `{"type":"$progress","meta":{"correlationId"},"payload"}`.
  * Reserved, so no application message can be mistaken for one.
@@ -87,12 +160,23 @@ export const progressType = "$progress"
 export type ProgressOf<M extends RpcSchema> = M["progress"] extends MessageSchema ? Payload<M["progress"]> : never
 
 /**
- * The decoded payload type of a message (`undefined` when it has none).
+ * The decoded payload type of a message (`undefined` when it has none):
+ * an Effect Schema's `Type`, a Standard Schema's output.
  *
  * @since 0.1.0
  * @category models
  */
-export type Payload<M extends MessageSchema> = M["schema"] extends PayloadSchema ? M["schema"]["Type"] : undefined
+export type Payload<M extends MessageSchema> = Decoded<M["schema"]>
+
+/**
+ * The payload type `send`, `reply` and `publish` take for a message: an
+ * Effect Schema's `Type` (it is encoded on the way out), a Standard
+ * Schema's input (it is validated, and its output sent).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OutgoingPayload<M extends MessageSchema> = Outgoing<M["schema"]>
 
 /**
  * The arguments that follow a message in `send`/`publish`: the payload when
@@ -102,7 +186,7 @@ export type Payload<M extends MessageSchema> = M["schema"] extends PayloadSchema
  * @category models
  */
 export type PayloadArgs<M extends MessageSchema, Opts> = M["schema"] extends PayloadSchema
-  ? [payload: Payload<M>, options?: Opts]
+  ? [payload: OutgoingPayload<M>, options?: Opts]
   : [payload?: undefined, options?: Opts]
 
 /**
@@ -114,19 +198,6 @@ export type PayloadArgs<M extends MessageSchema, Opts> = M["schema"] extends Pay
  */
 export const isReservedType = (type: string): boolean => type.startsWith("$") || type.startsWith("__")
 
-const makeCodecs = (schema: PayloadSchema): Codecs => {
-  const codec = schema as Schema.Codec<unknown, unknown, never, never>
-  const decode = SchemaParser.decodeUnknownExit(codec)
-  const encode = SchemaParser.encodeUnknownExit(codec)
-  const fast = plainStruct(schema.ast)
-  if (fast === undefined) return { decode, encode }
-  const withFastPath = (general: Codecs["decode"]): Codecs["decode"] => (input) => {
-    const value = fast(input)
-    return value === undefined ? general(input) : Exit.succeed(value)
-  }
-  return { decode: withFastPath(decode), encode: withFastPath(encode) }
-}
-
 const checkType = (type: string): void => {
   if (typeof type !== "string" || type.length === 0) {
     throw new TypeError("durable-ws: a message type must be a non-empty string")
@@ -136,42 +207,81 @@ const checkType = (type: string): void => {
   }
 }
 
-const toSchema = (fieldsOrSchema: PayloadInput): PayloadSchema | undefined => {
-  if (fieldsOrSchema === undefined) return undefined
-  if (Schema.isSchema(fieldsOrSchema)) return fieldsOrSchema
-  return Schema.Struct(fieldsOrSchema)
+const toStandardResult = (outcome: Outcome): StandardSchemaV1.Result<unknown> =>
+  outcome.ok ? { value: outcome.value } : { issues: outcome.issues }
+
+const fieldsSchema = (fields: Fields, codec: PayloadCodec): FieldsSchema => {
+  const validate = (value: unknown): StandardSchemaV1.Result<unknown> | Promise<StandardSchemaV1.Result<unknown>> => {
+    const outcome = codec.decode(value)
+    return isPending(outcome) ? outcome.then(toStandardResult) : toStandardResult(outcome)
+  }
+  return { fields, "~standard": { version: 1, vendor: "durable-ws", validate } } as FieldsSchema
 }
 
-const make = <S extends PayloadSchema | undefined>(type: string, schema: S, reserved = false): MessageSchema<string, S> => {
+interface Definition {
+  readonly schema: PayloadSchema | undefined
+  readonly codec: PayloadCodec | undefined
+}
+
+const none: Definition = { schema: undefined, codec: undefined }
+
+const define = (type: string, payload: PayloadInput): Definition => {
+  if (payload === undefined) return none
+  if (isAnySchema(payload)) return { schema: payload, codec: schemaCodec(payload) }
+  if (!Predicate.isObject(payload) || Array.isArray(payload)) {
+    throw new TypeError(`durable-ws: the payload of "${type}" must be a record of fields, a schema, or absent`)
+  }
+  const fields = payload as Readonly<Record<string, unknown>>
+  const bad = invalidField(fields)
+  if (bad !== undefined) {
+    throw new TypeError(`durable-ws: field "${bad}" of "${type}" is neither an Effect Schema nor a Standard Schema`)
+  }
+  if (allEffectFields(fields)) {
+    const struct = Schema.Struct(fields)
+    return { schema: struct, codec: schemaCodec(struct) }
+  }
+  const codec = fieldsCodec(fields as Fields)
+  return { schema: fieldsSchema(fields as Fields, codec), codec }
+}
+
+const make = (type: string, payload: PayloadInput, reserved = false): MessageSchema => {
   if (!reserved) checkType(type)
-  return { _tag: "MessageSchema", type, schema, [codecs]: schema === undefined ? undefined : makeCodecs(schema) }
+  const { schema, codec } = define(type, payload)
+  return { _tag: "MessageSchema", type, schema, [codecs]: codec }
 }
 
 /**
- * What a payload can be given as: a record of fields, a schema, or nothing.
+ * What a payload can be given as: a record of fields, a schema (Effect or
+ * Standard), or nothing.
  *
  * @since 0.1.0
  * @category models
  */
-export type PayloadInput = Schema.Struct.Fields | PayloadSchema | undefined
+export type PayloadInput = Schema.Struct.Fields | Fields | PayloadSchema | undefined
 
 /**
- * The schema a {@link PayloadInput} becomes.
+ * The schema a {@link PayloadInput} becomes: the schema itself, a
+ * `Schema.Struct` for Effect fields, a {@link FieldsSchema} when any field
+ * is a Standard Schema.
  *
  * @since 0.1.0
  * @category models
  */
 export type SchemaOf<P extends PayloadInput> = P extends undefined ? undefined
   : P extends Schema.Top ? P
+  : P extends StandardSchemaV1 ? P
   : P extends Schema.Struct.Fields ? Schema.Struct<P>
+  : P extends Fields ? FieldsSchema<P>
   : never
 
 /**
- * Defines a message. The payload is a record of fields (a `Schema.Struct`
- * is built from it), any schema, or absent.
+ * Defines a message. The payload is a record of fields, a schema, or
+ * absent; a schema or field is an Effect Schema or any Standard Schema v1
+ * validator, mixed freely.
  *
  * @example
  * const Ping = message("PING", { text: Schema.String })
+ * const Zed = message("ZED", { text: z.string(), at: Schema.Number })
  * const Bare = message("BARE")
  *
  * @since 0.1.0
@@ -180,7 +290,7 @@ export type SchemaOf<P extends PayloadInput> = P extends undefined ? undefined
 export const message = <const Type extends string, const P extends PayloadInput = undefined>(
   type: Type,
   payload?: P
-): MessageSchema<Type, SchemaOf<P>> => make(type, toSchema(payload)) as MessageSchema<Type, SchemaOf<P>>
+): MessageSchema<Type, SchemaOf<P>> => make(type, payload) as MessageSchema<Type, SchemaOf<P>>
 
 /**
  * Options of {@link rpc}: `progress` declares what the handler may send
@@ -230,9 +340,9 @@ export const rpc = <
   response: Res,
   options?: O
 ): RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>, ProgressMessage<O>> => {
-  const responseMessage = make(responseType, toSchema(response))
-  const progress = options?.progress === undefined ? undefined : make(progressType, toSchema(options.progress), true)
-  return { ...make(requestType, toSchema(request)), response: responseMessage, progress } as RpcSchema<
+  const responseMessage = make(responseType, response)
+  const progress = options?.progress === undefined ? undefined : make(progressType, options.progress, true)
+  return { ...make(requestType, request), response: responseMessage, progress } as RpcSchema<
     ReqType,
     SchemaOf<Req>,
     MessageSchema<ResType, SchemaOf<Res>>,
@@ -250,60 +360,73 @@ export const isRpc = (m: MessageSchema): m is RpcSchema => "response" in m
 // Payload validation
 // ---------------------------------------------------------------------------
 
-const formatIssues = SchemaIssue.makeFormatterStandardSchemaV1()
+/**
+ * The outcome of validating a payload.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadResult =
+  | { readonly ok: true; readonly value: unknown }
+  | { readonly ok: false; readonly error: ValidationError }
 
-const toIssues = (issue: SchemaIssue.Issue): ReadonlyArray<Issue> =>
-  formatIssues(issue).issues.map((i) => ({
-    path: (i.path ?? []).map((segment) =>
-      (Predicate.isObject(segment) && "key" in segment ? segment.key : segment) as PropertyKey
-    ),
-    message: i.message
-  }))
+const noPayload = (m: MessageSchema): PayloadResult => ({
+  ok: false,
+  error: new ValidationError({
+    message: `Message "${m.type}" takes no payload`,
+    issues: [{ path: [], message: "Expected no payload" }]
+  })
+})
+
+const toResult = (m: MessageSchema, outcome: Outcome): PayloadResult =>
+  outcome.ok
+    ? outcome
+    : { ok: false, error: new ValidationError({ message: `Invalid payload for "${m.type}"`, issues: outcome.issues }) }
 
 const runCodec = (
   m: MessageSchema,
   input: unknown,
   direction: "decode" | "encode"
-): { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: ValidationError } => {
+): PayloadResult | Promise<PayloadResult> => {
   const c = m[codecs]
-  if (c === undefined) {
-    return input === undefined || input === null
-      ? { ok: true, value: undefined }
-      : {
-        ok: false,
-        error: new ValidationError({
-          message: `Message "${m.type}" takes no payload`,
-          issues: [{ path: [], message: "Expected no payload" }]
-        })
-      }
-  }
-  const exit = c[direction](input)
-  if (Exit.isSuccess(exit)) return { ok: true, value: exit.value }
-  const issue = Exit.findErrorOption(exit)
-  return {
-    ok: false,
-    error: new ValidationError({
-      message: `Invalid payload for "${m.type}"`,
-      issues: issue._tag === "Some" ? toIssues(issue.value) : []
-    })
-  }
+  if (c === undefined) return input === undefined || input === null ? { ok: true, value: undefined } : noPayload(m)
+  const outcome = c[direction](input)
+  return isPending(outcome) ? outcome.then((settled) => toResult(m, settled)) : toResult(m, outcome)
 }
 
 /**
- * Validates an inbound payload against the message's schema.
+ * Validates an inbound payload against the message's schema. The result
+ * is a Promise only when an asynchronous Standard Schema validator (an
+ * async zod refinement, a valibot `*Async` schema) answered with one.
  *
  * @since 0.1.0
  * @category decoding
  */
-export const decodePayload = (m: MessageSchema, input: unknown) => runCodec(m, input, "decode")
+export const decodePayload = (m: MessageSchema, input: unknown): PayloadResult | Promise<PayloadResult> =>
+  runCodec(m, input, "decode")
 
 /**
- * Validates an outbound payload and turns it into its JSON-ready form.
+ * Validates an outbound payload and turns it into its JSON-ready form: an
+ * Effect Schema encodes it; a Standard Schema, which has no encoder,
+ * validates it and yields its output. A Promise only for an asynchronous
+ * validator.
  *
  * @since 0.1.0
  * @category encoding
  */
-export const encodePayload = (m: MessageSchema, input: unknown) => runCodec(m, input, "encode")
+export const encodePayload = (m: MessageSchema, input: unknown): PayloadResult | Promise<PayloadResult> =>
+  runCodec(m, input, "encode")
+
+/**
+ * Whether a payload result is still being computed by an asynchronous
+ * validator.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const isPendingResult: (
+  result: PayloadResult | Promise<PayloadResult>
+) => result is Promise<PayloadResult> = isPending
 
 // ---------------------------------------------------------------------------
 // Envelope codec

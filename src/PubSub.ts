@@ -19,8 +19,8 @@ import { TopicError } from "./Errors"
 import type { LiveConnection } from "./internal/connection"
 import type { RecoveryStore } from "./internal/recovery"
 import { liveConnectionOf } from "./internal/connection"
-import type { MessageSchema, PayloadArgs } from "./Message"
-import { encodeFrame, encodePayload } from "./Message"
+import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
+import { encodeFrame, encodePayload, isPendingResult } from "./Message"
 
 /**
  * @since 0.1.0
@@ -107,11 +107,10 @@ export class PubSub extends Context.Service<PubSub, {
           }),
         unsubscribe: (topic) => Effect.map(Connection, (connection) => void of(topic).delete(connection.clientId)),
         publish: (topic, message, ...[payload]) =>
-          Effect.sync(() => {
-            const encoded = encodePayload(message, payload)
-            if (!encoded.ok) return failed("INVALID_ARGUMENT", encoded.error.message)
+          whenEncoded(encodePayload(message, payload), (encoded) => {
+            if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
             published?.push({ topic, type: message.type, payload: encoded.value })
-            return { ok: true, matched: of(topic).size }
+            return Effect.succeed<PublishResult>({ ok: true, matched: of(topic).size })
           }),
         subscriberCount: (topic) => Effect.sync(() => of(topic).size)
       })
@@ -136,6 +135,21 @@ const topicProblem = (topic: unknown): string | undefined =>
     : undefined
 
 const failed = (error: ErrorCode, message: string): PublishResult => ({ ok: false, error, message })
+
+// A publish never throws, not even when a validator does: that is the server's fault, reported as such.
+const validatorFailed = (message: MessageSchema, error: unknown): PublishResult => {
+  console.error(`durable-ws: the validator of "${message.type}" failed`, error)
+  return failed("INTERNAL", `The validator of "${message.type}" failed`)
+}
+
+/** Continues with a payload's validation, waiting for it only when its validator is asynchronous. */
+const whenEncoded = <A>(
+  encoded: PayloadResult | Promise<PayloadResult>,
+  f: (encoded: PayloadResult) => Effect.Effect<A>
+): Effect.Effect<A> =>
+  isPendingResult(encoded)
+    ? Effect.flatMap(Effect.promise(() => encoded), f)
+    : Effect.suspend(() => f(encoded))
 
 const allowed = (authorize: Authorize | undefined, connection: LiveConnection | undefined, topic: string) =>
   authorize === undefined || connection === undefined
@@ -260,7 +274,31 @@ export class DurablePubSub {
   ): Effect.Effect<PublishResult> {
     const problem = topicProblem(topic)
     if (problem !== undefined) return Effect.succeed(failed("INVALID_ARGUMENT", problem))
-    const encoded = encodePayload(message, payload)
+    let encoded: PayloadResult | Promise<PayloadResult>
+    try {
+      encoded = encodePayload(message, payload)
+    } catch (error) {
+      return Effect.sync(() => validatorFailed(message, error))
+    }
+    if (isPendingResult(encoded)) {
+      const pending = encoded
+      return Effect.tryPromise({ try: () => pending, catch: (error) => error }).pipe(
+        Effect.matchEffect({
+          onFailure: (error) => Effect.sync(() => validatorFailed(message, error)),
+          onSuccess: (settled) => this.deliver(topic, message, settled, options, from)
+        })
+      )
+    }
+    return this.deliver(topic, message, encoded, options, from)
+  }
+
+  private deliver(
+    topic: string,
+    message: MessageSchema,
+    encoded: PayloadResult,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): Effect.Effect<PublishResult> {
     if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
     const deliver = (): PublishResult => {
       const exclude = options?.excludeSelf === true ? from : undefined

@@ -11,7 +11,8 @@
  * @since 0.1.0
  */
 export { message, rpc } from "./Message"
-export type { MessageSchema, Payload, ProgressOf, RpcOptions, RpcSchema } from "./Message"
+export type { MessageSchema, OutgoingPayload, Payload, ProgressOf, RpcOptions, RpcSchema } from "./Message"
+export type { StandardSchemaV1 } from "./StandardSchema"
 export { createRouter, Router } from "./Router"
 export type { Handler, Middleware } from "./Router"
 export { createDurableObjectHandler, WebSocketDurableObject } from "./DurableObject"

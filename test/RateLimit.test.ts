@@ -210,12 +210,14 @@ describe("per-connection rate limit", () => {
   it("does not close a connection that backs off until its bucket is full again", async () => {
     const client = await openOn(env.REFILLING, name("backoff"))
     // Refilling has the default closeAfterMs (10 s); a full bucket (150 ms) ends each flood.
+    // (A loaded machine may spread the ten frames out, so a token may come back in between.)
     for (let round = 0; round < 3; round++) {
       sendOrders(client, round * 10, 10)
       const { ordered, refused } = await answers(client, 3)
-      expect(ordered).toHaveLength(3)
+      expect(ordered.length).toBeGreaterThanOrEqual(3)
+      expect(ordered.length).toBeLessThan(10)
       expect(refused.length).toBeGreaterThanOrEqual(1)
-      await sleep(200)
+      await sleep(400)
     }
     expect(client.ws.readyState).toBe(WebSocket.OPEN)
   })

@@ -23,7 +23,14 @@ declare namespace Cloudflare {
     readonly RECOVERING: DurableObjectNamespace
     readonly FORGETFUL: DurableObjectNamespace
     readonly UNRECOVERED: DurableObjectNamespace
+    readonly VALIDATORS: DurableObjectNamespace
+    readonly VALIDATORS_TIMED: DurableObjectNamespace
+    readonly VALIDATORS_RECOVERING: DurableObjectNamespace
+    readonly WSKIT_CHAT: DurableObjectNamespace
     readonly DEADLINE_ROOM: DurableObjectNamespace
     readonly AUTH_ROOM: DurableObjectNamespace
   }
 }
+
+// What `wrangler types` generates beside the namespace: the global `Env` that examples name.
+interface Env extends Cloudflare.Env {}

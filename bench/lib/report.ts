@@ -149,3 +149,35 @@ export const renderReport = (results: Results): string => {
   lines.push("", `Plan: ${JSON.stringify(results.plan)}`)
   return lines.join("\n")
 }
+
+/** One variant of a measured quantity (µs), its samples in round order. */
+export interface Variant {
+  readonly label: string
+  readonly samples: ReadonlyArray<number>
+}
+
+/** The median over rounds of `a[r] - b[r]`, paired like {@link pairedRatio}. */
+const pairedDifference = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): number =>
+  median(Array.from({ length: Math.min(a.length, b.length) }, (_, i) => a[i]! - b[i]!))
+
+/**
+ * A table of variants of one quantity in µs: medians, the paired
+ * difference from `zero` (the cost the variant adds), and paired ratios
+ * against each baseline.
+ */
+export const renderVariants = (
+  title: string,
+  variants: ReadonlyArray<Variant>,
+  zero: Variant,
+  baselines: ReadonlyArray<Variant>
+): string => {
+  const header = [title, "rounds", "µs", `− ${zero.label} (µs)`, ...baselines.map((b) => `÷ ${b.label}`)]
+  const body = variants.map((variant) => [
+    variant.label,
+    String(variant.samples.length),
+    fmt(median(variant.samples), "µs"),
+    fmt(pairedDifference(variant.samples, zero.samples), "µs"),
+    ...baselines.map((baseline) => times(pairedRatio(variant.samples, baseline.samples)))
+  ])
+  return table(header, body)
+}

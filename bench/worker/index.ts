@@ -6,6 +6,19 @@ import { EffectHandlers, PromiseHandlers, RecoveringHandlers } from "./durableWs
 import { measured } from "./measured"
 import { Party } from "./party"
 import { Raw } from "./raw"
+import type { Validator } from "./validators"
+import { validators } from "./validators"
+
+export {
+  ArktypeObjectValidation,
+  ArktypeValidation,
+  EffectValidation,
+  NoValidation,
+  ValibotObjectValidation,
+  ValibotValidation,
+  ZodObjectValidation,
+  ZodValidation
+} from "./validators"
 
 /** (a) the floor: the raw Hibernation API. */
 export class RawObject extends measured(Raw) {}
@@ -32,7 +45,7 @@ export type Contender = keyof typeof contenders
 export default {
   fetch(request: Request, env: Cloudflare.Env): Promise<Response> | Response {
     const [, kind, name] = new URL(request.url).pathname.split("/")
-    const binding = contenders[kind as Contender]
+    const binding = contenders[kind as Contender] ?? validators[kind as Validator]
     if (binding === undefined || name === undefined || name === "") return new Response("not found", { status: 404 })
     const namespace = env[binding]
     return namespace.get(namespace.idFromName(name)).fetch(request)

@@ -1,7 +1,8 @@
 import type * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
 import { PayloadTooLarge } from "../Errors"
 import type { MessageSchema } from "../Message"
-import { encodeFrame, encodePayload, utf8Length } from "../Message"
+import { encodeFrame, encodePayload, isPendingResult, utf8Length } from "../Message"
 import type { ConnectionData, SendOptions, Socket } from "./data"
 import { maxAttachmentBytes, mergeData } from "./data"
 import type { RateLimit, SavedBucket } from "./rateLimit"
@@ -29,6 +30,10 @@ export const isAttachment = (u: unknown): u is Attachment =>
   typeof (u as Attachment).d?.clientId === "string"
 
 const settled: Promise<void> = Promise.resolve()
+const ignore = (): void => {}
+
+/** An invalid outbound payload is a server bug, not the client's: it fails the sender. */
+export const outboundError = (message: string): Error => new Error(`durable-ws: outbound ${message}`)
 
 /**
  * One open connection of one instance, rebuilt from its attachment after a
@@ -67,14 +72,42 @@ export class LiveConnection {
     return this.data.clientId
   }
 
+  /**
+   * Set while an outbound payload is being validated by an asynchronous
+   * validator: every later frame for this socket waits behind it, so frames
+   * still arrive in the order they were sent.
+   */
+  private held: Promise<void> | undefined = undefined
+
   /** Sends a frame; false when the socket is gone (a closed peer never breaks a fan-out). */
   sendFrame(frame: string): boolean {
+    if (this.held === undefined) return this.write(frame)
+    void this.hold(Promise.resolve(frame))
+    return true
+  }
+
+  private write(frame: string): boolean {
     try {
       this.socket.send(frame)
       return true
     } catch {
       return false
     }
+  }
+
+  /** Queues a frame that is still being built behind every frame queued before it. */
+  private hold(frame: Promise<string | undefined>): Promise<void> {
+    // Marked handled at once: a rejection reaches the caller through `sent`, not as an unhandled one.
+    frame.catch(ignore)
+    const sent = (this.held ?? settled).then(() => frame).then((text) => {
+      if (text !== undefined) this.write(text)
+    })
+    const link = sent.then(ignore, ignore)
+    this.held = link
+    void link.then(() => {
+      if (this.held === link) this.held = undefined
+    })
+    return sent
   }
 
   /** Writes the attachment, refusing (and keeping the old one) past workerd's 16 KiB. */
@@ -115,18 +148,63 @@ export class LiveConnection {
     return retryAfterMs
   }
 
-  /** Encodes a typed message; an invalid outbound payload is a server bug, so it throws. */
-  encode(message: MessageSchema, payload: unknown, options: SendOptions | undefined, correlationId?: string): string {
+  /**
+   * Encodes a typed message; an invalid outbound payload is a server bug, so
+   * it throws. With an asynchronous validator the frame is a Promise, which
+   * rejects for an invalid payload.
+   */
+  encode(
+    message: MessageSchema,
+    payload: unknown,
+    options: SendOptions | undefined,
+    correlationId?: string
+  ): string | Promise<string> {
     const encoded = encodePayload(message, payload)
-    if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
     const meta = correlationId === undefined
       ? { timestamp: Date.now(), ...options?.meta }
       : { timestamp: Date.now(), ...options?.meta, correlationId }
+    if (isPendingResult(encoded)) {
+      return encoded.then((result) => {
+        if (!result.ok) throw outboundError(result.error.message)
+        return encodeFrame(message.type, result.value, meta)
+      })
+    }
+    if (!encoded.ok) throw outboundError(encoded.error.message)
     return encodeFrame(message.type, encoded.value, meta)
   }
 
-  send(message: MessageSchema, payload: unknown, options: SendOptions | undefined): void {
-    this.sendFrame(this.encode(message, payload, options))
+  /**
+   * Sends a frame that may still be on its way from a validator: then every
+   * later frame waits behind it, a Promise is returned (rejecting when the
+   * frame could not be built), and the frame is dropped if `sender` has been
+   * revoked meanwhile (its handler ran past its deadline). `sent` sees each
+   * frame that went out.
+   */
+  sendEncoded(
+    frame: string | Promise<string>,
+    sender?: { readonly revoked: boolean },
+    sent?: (frame: string) => void
+  ): Promise<void> | undefined {
+    if (typeof frame === "string") {
+      this.sendFrame(frame)
+      sent?.(frame)
+      return undefined
+    }
+    return this.hold(frame.then((text) => {
+      if (sender?.revoked === true) return undefined
+      sent?.(text)
+      return text
+    }))
+  }
+
+  /** Sends a typed message: {@link encode}, then {@link sendEncoded}. */
+  send(
+    message: MessageSchema,
+    payload: unknown,
+    options: SendOptions | undefined,
+    sender?: { readonly revoked: boolean }
+  ): Promise<void> | undefined {
+    return this.sendEncoded(this.encode(message, payload, options), sender)
   }
 
   /** Merges into the connection data; past 16 KiB the old data is kept and the error returned. */
@@ -167,6 +245,30 @@ export class LiveConnection {
     return tail
   }
 }
+
+/**
+ * `send` as an Effect, for the services. An asynchronous validator is
+ * waited for; interrupted meanwhile (a deadline), the frame is not sent.
+ */
+export const sendEffect = (
+  connection: LiveConnection,
+  message: MessageSchema,
+  payload: unknown,
+  options: SendOptions | undefined
+): Effect.Effect<void> =>
+  Effect.suspend(() => {
+    let interrupted: AbortSignal | undefined
+    const sent = connection.send(message, payload, options, {
+      get revoked() {
+        return interrupted?.aborted === true
+      }
+    })
+    if (sent === undefined) return Effect.void
+    return Effect.promise((signal) => {
+      interrupted = signal
+      return sent
+    })
+  })
 
 const live = Symbol.for("durable-ws/LiveConnection")
 

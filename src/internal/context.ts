@@ -73,12 +73,16 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   /** The progress message of an rpc that declares one. */
   progressMessage: MessageSchema | undefined = undefined
   private topicsView: Topics | undefined = undefined
+  /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
+  private sending: Promise<void> | undefined = undefined
+  private sendFailure: { readonly error: unknown } | undefined = undefined
 
   constructor(
     readonly host: ContextHost,
     readonly connection: LiveConnection,
     readonly type: string,
-    readonly payload: unknown,
+    /** Set after construction only when an asynchronous validator decodes it. */
+    public payload: unknown,
     readonly meta: Readonly<Record<string, unknown>>,
     readonly correlationId: string | undefined,
     readonly response: MessageSchema | undefined,
@@ -124,11 +128,17 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   }
 
   /** Sends the answer to this message; an rpc's answer is also reported to the instance. */
-  answer(frame: string): void {
-    this.connection.sendFrame(frame)
-    if (this.response !== undefined && this.correlationId !== undefined) {
-      this.host.answered(this.connection, this.correlationId, frame)
-    }
+  /**
+   * Sends the answer to this message (a Promise of it while an asynchronous
+   * validator checks a reply); an rpc's answer is also reported to the
+   * instance once it is known.
+   */
+  answer(frame: string | Promise<string>): void {
+    const { response, correlationId } = this
+    const answered = response === undefined || correlationId === undefined
+      ? undefined
+      : (sent: string) => this.host.answered(this.connection, correlationId, sent)
+    this.track(this.connection.sendEncoded(frame, this, answered))
   }
 
   assignData(partial: Readonly<AnyData>): void {
@@ -138,7 +148,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   }
 
   send(message: MessageSchema, payload?: unknown, options?: SendOptions): void {
-    if (!this.revoked) this.connection.send(message, payload, options)
+    if (!this.revoked) this.track(this.connection.send(message, payload, options, this))
   }
 
   reply(payload?: unknown, options?: SendOptions): void {
@@ -153,7 +163,31 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     if (message === undefined) throw new Error("durable-ws: progress() needs an rpc declared with a progress schema")
     // Progress only ever precedes the one answer: after a reply, an error or the deadline it is dropped.
     if (this.replied) return
-    this.connection.sendFrame(this.connection.encode(message, payload, undefined, this.correlationId))
+    this.track(this.connection.sendEncoded(this.connection.encode(message, payload, undefined, this.correlationId), this))
+  }
+
+  private track(sent: Promise<void> | undefined): void {
+    if (sent === undefined) return
+    const done = sent.then(undefined, (error: unknown) => {
+      this.sendFailure ??= { error }
+    })
+    this.sending = this.sending === undefined ? done : Promise.all([this.sending, done]).then(() => undefined)
+  }
+
+  /**
+   * Undefined when every send is out; else a Promise that settles once the
+   * asynchronously validated ones are, rejecting with the first failure
+   * (an invalid outbound payload fails the handler, as it does when thrown).
+   */
+  sendsDone(): Promise<void> | undefined {
+    const sending = this.sending
+    if (sending === undefined) return undefined
+    this.sending = undefined
+    return sending.then(() => {
+      const failure = this.sendFailure
+      this.sendFailure = undefined
+      if (failure !== undefined) throw failure.error
+    })
   }
 
   error(code: ErrorCode, message: string, details?: unknown): void {

@@ -10,8 +10,16 @@ import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
-import type { RpcSchema } from "../Message"
-import { decodeEnvelope, decodePayload, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../Message"
+import type { PayloadResult, RpcSchema } from "../Message"
+import {
+  decodeEnvelope,
+  decodePayload,
+  encodeErrorFrame,
+  heartbeat,
+  isInvalidFrame,
+  isPendingResult,
+  isReservedType
+} from "../Message"
 import type { PublishScope } from "./als"
 import { runInScope } from "./als"
 import { answeredBefore } from "./session"
@@ -125,11 +133,21 @@ const missingReply: WireError = { code: "INTERNAL", message: "RPC handler comple
 interface Prepared {
   readonly ctx: HandlerContext
   readonly route: Route
+  /** Set while an asynchronous validator is still deciding on the payload. */
+  readonly validating: Promise<PayloadResult> | undefined
+}
+
+/** An rpc that declares progress gives its context `progress`. */
+const withProgress = (ctx: HandlerContext, route: Route): HandlerContext => {
+  if (route.response !== undefined) ctx.progressMessage = (route.message as RpcSchema).progress
+  return ctx
 }
 
 /**
  * Decode → route → validate. A frame that fails any step is answered here,
- * with the error the spec prescribes, and yields nothing to handle.
+ * with the error the spec prescribes, and yields nothing to handle. A
+ * payload whose validator answered with a Promise is prepared without it:
+ * `validating` carries the verdict.
  */
 const prepare = (instance: Instance, connection: LiveConnection, frame: string | ArrayBuffer): Prepared | undefined => {
   const envelope = decodeEnvelope(frame, instance.config.maxPayloadBytes)
@@ -159,32 +177,87 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
       undefined
     )
   }
-  const payload = decodePayload(route.message, envelope.payload)
+  let payload: PayloadResult | Promise<PayloadResult>
+  try {
+    payload = decodePayload(route.message, envelope.payload)
+  } catch (error) {
+    // A validator that throws is a server bug: reported like a failing handler, never as the client's fault.
+    const ctx = new HandlerContext(instance, connection, type, undefined, envelope.meta, correlationId, route.response)
+    reportError(instance, ctx, error, true)
+    return undefined
+  }
+  if (isPendingResult(payload)) {
+    const ctx = new HandlerContext(instance, connection, type, undefined, envelope.meta, correlationId, route.response)
+    return { ctx: withProgress(ctx, route), route, validating: payload }
+  }
   if (!payload.ok) return reject(connection, payload.error, correlationId)
   const ctx = new HandlerContext(instance, connection, type, payload.value, envelope.meta, correlationId, route.response)
-  if (route.response !== undefined) ctx.progressMessage = (route.message as RpcSchema).progress
-  return { ctx, route }
+  return { ctx: withProgress(ctx, route), route, validating: undefined }
 }
+
+/** Takes an asynchronous validator's verdict: true to go on to the handler, false once the client is told. */
+const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {
+  if (result.ok) {
+    ctx.payload = result.value
+    return true
+  }
+  // The error is the request's one answer: no "completed without replying" after it.
+  ctx.replied = true
+  ctx.answer(encodeErrorFrame(toWireError(result.error), ctx.correlationId))
+  return false
+}
+
+const awaitPromise = (promise: Promise<unknown>): Effect.Effect<unknown, unknown> =>
+  Effect.tryPromise({ try: () => promise, catch: (error) => error })
 
 /** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
 const completed = ({ ctx, route }: Prepared): void => {
   if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
 }
 
-/** A handler's Effect ended: report its failure, or check that an rpc answered. */
-const settled = (instance: Instance, prepared: Prepared) => (exit: Exit.Exit<unknown, unknown>): void => {
-  if (Exit.isSuccess(exit)) completed(prepared)
-  else reportError(instance, prepared.ctx, Cause.squash(exit.cause), true)
+/** Completes once the handler's asynchronously validated sends are out; one that failed fails the handler. */
+const finish = (instance: Instance, prepared: Prepared): Promise<void> | undefined => {
+  const sends = prepared.ctx.sendsDone()
+  if (sends === undefined) {
+    completed(prepared)
+    return undefined
+  }
+  return sends.then(() => completed(prepared), (error: unknown) => reportError(instance, prepared.ctx, error, true))
 }
 
-/** Middleware, the handler and its deadline, as one Effect. */
+/** A handler's Effect ended: report its failure, or finish it. */
+const settled = (instance: Instance, prepared: Prepared) => (exit: Exit.Exit<unknown, unknown>): Promise<void> | undefined => {
+  if (Exit.isSuccess(exit)) return finish(instance, prepared)
+  reportError(instance, prepared.ctx, Cause.squash(exit.cause), true)
+  return undefined
+}
+
+const sendsDone = (ctx: HandlerContext): Effect.Effect<unknown, unknown> =>
+  Effect.suspend(() => {
+    const sends = ctx.sendsDone()
+    return sends === undefined ? Effect.void : awaitPromise(sends)
+  })
+
+/**
+ * Validation still running, middleware, the handler and its deadline, as
+ * one Effect. The deadline covers all of it: a validator slower than
+ * `handlerTimeoutMs` is a timeout like a slow handler, and so are sends
+ * still waiting for their validator.
+ */
 const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown, unknown> => {
-  const { ctx, route } = prepared
+  const { ctx, route, validating } = prepared
   const middleware = instance.router.middleware
-  const handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
+  let handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
+  if (validating !== undefined) {
+    const handler = handled
+    handled = Effect.flatMap(
+      awaitPromise(validating),
+      (result) => accept(prepared, result as PayloadResult) ? handler : Effect.void
+    )
+  }
   const timeoutMs = instance.config.handlerTimeoutMs
   if (timeoutMs === undefined) return handled
-  return Effect.timeoutOrElse(handled, {
+  return Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), {
     duration: timeoutMs,
     orElse: () => {
       // Effects were interrupted; a promise cannot be, so its context goes dead instead.
@@ -201,9 +274,39 @@ const unavailable = (connection: LiveConnection, error: unknown): void => {
   sendError(connection, { code: "UNAVAILABLE", message: "Service unavailable" }, undefined)
 }
 
+/** Calls a handler directly: an Effect starts in place, a Promise is awaited, nothing else waits. */
+const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Promise<void> | undefined => {
+  const { ctx, route } = prepared
+  let result: unknown
+  try {
+    result = route.handler(ctx)
+  } catch (error) {
+    reportError(instance, ctx, error, true)
+    return undefined
+  }
+  if (Effect.isEffect(result)) {
+    return instance.runtime.runFork(
+      result as Effect.Effect<unknown, unknown>,
+      ctx.connection,
+      scope,
+      settled(instance, prepared),
+      unavailable
+    )
+  }
+  if (Predicate.isPromiseLike(result)) {
+    return Promise.resolve(result).then(
+      () => finish(instance, prepared),
+      (error: unknown) => reportError(instance, ctx, error, true)
+    )
+  }
+  return finish(instance, prepared)
+}
+
 /**
  * Carries one inbound frame to its handler. Never rejects; returns nothing
- * when the frame was handled synchronously.
+ * when the frame was handled synchronously. A Promise means the
+ * connection's next frame must wait for it (an async handler, or an
+ * asynchronous validator).
  *
  * Without middleware or a deadline, a handler that returns nothing or a
  * Promise is called directly: starting a fiber only to await a Promise
@@ -224,34 +327,15 @@ export const dispatch = (
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
     return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
   }
-  const { ctx, route } = prepared
-  let result: unknown
-  try {
-    result = route.handler(ctx)
-  } catch (error) {
-    reportError(instance, ctx, error, true)
-    return undefined
-  }
-  if (Effect.isEffect(result)) {
-    return instance.runtime.runFork(
-      result as Effect.Effect<unknown, unknown>,
-      connection,
-      scope,
-      settled(instance, prepared),
-      unavailable
-    )
-  }
-  if (Predicate.isPromiseLike(result)) {
-    return Promise.resolve(result).then(
-      () => completed(prepared),
-      (error: unknown) => reportError(instance, ctx, error, true)
-    )
-  }
-  completed(prepared)
-  return undefined
+  const { validating } = prepared
+  if (validating === undefined) return start(instance, prepared, scope)
+  return validating.then(
+    (result) => accept(prepared, result) ? start(instance, prepared, scope) : undefined,
+    (error: unknown) => reportError(instance, prepared.ctx, error, true)
+  )
 }
 
-const ignore = (): void => {}
+const ignore = (): undefined => undefined
 
 /**
  * Runs lifecycle hooks (`onOpen`, `onClose`) in order; a failing hook is

@@ -13,7 +13,7 @@ export interface PendingRequest {
   /** Whether the frame left; only those can be lost with a connection. */
   sent: boolean
   /** The request frame, kept when it may be sent again after a resume. */
-  readonly frame: string | undefined
+  frame: string | undefined
 }
 
 /**

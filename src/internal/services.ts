@@ -77,14 +77,15 @@ export class InstanceRuntime {
   /**
    * Forks an Effect for the connection and hands its exit to `done` —
    * synchronously when it finishes without waiting on anything, which then
-   * costs no promise. Only building the services can fail: `unavailable`
+   * costs no promise — and waits for what `done` still has to do, if it
+   * returns a Promise. Only building the services can fail: `unavailable`
    * is then called instead.
    */
   runFork<A, E>(
     effect: Effect.Effect<A, E, unknown>,
     connection: LiveConnection,
     scope: PublishScope,
-    done: (exit: Exit.Exit<A, E>) => void,
+    done: (exit: Exit.Exit<A, E>) => Promise<void> | undefined,
     unavailable: (connection: LiveConnection, error: unknown) => void
   ): Promise<void> | undefined {
     const services = this.built()
@@ -96,14 +97,12 @@ export class InstanceRuntime {
     }
     const fiber = Effect.runForkWith(this.contextOf(services, connection, scope))(effect as Effect.Effect<A, E>)
     const exit = fiber.pollUnsafe()
-    if (exit !== undefined) {
-      done(exit)
-      return undefined
-    }
+    if (exit !== undefined) return done(exit)
     return new Promise<void>((resolve) =>
       fiber.addObserver((exit) => {
-        done(exit)
-        resolve()
+        const after = done(exit)
+        if (after === undefined) resolve()
+        else void after.then(resolve)
       })
     )
   }
