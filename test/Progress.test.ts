@@ -8,7 +8,7 @@ import { env } from "cloudflare:workers"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Client } from "../src/Client"
 import { createClient, TimeoutError } from "../src/Client"
-import { Report, ReportInvalid, ReportLate } from "./fixtures/client"
+import { Report, ReportAsync, ReportInvalid, ReportLate } from "./fixtures/client"
 import { eventually, ScriptedSocket, workerdSockets } from "./helpers/clientSocket"
 import { captureConsole } from "./helpers/console"
 import { openOn } from "./helpers/durable"
@@ -103,6 +103,16 @@ describe("rpc progress in the client", () => {
     }).then((r) => (events.push("reply"), r))
     expect(reply).toEqual({ steps: 3 })
     expect(events).toEqual(["1/3", "2/3", "3/3", "reply"])
+  })
+
+  it("validates progress with any validator, asynchronous ones too, keeping progress before the reply", async () => {
+    const c = await client()
+    const events: Array<string> = []
+    const reply = await c.request(ReportAsync, { steps: 3 }, {
+      onProgress: (progress) => void events.push(String(progress.done))
+    }).then((r) => (events.push("reply"), r))
+    expect(reply).toEqual({ steps: 3 })
+    expect(events).toEqual(["1", "2", "3", "reply"])
   })
 
   it("keeps concurrent requests' progress apart", async () => {
