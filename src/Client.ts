@@ -15,9 +15,10 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
+import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, PayloadResult, RpcSchema } from "./Message"
-import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult } from "./Message"
+import type { MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcSchema } from "./Message"
+import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, progressType } from "./Message"
 import { ClientSession } from "./internal/clientSession"
 import type { SessionStore } from "./internal/clientSession"
 import { Heartbeat } from "./internal/heartbeat"
@@ -92,6 +93,12 @@ export interface SocketEvent {
   readonly data?: unknown
   readonly code?: number
   readonly reason?: string
+  /**
+   * On a close: the HTTP status of a refused upgrade, when the socket can
+   * see it. Browsers' and Node's built-in `WebSocket` cannot (a refused
+   * upgrade is a plain 1006 there); a custom `webSocket` factory may report it.
+   */
+  readonly status?: number
 }
 
 /**
@@ -141,7 +148,40 @@ export interface ReconnectOptions {
   readonly maxAttempts?: number
   /** How long a connection must last to reset the backoff; default 5 000. */
   readonly stableAfterMs?: number
+  /**
+   * Replaces the backoff above: the wait before attempt `attempt` (from 0)
+   * after `close`, or `undefined` to give up. The Effect face maps a
+   * `Schedule` onto it.
+   */
+  readonly nextDelay?: (attempt: number, close: CloseDetails) => number | undefined
 }
+
+/**
+ * A close as the reconnect policy sees it. `terminal` is the default
+ * verdict: the code is one of the "do not reconnect" codes (1000, 1008,
+ * 4400–4499, see `CloseCodes`), or the upgrade was refused with 401/403
+ * while the credentials cannot change (`url` and `protocols` are not
+ * functions).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CloseDetails {
+  readonly code: number
+  readonly reason: string
+  /** The HTTP status of a refused upgrade, when the socket reported one. */
+  readonly status?: number
+  readonly terminal: boolean
+}
+
+/**
+ * A value, or a function computing it before every connect attempt
+ * (possibly asynchronously: a token refresh).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PerAttempt<A> = A | (() => A | PromiseLike<A>)
 
 /**
  * After `intervalMs` without any inbound frame the client sends a
@@ -163,13 +203,23 @@ export interface HeartbeatOptions {
  * @category models
  */
 export interface ClientOptions {
-  /** The server's URL; a function is called again before every (re)connect. */
-  readonly url: string | URL | (() => string | URL)
-  readonly protocols?: ReadonlyArray<string>
+  /**
+   * The server's URL. A function (sync or async) is called before every
+   * connect attempt, so a token in the URL can be fresh each time.
+   */
+  readonly url: PerAttempt<string | URL>
+  /** Subprotocols; a function is called before every attempt, like `url`. */
+  readonly protocols?: PerAttempt<ReadonlyArray<string> | undefined>
   /** Opens sockets; defaults to the global `WebSocket`. */
   readonly webSocket?: WebSocketFactory
   /** Backoff settings, or `false` to never reconnect. */
   readonly reconnect?: ReconnectOptions | false
+  /**
+   * Overrides the close policy: return true to reconnect after this close.
+   * The default is `!close.terminal`. The client's own `close()` never
+   * reconnects.
+   */
+  readonly shouldReconnect?: (close: CloseDetails) => boolean
   /** Heartbeat settings, or `false` to send none. */
   readonly heartbeat?: HeartbeatOptions | false
   /** Frames kept while offline (default 1000); beyond it `send` returns false. */
@@ -187,11 +237,16 @@ export interface ClientOptions {
   readonly recovery?: boolean
   /** With `recovery`: keeps the session across page loads (e.g. `sessionStorage`). */
   readonly store?: SessionStore
-  /** The key the session is stored under (default: `durable-ws:` and the URL). */
+  /**
+   * The key the session is stored under (default: `durable-ws:` and the
+   * URL; `durable-ws:session` when `url` is a function, so a changing token
+   * does not change the key — give one key per client on a page with several).
+   */
   readonly storeKey?: string
 }
 
 export type { SessionStore } from "./internal/clientSession"
+export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 
 /**
  * What a reconnect with `recovery` ended in. `recovered: false` means a
@@ -223,9 +278,16 @@ export interface SendOptions {
  * @since 0.1.0
  * @category models
  */
-export interface RequestOptions extends SendOptions {
+export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOptions {
   /** Overrides the client's `requestTimeoutMs`. */
   readonly timeoutMs?: number
+  /**
+   * Called with every progress payload the handler sends (`ctx.progress`)
+   * before its reply; only for an rpc declared with a `progress` schema.
+   */
+  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
+  /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
+  readonly signal?: AbortSignal
 }
 
 /**
@@ -247,6 +309,8 @@ export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "clo
 export interface CloseInfo {
   readonly code: number
   readonly reason: string
+  /** The HTTP status of a refused upgrade, when the socket reported one. */
+  readonly status?: number
   /** Whether the client will try again. */
   readonly willReconnect: boolean
   /** The wait before the next attempt, when there is one. */
@@ -285,10 +349,25 @@ export const backoffDelay = (attempt: number, options: ReconnectOptions = {}, ra
 
 const OPEN = 1
 
-const settled: Promise<void> = Promise.resolve()
+/** Consecutive 401/403 refusals, each with fresh credentials, after which the client stops. */
+const maxRefusals = 3
 
-/** The server closes a socket with this code when a newer one resumed its session. */
-const replacedCloseCode = 4001
+const isRefusal = (status: number | undefined): boolean => status === 401 || status === 403
+
+interface Credentials {
+  readonly url: string
+  readonly protocols: ReadonlyArray<string> | undefined
+  /** Equal keys: the same credentials. */
+  readonly key: string
+}
+
+const resolve = <A>(value: PerAttempt<A>): A | PromiseLike<A> =>
+  typeof value === "function" ? (value as () => A | PromiseLike<A>)() : value
+
+const isPromiseLike = <A>(u: A | PromiseLike<A>): u is PromiseLike<A> =>
+  typeof u === "object" && u !== null && typeof (u as PromiseLike<A>).then === "function"
+
+const settled: Promise<void> = Promise.resolve()
 
 interface Queued {
   readonly frame: string
@@ -348,14 +427,21 @@ export class Client {
   private readonly resumeListeners = new Set<(info: ResumeInfo) => void>()
   private readonly session: ClientSession | undefined
   private openWaiters: Array<{ resolve: () => void; reject: (error: ConnectionClosedError) => void }> = []
+  /** The credentials of the socket being opened or open. */
+  private credentials: Credentials | undefined = undefined
+  /** The last upgrade refused with 401/403, and how many in a row were. */
+  private refused: { readonly key: string; readonly count: number } | undefined = undefined
+  /** Bumped by every attempt and by `close()`: an attempt still resolving its credentials checks it. */
+  private generation = 0
   // Set while an asynchronous validator is busy with an outbound (or inbound) payload: what
   // comes after it waits, so frames leave, and handlers run, in order.
   private outbound: Promise<void> | undefined = undefined
   private inbound: Promise<void> | undefined = undefined
 
   constructor(private readonly options: ClientOptions) {
+    const url = options.url
     this.session = options.recovery === true
-      ? new ClientSession(options.store, options.storeKey ?? `durable-ws:${this.url()}`)
+      ? new ClientSession(options.store, options.storeKey ?? (typeof url === "function" ? "durable-ws:session" : `durable-ws:${String(url)}`))
       : undefined
   }
 
@@ -405,11 +491,13 @@ export class Client {
    */
   request<M extends RpcSchema>(
     rpc: M,
-    ...[payload, options]: PayloadArgs<M, RequestOptions>
+    ...[payload, options]: PayloadArgs<M, RequestOptions<M>>
   ): Promise<Payload<M["response"]>> {
     if (this.current === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
+    const signal = options?.signal
+    if (signal?.aborted === true) return Promise.reject(signal.reason)
     const correlationId = this.pending.nextId()
     let frame: string | Promise<string>
     try {
@@ -419,24 +507,35 @@ export class Client {
     }
     const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
     return new Promise<Payload<M["response"]>>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      const giveUp = (error: unknown) => {
         if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
         this.queue = this.queue.filter((queued) => queued.correlationId !== correlationId)
-        reject(new TimeoutError({ type: rpc.type, timeoutMs, message: `No reply to "${rpc.type}" within ${timeoutMs} ms` }))
+        reject(error)
+      }
+      const timer = setTimeout(() => {
+        giveUp(new TimeoutError({ type: rpc.type, timeoutMs, message: `No reply to "${rpc.type}" within ${timeoutMs} ms` }))
       }, timeoutMs)
+      const aborted = () => giveUp(signal!.reason)
+      signal?.addEventListener("abort", aborted, { once: true })
+      const settle = <A>(f: (value: A) => void) => (value: A) => {
+        signal?.removeEventListener("abort", aborted)
+        f(value)
+      }
       this.pending.add(correlationId, {
         type: rpc.type,
         response: rpc.response,
-        resolve: resolve as (value: unknown) => void,
-        reject,
+        progress: rpc.progress,
+        onProgress: options?.onProgress as ((progress: unknown) => void) | undefined,
+        resolve: settle(resolve as (value: unknown) => void),
+        reject: settle(reject),
         timer,
         sent: false,
         // Kept only when it may be sent again after a resume (once validated, if its validator is asynchronous).
         frame: this.session === undefined || typeof frame !== "string" ? undefined : frame
       })
       const failed = (error: unknown) => {
-        if (this.pending.take(correlationId) !== undefined) reject(error)
+        if (this.pending.take(correlationId) !== undefined) settle(reject)(error)
       }
       if (!this.submit(frame, correlationId, failed)) failed(this.notQueued())
     })
@@ -491,12 +590,13 @@ export class Client {
   }
 
   /** Closes for good: no reconnect; queued frames are dropped and open requests rejected. */
-  close(code = 1000, reason = ""): void {
+  close(code: number = CloseCodes.Normal, reason = ""): void {
     if (this.current === "closed") return
+    this.generation++
     const socket = this.socket
     this.socket = undefined
     // A close with 1000 tells the server the session is over; the stored one goes with it.
-    if (code === 1000) this.session?.clear()
+    if (code === CloseCodes.Normal) this.session?.clear()
     this.shutdown(new ConnectionClosedError({ code, reason, message: "The client was closed" }))
     if (socket !== undefined) {
       try {
@@ -516,21 +616,62 @@ export class Client {
     this.emit(this.stateListeners, state)
   }
 
-  private url(): string {
-    const url = typeof this.options.url === "function" ? this.options.url() : this.options.url
-    return String(url)
+  /** Whether a new attempt can bring new credentials (a refusal is then worth retrying). */
+  private get refreshable(): boolean {
+    return typeof this.options.url === "function" || typeof this.options.protocols === "function"
+  }
+
+  /** The URL and protocols of the next attempt, computed now. */
+  private resolveCredentials(): Credentials | PromiseLike<Credentials> {
+    const make = (url: string | URL, protocols: ReadonlyArray<string> | undefined): Credentials => {
+      const text = String(url)
+      return { url: text, protocols, key: JSON.stringify([text, protocols ?? null]) }
+    }
+    const url = resolve(this.options.url)
+    const protocols = resolve(this.options.protocols)
+    if (!isPromiseLike(url) && !isPromiseLike(protocols)) return make(url, protocols)
+    return Promise.all([url, protocols]).then(([u, p]) => make(u, p))
   }
 
   private openSocket(): void {
     this.reconnectTimer = undefined
     this.setState(this.attempt === 0 ? "connecting" : "reconnecting")
+    const generation = ++this.generation
+    let credentials: Credentials | PromiseLike<Credentials>
+    try {
+      credentials = this.resolveCredentials()
+    } catch (error) {
+      return this.credentialsFailed(error)
+    }
+    if (!isPromiseLike(credentials)) return this.openWith(credentials)
+    credentials.then(
+      (resolved) => {
+        if (this.generation === generation) this.openWith(resolved)
+      },
+      (error: unknown) => {
+        if (this.generation === generation) this.credentialsFailed(error)
+      }
+    )
+  }
+
+  private credentialsFailed(error: unknown): void {
+    this.emitError(error)
+    this.dropped(1006, "Could not compute the URL or protocols", undefined)
+  }
+
+  private openWith(credentials: Credentials): void {
+    // A refusal is retried only with credentials that differ from the refused ones.
+    if (this.refused !== undefined && this.refused.key === credentials.key) {
+      return this.giveUp(1006, "The upgrade was refused and the credentials did not change", undefined)
+    }
+    this.credentials = credentials
     let socket: WebSocketLike
     try {
-      const url = this.session === undefined ? this.url() : this.session.urlFor(this.url())
-      socket = (this.options.webSocket ?? defaultFactory)(url, this.options.protocols)
+      const url = this.session === undefined ? credentials.url : this.session.urlFor(credentials.url)
+      socket = (this.options.webSocket ?? defaultFactory)(url, credentials.protocols)
     } catch (error) {
       this.emitError(error)
-      this.scheduleReconnect(1006, "Could not open the socket")
+      this.dropped(1006, "Could not open the socket", undefined)
       return
     }
     this.socket = socket
@@ -542,7 +683,7 @@ export class Client {
       if (this.socket === socket) this.receive(event.data)
     })
     socket.addEventListener("close", (event) => {
-      if (this.socket === socket) this.dropped(event.code ?? 1006, event.reason ?? "")
+      if (this.socket === socket) this.dropped(event.code ?? 1006, event.reason ?? "", event.status)
     })
     // An error is always followed by a close, which is where recovery happens.
     socket.addEventListener("error", () => {})
@@ -550,6 +691,7 @@ export class Client {
 
   private opened(socket: WebSocketLike): void {
     this.openedAt = Date.now()
+    this.refused = undefined
     this.setState("open")
     this.emit(this.openListeners, undefined)
     if (this.current !== "open") return
@@ -572,7 +714,7 @@ export class Client {
   }
 
   /** The socket closed (or was declared dead): fail what was in flight, then maybe reconnect. */
-  private dropped(code: number, reason: string): void {
+  private dropped(code: number, reason: string, status: number | undefined): void {
     const reconnect = this.options.reconnect
     const stableAfterMs = (reconnect === false ? undefined : reconnect?.stableAfterMs) ?? 5000
     if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0
@@ -581,9 +723,18 @@ export class Client {
     this.stopHeartbeat()
     // With a session to resume, the requests that went out wait for the resume, which sends them again.
     if (this.session?.resumable !== true) this.failSent(code, reason)
-    // Another socket took the session over (a copy of this page): carry on with a new one.
-    if (code === replacedCloseCode) this.session?.clear()
-    this.scheduleReconnect(code, reason)
+    // Another socket took the session over (a copy of this page): it is theirs now.
+    if (code === CloseCodes.Replaced) this.session?.clear()
+    const refusal = isRefusal(status)
+    if (refusal) {
+      const count = (this.refused?.count ?? 0) + 1
+      this.refused = { key: this.credentials?.key ?? "", count }
+      if (count >= maxRefusals) return this.giveUp(code, reason, status)
+    }
+    const terminal = refusal ? !this.refreshable : isTerminalCloseCode(code)
+    const details: CloseDetails = status === undefined ? { code, reason, terminal } : { code, reason, status, terminal }
+    if (!(this.options.shouldReconnect?.(details) ?? !terminal)) return this.giveUp(code, reason, status)
+    this.scheduleReconnect(details)
   }
 
   private failSent(code: number | undefined, reason: string | undefined): void {
@@ -609,21 +760,32 @@ export class Client {
     this.emit(this.resumeListeners, info)
   }
 
-  private scheduleReconnect(code: number, reason: string): void {
+  private scheduleReconnect(close: CloseDetails): void {
+    const { code, reason, status } = close
     const reconnect = this.options.reconnect
     const maxAttempts = reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
-    if (this.attempt >= maxAttempts) {
-      this.emit(this.closeListeners, { code, reason, willReconnect: false })
-      if (this.current !== "closed") {
-        this.shutdown(new ConnectionClosedError({ code, reason, message: "The connection closed and will not reconnect" }))
-      }
-      return
-    }
-    const delay = backoffDelay(this.attempt, reconnect === false ? {} : reconnect, this.options.random)
+    if (reconnect === false || this.attempt >= maxAttempts) return this.giveUp(code, reason, status)
+    const delay = reconnect?.nextDelay === undefined
+      ? backoffDelay(this.attempt, reconnect, this.options.random)
+      : reconnect.nextDelay(this.attempt, close)
+    if (delay === undefined) return this.giveUp(code, reason, status)
     this.attempt++
     this.setState("reconnecting")
     this.reconnectTimer = setTimeout(() => this.openSocket(), delay)
-    this.emit(this.closeListeners, { code, reason, willReconnect: true, retryInMs: delay })
+    this.emit(this.closeListeners, this.closeInfo(code, reason, status, true, delay))
+  }
+
+  private closeInfo(code: number, reason: string, status: number | undefined, willReconnect: boolean, retryInMs?: number): CloseInfo {
+    const info: CloseInfo = status === undefined ? { code, reason, willReconnect } : { code, reason, status, willReconnect }
+    return retryInMs === undefined ? info : { ...info, retryInMs }
+  }
+
+  /** No further attempt: tell the close listeners, then fail what waits. */
+  private giveUp(code: number, reason: string, status: number | undefined): void {
+    this.emit(this.closeListeners, this.closeInfo(code, reason, status, false))
+    if (this.current !== "closed") {
+      this.shutdown(new ConnectionClosedError({ code, reason, message: "The connection closed and will not reconnect" }))
+    }
   }
 
   private shutdown(error: ConnectionClosedError): void {
@@ -668,7 +830,7 @@ export class Client {
     } catch {
       // already closing
     }
-    this.dropped(1006, "Heartbeat timeout")
+    this.dropped(1006, "Heartbeat timeout", undefined)
   }
 
   // -- Frames ----------------------------------------------------------------
@@ -789,6 +951,7 @@ export class Client {
     }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const payload = frame["payload"]
+    if (type === progressType) return this.progressed(correlationId, payload)
     const isError = type === "ERROR" || type === "RPC_ERROR"
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
@@ -846,6 +1009,27 @@ export class Client {
     } catch (error) {
       this.emitError(error)
     }
+  }
+
+  /** Progress for a request still waiting; progress for any other correlationId is not ours and is dropped. */
+  private progressed(correlationId: string | undefined, payload: unknown): Promise<void> | undefined {
+    const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
+    const onProgress = entry?.onProgress
+    if (entry?.progress === undefined || onProgress === undefined) return undefined
+    const hand = (decoded: PayloadResult): void => {
+      if (!decoded.ok) return this.emitError(decoded.error)
+      // A request answered or given up while an asynchronous validator decided hears nothing more.
+      if (this.pending.get(correlationId!) !== entry) return
+      try {
+        onProgress(decoded.value)
+      } catch (error) {
+        this.emitError(error)
+      }
+    }
+    const decoded = decodePayload(entry.progress, payload)
+    if (isPendingResult(decoded)) return decoded.then(hand)
+    hand(decoded)
+    return undefined
   }
 
   private emitError(error: unknown): void {

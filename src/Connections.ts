@@ -52,6 +52,11 @@ export class Connections extends Context.Service<Connections, {
     message: M,
     ...args: PayloadArgs<M, BroadcastOptions>
   ) => Effect.Effect<number>
+  /**
+   * Closes one connection (e.g. kicks it with `CloseCodes.Forbidden`, which
+   * tells the client not to come back); false when no open connection has that clientId.
+   */
+  readonly close: (clientId: string, code?: number, reason?: string) => Effect.Effect<boolean>
 }>()("durable-ws/Connections") {
   /**
    * A fixed set of connections for unit tests of Effect code; what is sent
@@ -85,7 +90,8 @@ export class Connections extends Context.Service<Connections, {
               reached++
             }
             return reached
-          })
+          }),
+        close: (clientId) => Effect.sync(() => connections.some((c) => c.clientId === clientId))
       })
     )
 }
@@ -151,6 +157,13 @@ export const make = (source: ConnectionSource): Connections["Service"] => {
         }
         const encoded = encodePayload(message, payload)
         return isPendingResult(encoded) ? Effect.promise(() => encoded.then(deliver)) : Effect.sync(() => deliver(encoded))
+      }),
+    close: (clientId, code, reason) =>
+      Effect.sync(() => {
+        const connection = find(clientId)
+        if (connection === undefined) return false
+        connection.close(code, reason)
+        return true
       })
   })
 }

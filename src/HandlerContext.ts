@@ -95,4 +95,11 @@ export interface MessageContext<M extends MessageSchema = MessageSchema, TData =
  */
 export interface RpcContext<M extends RpcSchema = RpcSchema, TData = {}> extends MessageContext<M, TData> {
   reply(...args: PayloadArgs<M["response"], SendOptions>): void
+  /**
+   * Sends progress to the requesting connection only, validated against
+   * the rpc's `progress` schema, before the reply. Dropped once the request
+   * was answered or ran past its deadline, or the connection closed. Only an
+   * rpc declared with `{ progress }` has it (`never` otherwise).
+   */
+  readonly progress: M["progress"] extends MessageSchema ? (...args: PayloadArgs<M["progress"], never>) => void : never
 }

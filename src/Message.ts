@@ -125,9 +125,12 @@ export interface MessageSchema<
 export interface RpcSchema<
   Type extends string = string,
   S extends PayloadSchema | undefined = PayloadSchema | undefined,
-  Response extends MessageSchema = MessageSchema
+  Response extends MessageSchema = MessageSchema,
+  Progress extends MessageSchema | undefined = MessageSchema | undefined
 > extends MessageSchema<Type, S> {
   readonly response: Response
+  /** What the handler's `ctx.progress` sends before the reply; undefined when the rpc declares none. */
+  readonly progress: Progress
 }
 
 type Decoded<S> = S extends Schema.Top ? S["Type"]
@@ -138,6 +141,23 @@ type Outgoing<S> = S extends Schema.Top ? S["Type"]
   : S extends FieldsSchema<infer F> ? FieldsOutgoing<F>
   : S extends StandardSchemaV1 ? StandardSchemaV1.InferInput<S>
   : undefined
+
+/**
+ * The wire type of progress frames: `{"type":"$progress","meta":{"correlationId"},"payload"}`.
+ * Reserved, so no application message can be mistaken for one.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const progressType = "$progress"
+
+/**
+ * The decoded progress payload of an rpc (`never` when it declares none).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ProgressOf<M extends RpcSchema> = M["progress"] extends MessageSchema ? Payload<M["progress"]> : never
 
 /**
  * The decoded payload type of a message (`undefined` when it has none):
@@ -224,8 +244,8 @@ const define = (type: string, payload: PayloadInput): Definition => {
   return { schema: fieldsSchema(fields as Fields, codec), codec }
 }
 
-const make = (type: string, payload: PayloadInput): MessageSchema => {
-  checkType(type)
+const make = (type: string, payload: PayloadInput, reserved = false): MessageSchema => {
+  if (!reserved) checkType(type)
   const { schema, codec } = define(type, payload)
   return { _tag: "MessageSchema", type, schema, [codecs]: codec }
 }
@@ -273,13 +293,36 @@ export const message = <const Type extends string, const P extends PayloadInput 
 ): MessageSchema<Type, SchemaOf<P>> => make(type, payload) as MessageSchema<Type, SchemaOf<P>>
 
 /**
+ * Options of {@link rpc}: `progress` declares what the handler may send
+ * with `ctx.progress(...)` before it replies (fields or a schema).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpcOptions<P extends PayloadInput = PayloadInput> {
+  readonly progress?: P
+}
+
+/**
+ * The progress message an {@link RpcOptions} declares (`undefined` for none).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ProgressMessage<O> = O extends { readonly progress: infer P extends PayloadInput }
+  ? [P] extends [undefined] ? undefined : MessageSchema<typeof progressType, SchemaOf<P>>
+  : undefined
+
+/**
  * Defines a request/response pair. The handler registered with
  * `router.rpc` replies with the response payload; the reply carries the
  * request's `meta.correlationId`. Either side may be fields, a schema, or
- * `undefined`.
+ * `undefined`. With `{ progress }` the handler may also send progress
+ * (`ctx.progress(...)`) before its reply.
  *
  * @example
  * const GetUser = rpc("GET_USER", { id: Schema.String }, "USER", { name: Schema.String })
+ * const Export = rpc("EXPORT", undefined, "EXPORTED", { url: Schema.String }, { progress: { done: Schema.Number } })
  *
  * @since 0.1.0
  * @category constructors
@@ -288,18 +331,22 @@ export const rpc = <
   const ReqType extends string,
   const Req extends PayloadInput,
   const ResType extends string,
-  const Res extends PayloadInput
+  const Res extends PayloadInput,
+  const O extends RpcOptions = {}
 >(
   requestType: ReqType,
   request: Req,
   responseType: ResType,
-  response: Res
-): RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>> => {
+  response: Res,
+  options?: O
+): RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>, ProgressMessage<O>> => {
   const responseMessage = make(responseType, response)
-  return { ...make(requestType, request), response: responseMessage } as RpcSchema<
+  const progress = options?.progress === undefined ? undefined : make(progressType, options.progress, true)
+  return { ...make(requestType, request), response: responseMessage, progress } as RpcSchema<
     ReqType,
     SchemaOf<Req>,
-    MessageSchema<ResType, SchemaOf<Res>>
+    MessageSchema<ResType, SchemaOf<Res>>,
+    ProgressMessage<O>
   >
 }
 

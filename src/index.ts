@@ -11,7 +11,7 @@
  * @since 0.1.0
  */
 export { message, rpc } from "./Message"
-export type { MessageSchema, OutgoingPayload, Payload, RpcSchema } from "./Message"
+export type { MessageSchema, OutgoingPayload, Payload, ProgressOf, RpcOptions, RpcSchema } from "./Message"
 export type { StandardSchemaV1 } from "./StandardSchema"
 export { createRouter, Router } from "./Router"
 export type { Handler, Middleware } from "./Router"
@@ -46,4 +46,5 @@ export {
 } from "./Federation"
 export type { FederateOptions, Shard, ShardResult } from "./Federation"
 export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
+export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 export type { NamespaceOrEnv } from "./Sharding"

@@ -7,7 +7,9 @@ import { createClient, ServerError } from "../src/Client"
 import { Storage } from "../src/Storage"
 import { ChatHistory } from "../examples/chat/History"
 import type { ChatLine, Member } from "../examples/chat/protocol"
-import { Join, Leave, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../examples/chat/protocol"
+import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../examples/chat/protocol"
+import { CloseCodes } from "../src/CloseCodes"
+import type { CloseInfo } from "../src/Client"
 import { eventually, workerdSockets } from "./helpers/clientSocket"
 
 let n = 0
@@ -18,11 +20,12 @@ afterEach(() => {
 })
 
 /** A member of the example chat, seen through the typed client. */
-const member = (room: string) => {
+const member = (room: string, reconnect = false) => {
+  const sockets = workerdSockets(env.CHAT)
   const client = createClient({
     url: `ws://chat.test/${room}`,
-    webSocket: workerdSockets(env.CHAT).factory,
-    reconnect: false,
+    webSocket: sockets.factory,
+    reconnect: reconnect ? { initialDelayMs: 5, maxDelayMs: 20 } : false,
     heartbeat: false
   })
   clients.push(client)
@@ -31,13 +34,15 @@ const member = (room: string) => {
   const left: Array<Member> = []
   const typing: Array<{ name: string; typing: boolean }> = []
   const errors: Array<unknown> = []
+  const closes: Array<CloseInfo> = []
+  client.onClose((info) => void closes.push(info))
   client.on(Said, (line) => void said.push(line))
   client.on(MemberJoined, ({ member }) => void joined.push(member))
   client.on(MemberLeft, ({ member }) => void left.push(member))
   client.on(TypingChanged, ({ member, typing: t }) => void typing.push({ name: member.name, typing: t }))
   client.onError((error) => void errors.push(error))
   void client.connect()
-  return { client, said, joined, left, typing, errors }
+  return { client, sockets, said, joined, left, typing, errors, closes }
 }
 
 const room = () => `chat-${n++}`
@@ -83,7 +88,7 @@ describe("chat example", () => {
           for (let i = 1; i <= 7; i++) {
             yield* history.append({ clientId: "c", name: "n", text: `line ${i}`, sentAt: new Date(i) })
           }
-          return (yield* history.recent).map((line) => line.text)
+          return (yield* history.recent(10)).map((line) => line.text)
         }).pipe(Effect.provide(ChatHistory.layer(3).pipe(Layer.provide(Storage.layer(state.storage)))))
       ))
     expect(texts).toEqual(["line 5", "line 6", "line 7"])
@@ -118,5 +123,61 @@ describe("chat example", () => {
     expect(ada.left[1]!.name).toBe("Linus")
     expect(grace.typing).toEqual([])
     expect(grace.left.map((m) => m.name)).toEqual([])
+  })
+
+  it("lets the host remove a member, who is told not to come back and does not", async () => {
+    const name = room()
+    const ada = member(name, true)
+    const grace = member(name, true)
+    const linus = member(name, true)
+    await ada.client.request(Join, { name: "Ada" })
+    await grace.client.request(Join, { name: "Grace" })
+    await linus.client.request(Join, { name: "Linus" })
+    // Only the longest-present member (Ada) may remove others.
+    grace.client.send(Kick, { name: "Linus" })
+    await eventually(() => grace.errors.length === 1, "the refusal")
+    expect(grace.errors[0]).toMatchObject({ code: "PERMISSION_DENIED" })
+    ada.client.send(Kick, { name: "Nobody" })
+    await eventually(() => ada.errors.length === 1, "NOT_FOUND")
+    expect(ada.errors[0]).toMatchObject({ code: "NOT_FOUND" })
+
+    ada.client.send(Kick, { name: "Linus" })
+    await eventually(() => linus.client.state === "closed", "Linus removed")
+    expect(linus.closes).toEqual([{ code: CloseCodes.Forbidden, reason: "Removed by Ada", willReconnect: false }])
+    await eventually(() => grace.left.length === 1, "MEMBER_LEFT")
+    expect(grace.left.map((m) => m.name)).toEqual(["Linus"])
+    await new Promise((resolve) => setTimeout(resolve, 80))
+    expect(linus.sockets.opened()).toBe(1)
+    const { members } = await grace.client.request(Join, { name: "Grace" })
+    expect(members.map((m) => m.name).sort()).toEqual(["Ada", "Grace"])
+    expect(ada.closes).toEqual([])
+  })
+
+  it("loads older history in chunks, reporting progress before the reply", async () => {
+    const name = room()
+    const seeded = env.CHAT.get(env.CHAT.idFromName(name))
+    await runInDurableObject(seeded, (_instance, state) =>
+      Effect.runPromise(
+        Effect.gen(function*() {
+          const history = yield* ChatHistory
+          for (let i = 1; i <= 45; i++) {
+            yield* history.append({ clientId: "c", name: "n", text: `line ${i}`, sentAt: new Date(i) })
+          }
+        }).pipe(Effect.provide(ChatHistory.layer(1000).pipe(Layer.provide(Storage.layer(state.storage)))))
+      ))
+    const ada = member(name)
+    const { history } = await ada.client.request(Join, { name: "Ada" })
+    expect(history.map((l) => l.text)).toEqual(Array.from({ length: 20 }, (_, i) => `line ${i + 26}`))
+    const progress: Array<string> = []
+    const { lines } = await ada.client.request(LoadOlder, { before: history[0]!.id }, {
+      onProgress: ({ loaded, total }) => void progress.push(`${loaded}/${total}`)
+    })
+    expect(progress).toEqual(["10/25", "20/25", "25/25"])
+    expect(lines.map((l) => l.text)).toEqual(Array.from({ length: 25 }, (_, i) => `line ${i + 1}`))
+    const none = await ada.client.request(LoadOlder, { before: lines[0]!.id }, { onProgress: () => progress.push("more") })
+    expect(none.lines).toEqual([])
+    expect(progress.length).toBe(3)
+    const stranger = member(name)
+    await expect(stranger.client.request(LoadOlder, { before: 1000 })).rejects.toMatchObject({ code: "FAILED_PRECONDITION" })
   })
 })

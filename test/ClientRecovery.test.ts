@@ -130,6 +130,31 @@ describe("client: recovery", () => {
     expect(store.items.size).toBe(0)
   })
 
+  it("a copy that resumed the session takes it over: the original is closed with 4409 and stays away", async () => {
+    const name = `client-recovery-${n++}`
+    const store = memoryStore()
+    const original = setup(name, { store, storeKey: "tab" })
+    const closes: Array<{ code: number; willReconnect: boolean }> = []
+    original.client.onClose(({ code, willReconnect }) => void closes.push({ code, willReconnect }))
+    await original.client.connect()
+    await joined(original.client, "t")
+    // A duplicated tab starts with a copy of sessionStorage.
+    expect(store.items.get("tab")).toBeDefined()
+    const twin = memoryStore()
+    twin.setItem("tab", store.items.get("tab")!)
+    const second = setup(name, { store: twin, storeKey: "tab" })
+    await second.client.connect()
+    await eventually(() => second.resumes.length === 1, "the takeover")
+    expect(second.resumes[0]!.recovered).toBe(true)
+    await eventually(() => original.client.state === "closed", "the original to stop")
+    expect(closes).toEqual([{ code: 4409, willReconnect: false }])
+    await new Promise((resolve) => setTimeout(resolve, 80))
+    expect(original.sockets.opened()).toBe(1)
+    await publish(name, "t", ["only the copy"])
+    await eventually(() => second.said.length === 1, "the copy's message")
+    expect(original.said).toEqual([])
+  })
+
   it("reports a resume that failed, and fails the requests it cannot vouch for", async () => {
     const store = memoryStore()
     store.setItem("k", JSON.stringify({ sessionId: "01890000-0000-7000-8000-000000000000", token: "A".repeat(32), seq: 0 }))

@@ -217,13 +217,13 @@ describe("recovery: resume", () => {
     const { socket, session } = await open(env.RECOVERING, name)
     await join(socket, "t")
     const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
-    expect((await socket.closed()).code).toBe(4001)
+    expect((await socket.closed()).code).toBe(4409)
     await back.next()
     expect((await untilResumed(back)).at(-1)!.payload.recovered).toBe(true)
     await publish(env.RECOVERING, name, "t", ["once"])
     expect((await back.next(isPublished)).payload.text).toBe("once")
     const events = await control<{ closed: Array<{ resumable: boolean; code: number }> }>(env.RECOVERING, name, "events")
-    expect(events.closed).toEqual([{ clientId: session.sessionId, code: 4001, resumable: true }])
+    expect(events.closed).toEqual([{ clientId: session.sessionId, code: 4409, resumable: true }])
   })
 
   it("does not replay the publisher's own excludeSelf publishes", async () => {

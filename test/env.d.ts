@@ -27,6 +27,8 @@ declare namespace Cloudflare {
     readonly VALIDATORS_TIMED: DurableObjectNamespace
     readonly VALIDATORS_RECOVERING: DurableObjectNamespace
     readonly WSKIT_CHAT: DurableObjectNamespace
+    readonly DEADLINE_ROOM: DurableObjectNamespace
+    readonly AUTH_ROOM: DurableObjectNamespace
   }
 }
 

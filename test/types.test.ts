@@ -7,7 +7,9 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { describe, expectTypeOf, it } from "vitest"
+import type { Client } from "../src/Client"
 import type { MessageContext, Payload, PublishResult } from "../src/index"
+import type { ProgressOf } from "../src/Message"
 import { Connection, createDurableObjectHandler, createRouter, message, PubSub, rpc } from "../src/index"
 
 const Ping = message("PING", { text: Schema.String, count: Schema.optional(Schema.Number) })
@@ -99,6 +101,38 @@ describe("type inference", () => {
       // @ts-expect-error ClockLive does not provide Mailer
       createDurableObjectHandler(both, { state, layer: ClockLive })
       createDurableObjectHandler(createRouter(), { state })
+    }
+    expectTypeOf(compileOnly).toBeFunction()
+  })
+
+  it("gives ctx.progress only to rpcs that declare a progress schema, typed by it", () => {
+    const Export = rpc("EXPORT", undefined, "EXPORTED", { url: Schema.String }, { progress: { done: Schema.Number } })
+    const Plain = rpc("PLAIN", undefined, "PLAINED", undefined, {})
+    expectTypeOf<ProgressOf<typeof Export>>().toEqualTypeOf<{ readonly done: number }>()
+    expectTypeOf<ProgressOf<typeof GetUser>>().toBeNever()
+    expectTypeOf<ProgressOf<typeof Plain>>().toBeNever()
+    createRouter()
+      .rpc(Export, (ctx) => {
+        ctx.progress({ done: 1 })
+        // @ts-expect-error done is a number
+        ctx.progress({ done: "half" })
+        // @ts-expect-error the progress payload is required
+        ctx.progress()
+        ctx.reply({ url: "u" })
+      })
+      .rpc(GetUser, (ctx) => {
+        // @ts-expect-error GET_USER declares no progress
+        ctx.progress({ done: 1 })
+        ctx.reply({ name: "n" })
+      })
+    const compileOnly = (client: Client) => {
+      void client.request(Export, undefined, {
+        onProgress: (progress) => expectTypeOf(progress).toEqualTypeOf<{ readonly done: number }>()
+      })
+      void client.request(GetUser, { id: "7" }, {
+        // @ts-expect-error GET_USER has no progress to hear
+        onProgress: (progress: { done: number }) => progress
+      })
     }
     expectTypeOf(compileOnly).toBeFunction()
   })

@@ -19,6 +19,8 @@ const Row = Schema.Struct({
   sent_at: Schema.Number
 })
 
+const Count = Schema.Struct({ n: Schema.Number })
+
 const toLine = (row: typeof Row.Type): ChatLine => ({
   id: row.id,
   clientId: row.client_id,
@@ -30,8 +32,12 @@ const toLine = (row: typeof Row.Type): ChatLine => ({
 export class ChatHistory extends Context.Service<ChatHistory, {
   /** Stores a line (dropping the oldest beyond the limit) and returns it with its id. */
   readonly append: (line: Omit<ChatLine, "id">) => Effect.Effect<ChatLine, StorageError>
-  /** The most recent lines, oldest first. */
-  readonly recent: Effect.Effect<ReadonlyArray<ChatLine>, StorageError>
+  /** The most recent `count` lines, oldest first. */
+  readonly recent: (count: number) => Effect.Effect<ReadonlyArray<ChatLine>, StorageError>
+  /** Up to `count` lines older than the line `before`, oldest first. */
+  readonly before: (before: number, count: number) => Effect.Effect<ReadonlyArray<ChatLine>, StorageError>
+  /** How many kept lines are older than the line `before`. */
+  readonly countBefore: (before: number) => Effect.Effect<number, StorageError>
 }>()("chat/ChatHistory") {
   /** Keeps the last `limit` lines of the room; needs the object's {@link Storage}. */
   static readonly layer = (limit: number): Layer.Layer<ChatHistory, StorageError, Storage> =>
@@ -57,9 +63,18 @@ export class ChatHistory extends Context.Service<ChatHistory, {
               yield* storage.sql("DELETE FROM messages WHERE id <= ?", inserted!.id - limit)
               return toLine(inserted!)
             }),
-          recent: storage.sqlAs(Row, "SELECT * FROM messages ORDER BY id DESC LIMIT ?", limit).pipe(
-            Effect.map((rows) => rows.map(toLine).reverse())
-          )
+          recent: (count) =>
+            storage.sqlAs(Row, "SELECT * FROM messages ORDER BY id DESC LIMIT ?", count).pipe(
+              Effect.map((rows) => rows.map(toLine).reverse())
+            ),
+          before: (before, count) =>
+            storage.sqlAs(Row, "SELECT * FROM messages WHERE id < ? ORDER BY id DESC LIMIT ?", before, count).pipe(
+              Effect.map((rows) => rows.map(toLine).reverse())
+            ),
+          countBefore: (before) =>
+            storage.sqlAs(Count, "SELECT COUNT(*) AS n FROM messages WHERE id < ?", before).pipe(
+              Effect.map((rows) => rows[0]?.n ?? 0)
+            )
         })
       })
     )

@@ -47,3 +47,15 @@ export const MemberJoined = message("MEMBER_JOINED", { member: Member })
 export const MemberLeft = message("MEMBER_LEFT", { member: Member })
 
 export const TypingChanged = message("TYPING_CHANGED", { member: Member, typing: Schema.Boolean })
+
+/**
+ * The room's host (its longest-present member) removes everyone of that
+ * name: their sockets close with `CloseCodes.Forbidden`, so their pages
+ * stay away instead of reconnecting.
+ */
+export const Kick = message("KICK", { name: Name })
+
+/** Lines older than `before` (an id), up to 100, read in chunks with progress; oldest first. */
+export const LoadOlder = rpc("LOAD_OLDER", { before: Schema.Number }, "OLDER", { lines: Schema.Array(ChatLine) }, {
+  progress: { loaded: Schema.Number, total: Schema.Number }
+})

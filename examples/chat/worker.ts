@@ -10,14 +10,19 @@
  * come back.
  */
 import * as Effect from "effect/Effect"
-import { Connection, Connections, createRouter, PubSub, WebSocketDurableObject, WsError } from "../../src/index"
+import { CloseCodes, Connection, Connections, createRouter, PubSub, WebSocketDurableObject, WsError } from "../../src/index"
 import type { ConnectionContext } from "../../src/index"
 import { ChatHistory } from "./History"
-import type { Member } from "./protocol"
-import { Join, Leave, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "./protocol"
+import type { ChatLine, Member } from "./protocol"
+import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "./protocol"
 
-/** How many lines each room keeps and sends to whoever joins. */
-const historyLimit = 50
+/** How many lines each room keeps. */
+const historyLimit = 1000
+/** How many recent lines a member gets on joining; older ones come with LOAD_OLDER. */
+const joinHistory = 20
+/** LOAD_OLDER reads at most this many lines, this many at a time, reporting progress after each chunk. */
+const olderLimit = 100
+const olderChunk = 10
 
 /** Every member of a room is subscribed to this topic of the room's object. */
 const roomTopic = "room"
@@ -42,16 +47,20 @@ const requireMember = (ctx: ConnectionContext<ChatData>) => {
     : Effect.succeed(member)
 }
 
-/** Everyone in the room, read from the connections themselves (so it survives hibernation). */
-const members = Effect.gen(function*() {
+/** Everyone in the room, read from the connections themselves (so it survives hibernation), longest-present first. */
+const present = Effect.gen(function*() {
   const connections = yield* Connections
   const list = yield* connections.list
-  return list.flatMap((c): Array<Member> =>
-    typeof c.data["name"] === "string" && c.topics.includes(roomTopic)
-      ? [{ clientId: c.clientId, name: c.data["name"] }]
-      : []
-  )
+  return list
+    .flatMap((c): Array<Member & { readonly since: number }> =>
+      typeof c.data["name"] === "string" && c.topics.includes(roomTopic)
+        ? [{ clientId: c.clientId, name: c.data["name"], since: c.data.connectedAt }]
+        : []
+    )
+    .sort((a, b) => a.since - b.since)
 })
+
+const members = Effect.map(present, (list) => list.map(({ clientId, name }): Member => ({ clientId, name })))
 
 export const router = createRouter<ChatData, ChatHistory>()
   .rpc(Join, (ctx) =>
@@ -64,7 +73,7 @@ export const router = createRouter<ChatData, ChatHistory>()
       const already = memberOf(ctx)?.name === you.name
       yield* connection.assignData({ name: you.name })
       yield* pubsub.subscribe(roomTopic)
-      ctx.reply({ you, members: yield* members, history: yield* history.recent })
+      ctx.reply({ you, members: yield* members, history: yield* history.recent(joinHistory) })
       if (!already) yield* pubsub.publish(roomTopic, MemberJoined, { member: you }, { excludeSelf: true })
     }))
   .on(Leave, (ctx) =>
@@ -89,6 +98,38 @@ export const router = createRouter<ChatData, ChatHistory>()
       const pubsub = yield* PubSub
       yield* pubsub.publish(roomTopic, TypingChanged, { member, typing: ctx.payload.typing }, { excludeSelf: true })
     }))
+  .rpc(LoadOlder, (ctx) =>
+    Effect.gen(function*() {
+      yield* requireMember(ctx)
+      const history = yield* ChatHistory
+      const total = Math.min(olderLimit, yield* history.countBefore(ctx.payload.before))
+      let lines: Array<ChatLine> = []
+      while (lines.length < total) {
+        const chunk = yield* history.before(lines[0]?.id ?? ctx.payload.before, Math.min(olderChunk, total - lines.length))
+        if (chunk.length === 0) break
+        lines = [...chunk, ...lines]
+        ctx.progress({ loaded: lines.length, total })
+      }
+      ctx.reply({ lines })
+    }))
+  .on(Kick, (ctx) =>
+    Effect.gen(function*() {
+      const me = yield* requireMember(ctx)
+      const everyone = yield* present
+      if (everyone[0]?.clientId !== me.clientId) {
+        return yield* new WsError({ code: "PERMISSION_DENIED", message: "Only the room's host can remove members" })
+      }
+      const targets = everyone.filter((m) => m.name === ctx.payload.name && m.clientId !== me.clientId)
+      if (targets.length === 0) {
+        return yield* new WsError({ code: "NOT_FOUND", message: `No one called ${ctx.payload.name} is here` })
+      }
+      const connections = yield* Connections
+      const pubsub = yield* PubSub
+      for (const target of targets) {
+        yield* connections.close(target.clientId, CloseCodes.Forbidden, `Removed by ${me.name}`)
+        yield* pubsub.publish(roomTopic, MemberLeft, { member: { clientId: target.clientId, name: target.name } })
+      }
+    }))
   .onOpen((ctx) =>
     Effect.gen(function*() {
       if (!ctx.recovered) return
@@ -103,7 +144,8 @@ export const router = createRouter<ChatData, ChatHistory>()
   .onClose((ctx) =>
     Effect.gen(function*() {
       const member = memberOf(ctx)
-      if (member === undefined) return
+      // A removed member was announced by the kick.
+      if (member === undefined || ctx.code === CloseCodes.Forbidden) return
       if (ctx.resumable) {
         const now = Date.now()
         yield* Effect.promise(async () => {

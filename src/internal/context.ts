@@ -9,7 +9,7 @@ import type { ConnectionData, SendOptions } from "./data"
 type AnyData = Record<string, unknown>
 
 /** A message and an rpc with their payload types erased: what one context class serves. */
-type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>>
+type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>, MessageSchema<string, PayloadSchema>>
 
 /** What a context needs from its instance. */
 export interface ContextHost {
@@ -70,6 +70,8 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   recovered = false
   /** `onClose`: the session may still be resumed. */
   resumable = false
+  /** The progress message of an rpc that declares one. */
+  progressMessage: MessageSchema | undefined = undefined
   private topicsView: Topics | undefined = undefined
   /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
   private sending: Promise<void> | undefined = undefined
@@ -154,6 +156,14 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     if (this.replied) return
     this.replied = true
     this.answer(this.connection.encode(this.response, payload, options, this.correlationId))
+  }
+
+  progress(payload?: unknown): void {
+    const message = this.progressMessage
+    if (message === undefined) throw new Error("durable-ws: progress() needs an rpc declared with a progress schema")
+    // Progress only ever precedes the one answer: after a reply, an error or the deadline it is dropped.
+    if (this.replied) return
+    this.track(this.connection.sendEncoded(this.connection.encode(message, payload, undefined, this.correlationId), this))
   }
 
   private track(sent: Promise<void> | undefined): void {

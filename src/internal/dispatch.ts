@@ -10,7 +10,7 @@ import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
-import type { PayloadResult } from "../Message"
+import type { PayloadResult, RpcSchema } from "../Message"
 import {
   decodeEnvelope,
   decodePayload,
@@ -137,6 +137,12 @@ interface Prepared {
   readonly validating: Promise<PayloadResult> | undefined
 }
 
+/** An rpc that declares progress gives its context `progress`. */
+const withProgress = (ctx: HandlerContext, route: Route): HandlerContext => {
+  if (route.response !== undefined) ctx.progressMessage = (route.message as RpcSchema).progress
+  return ctx
+}
+
 /**
  * Decode → route → validate. A frame that fails any step is answered here,
  * with the error the spec prescribes, and yields nothing to handle. A
@@ -182,11 +188,11 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   }
   if (isPendingResult(payload)) {
     const ctx = new HandlerContext(instance, connection, type, undefined, envelope.meta, correlationId, route.response)
-    return { ctx, route, validating: payload }
+    return { ctx: withProgress(ctx, route), route, validating: payload }
   }
   if (!payload.ok) return reject(connection, payload.error, correlationId)
   const ctx = new HandlerContext(instance, connection, type, payload.value, envelope.meta, correlationId, route.response)
-  return { ctx, route, validating: undefined }
+  return { ctx: withProgress(ctx, route), route, validating: undefined }
 }
 
 /** Takes an asynchronous validator's verdict: true to go on to the handler, false once the client is told. */

@@ -10,6 +10,7 @@
  * here takes the object's alarm (it belongs to the application): expiry is
  * checked when a session is used and whenever the log is pruned.
  */
+import { CloseCodes } from "../CloseCodes"
 import { encodeFrame } from "../Message"
 import type { ConnectionData } from "./data"
 
@@ -47,8 +48,8 @@ export const recoveryDefaults: ResolvedRecovery = {
 /** The query parameter a client resumes with: `<sessionId>.<token>.<seq>`. */
 export const resumeParameter = "dws_resume"
 
-/** Server-side close of a socket whose session was resumed on a newer one. */
-export const replacedCloseCode = 4001
+/** Server-side close of a socket whose session was resumed on a newer one: terminal, so the two do not fight. */
+export const replacedCloseCode = CloseCodes.Replaced
 
 type AnyData = ConnectionData<Record<string, unknown>>
 

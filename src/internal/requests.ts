@@ -4,6 +4,9 @@ import type { MessageSchema } from "../Message"
 export interface PendingRequest {
   readonly type: string
   readonly response: MessageSchema
+  /** The rpc's progress schema, and who hears the progress. */
+  readonly progress: MessageSchema | undefined
+  readonly onProgress: ((progress: unknown) => void) | undefined
   readonly resolve: (value: unknown) => void
   readonly reject: (error: unknown) => void
   readonly timer: ReturnType<typeof setTimeout>

@@ -3,6 +3,7 @@
  * every front door (the Durable Object handler, `Testing.make`) delivers
  * them: the rate limit, the per-connection order, and the lifecycle hooks.
  */
+import { CloseCodes } from "../CloseCodes"
 import { RateLimited, toWireError } from "../Errors"
 import { decodeEnvelope, encodeErrorFrame, isInvalidFrame } from "../Message"
 import type { LiveConnection } from "./connection"
@@ -87,7 +88,7 @@ const refuse = (
   const since = connection.floodingSince ??= now
   if (now - since >= limit.closeAfterMs) {
     connection.cutOff = true
-    connection.close(1008, "Rate limit exceeded")
+    connection.close(CloseCodes.PolicyViolation, "Rate limit exceeded")
     return true
   }
   if (retryAfterMs === 0) return false

@@ -196,4 +196,69 @@ describe("the chat example in Chromium", () => {
     expect(await page.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
     await page.close()
   })
+
+  it("lets the room's host remove a member, whose page says so and stays away", async () => {
+    const room = "kick"
+    const ada = await open(room)
+    const grace = await open(room)
+    await join(ada, "Ada")
+    await join(grace, "Grace")
+    await ada.locator("#members li", { hasText: "Grace" }).waitFor(wait)
+    await say(ada, "/kick Grace")
+    await grace.locator("#messages li.notice", { hasText: "You were removed from the room (Removed by Ada)" }).waitFor(wait)
+    await grace.locator("#status[data-state=closed]").waitFor(wait)
+    await ada.locator("#messages li.notice", { hasText: "Grace left" }).waitFor(wait)
+    expect(await ada.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
+    // A reconnect would have shown within the client's first backoff steps.
+    await grace.waitForTimeout(1500)
+    expect(await grace.locator("#status").getAttribute("data-state")).toBe("closed")
+    expect(await grace.locator("#say-form").isHidden()).toBe(true)
+    expect(await ada.locator("#members li").allTextContents()).toEqual(["Ada (you)"])
+    // The command never became a chat line.
+    expect(await texts(ada)).toEqual([])
+    await grace.close()
+    await ada.close()
+  })
+
+  it("loads older history with a progress bar", async () => {
+    const room = "older"
+    const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })
+    try {
+      await client.connect()
+      await client.request(Join, { name: "Seeder" }, { timeoutMs: 10_000 })
+      // The room's rate limit holds 20 frames and refills 5 a second.
+      for (let i = 1; i <= 33; i++) {
+        client.send(Say, { text: `line ${i}` })
+        if (i > 15) await new Promise((resolve) => setTimeout(resolve, 230))
+      }
+      await client.request(Join, { name: "Seeder" }, { timeoutMs: 10_000 })
+    } finally {
+      client.close()
+    }
+    const page = await open(room)
+    await join(page, "Reader")
+    await line(page, "line 33").waitFor(wait)
+    expect((await texts(page)).length).toBe(20)
+    expect((await texts(page))[0]).toBe("line 14")
+    await page.evaluate(() => {
+      const status = document.getElementById("older-status")!
+      const seen: Array<string> = []
+      ;(window as unknown as { olderSeen: Array<string> }).olderSeen = seen
+      new MutationObserver((records) => {
+        for (const record of records) for (const node of record.addedNodes) seen.push(node.textContent ?? "")
+      }).observe(status, { childList: true })
+    })
+    await page.click("#load-older")
+    await page.locator("#older-status", { hasText: "Loaded 13 older messages" }).waitFor(wait)
+    const seen = await page.evaluate(() => (window as unknown as { olderSeen: Array<string> }).olderSeen)
+    expect(seen).toEqual([
+      "Loading older messages…",
+      "Loading older messages… 10/13",
+      "Loading older messages… 13/13",
+      "Loaded 13 older messages"
+    ])
+    expect(await texts(page)).toEqual(Array.from({ length: 33 }, (_, i) => `line ${i + 1}`))
+    expect(await page.locator("#older-bar").isHidden()).toBe(true)
+    await page.close()
+  })
 })

@@ -20,6 +20,8 @@ export interface WorkerdSockets {
   readonly factory: WebSocketFactory
   /** How many sockets the client asked for. */
   readonly opened: () => number
+  /** The URL of every socket the client asked for. */
+  readonly urls: Array<string>
   /** Every frame the client sent and received, over all its sockets. */
   readonly sent: Array<string>
   readonly received: Array<string>
@@ -38,10 +40,12 @@ export const workerdSockets = (namespace: DurableObjectNamespace = env.CLIENT_RO
   const sockets: WorkerdSockets = {
     down: false,
     opened: () => count,
+    urls: [],
     sent: [],
     received: [],
     factory: (url) => {
       count++
+      sockets.urls.push(url)
       const listeners = new Listeners()
       let ws: WebSocket | undefined
       let readyState = 0
@@ -60,10 +64,11 @@ export const workerdSockets = (namespace: DurableObjectNamespace = env.CLIENT_RO
         },
         addEventListener: (kind, listener) => listeners.add(kind, listener)
       }
-      const fail = (reason: string) => {
+      // Like Node's `ws` (and unlike a browser), this socket sees the status of a refused upgrade.
+      const fail = (reason: string, status?: number) => {
         readyState = 3
         listeners.emit("error", {})
-        listeners.emit("close", { code: 1006, reason })
+        listeners.emit("close", status === undefined ? { code: 1006, reason } : { code: 1006, reason, status })
       }
       if (sockets.down) {
         queueMicrotask(() => fail("server down"))
@@ -73,7 +78,7 @@ export const workerdSockets = (namespace: DurableObjectNamespace = env.CLIENT_RO
       const name = target.pathname.split("/").pop() ?? ""
       const stub = namespace.get(namespace.idFromName(name))
       stub.fetch(`http://workerd.test/${name}${target.search}`, { headers: { Upgrade: "websocket" } }).then((res) => {
-        if (res.status !== 101 || res.webSocket === null) return fail(`HTTP ${res.status}`)
+        if (res.status !== 101 || res.webSocket === null) return fail(`HTTP ${res.status}`, res.status)
         if (readyState === 3) return res.webSocket.close(1000, "closed before open")
         ws = res.webSocket
         ws.accept()

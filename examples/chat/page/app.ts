@@ -3,9 +3,9 @@
  * ../protocol.ts with the Durable Object. Bundled to public/app.js by
  * ../build.mjs.
  */
-import { createClient, ServerError, TimeoutError } from "../../../src/Client"
+import { CloseCodes, createClient, ServerError, TimeoutError } from "../../../src/Client"
 import type { ChatLine, Member } from "../protocol"
-import { Join, Leave, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../protocol"
+import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../protocol"
 
 const element = <T extends HTMLElement>(id: string): T => {
   const found = document.getElementById(id)
@@ -30,7 +30,11 @@ const ui = {
   sayForm: element<HTMLFormElement>("say-form"),
   text: element<HTMLInputElement>("text"),
   leave: element<HTMLButtonElement>("leave"),
-  members: element<HTMLUListElement>("members")
+  members: element<HTMLUListElement>("members"),
+  older: element<HTMLDivElement>("older"),
+  loadOlder: element<HTMLButtonElement>("load-older"),
+  olderBar: element<HTMLProgressElement>("older-bar"),
+  olderStatus: element<HTMLSpanElement>("older-status")
 }
 
 const client = createClient({
@@ -65,7 +69,7 @@ const scrollDown = () => {
   ui.messages.scrollTop = ui.messages.scrollHeight
 }
 
-const renderLine = (line: ChatLine) => {
+const lineItem = (line: ChatLine) => {
   const item = document.createElement("li")
   item.dataset["id"] = String(line.id)
   if (myIds.has(line.clientId)) item.classList.add("mine")
@@ -79,7 +83,11 @@ const renderLine = (line: ChatLine) => {
   time.dateTime = line.sentAt.toISOString()
   time.textContent = timeFormat.format(line.sentAt)
   item.append(who, text, time)
-  ui.messages.append(item)
+  return item
+}
+
+const renderLine = (line: ChatLine) => {
+  ui.messages.append(lineItem(line))
   scrollDown()
 }
 
@@ -130,6 +138,7 @@ const showError = (error: unknown) => {
 const setJoined = (joined: boolean) => {
   ui.joinForm.hidden = joined
   ui.sayForm.hidden = !joined
+  ui.older.hidden = !joined
   if (joined) ui.text.focus()
   else ui.name.focus()
 }
@@ -152,6 +161,35 @@ const join = async (name: string) => {
     showError(error)
   } finally {
     joining = false
+  }
+}
+
+// -- Older history, with progress ---------------------------------------------
+
+const loadOlder = async () => {
+  const first = ui.messages.querySelector<HTMLLIElement>("li[data-id]")
+  const before = first === null ? Number.MAX_SAFE_INTEGER : Number(first.dataset["id"])
+  ui.loadOlder.disabled = true
+  ui.olderBar.hidden = false
+  ui.olderBar.value = 0
+  ui.olderStatus.textContent = "Loading older messages…"
+  try {
+    const { lines } = await client.request(LoadOlder, { before }, {
+      timeoutMs: 30_000,
+      onProgress: ({ loaded, total }) => {
+        ui.olderBar.max = total
+        ui.olderBar.value = loaded
+        ui.olderStatus.textContent = `Loading older messages… ${loaded}/${total}`
+      }
+    })
+    ui.messages.prepend(...lines.map(lineItem))
+    ui.olderStatus.textContent = lines.length === 0 ? "No older messages" : `Loaded ${lines.length} older messages`
+  } catch (error) {
+    ui.olderStatus.textContent = ""
+    showError(error)
+  } finally {
+    ui.olderBar.hidden = true
+    ui.loadOlder.disabled = false
   }
 }
 
@@ -188,6 +226,16 @@ client.onResumed(({ recovered }) => {
   }
 })
 client.onError(showError)
+// The server closes with a terminal code to say "do not come back"; the client then stays closed.
+client.onClose(({ code, reason, willReconnect }) => {
+  if (willReconnect) return
+  if (code === CloseCodes.Forbidden) notice(`You were removed from the room${reason === "" ? "" : ` (${reason})`}`)
+  else if (code === CloseCodes.Replaced) notice("This chat was opened in another tab")
+  else if (code !== CloseCodes.Normal) notice(`Disconnected (${code}${reason === "" ? "" : `: ${reason}`})`)
+  ui.sayForm.hidden = true
+  ui.joinForm.hidden = true
+  ui.older.hidden = true
+})
 
 client.on(Said, (line) => {
   typists.delete(line.clientId)
@@ -232,6 +280,12 @@ ui.sayForm.addEventListener("submit", (event) => {
   const text = ui.text.value.trim()
   if (text.length === 0) return
   stopTyping()
+  const kick = /^\/kick\s+(.+)$/.exec(text)
+  if (kick !== null) {
+    client.send(Kick, { name: kick[1]!.trim() })
+    ui.text.value = ""
+    return
+  }
   if (client.send(Say, { text })) ui.text.value = ""
   else showError(new Error("Offline and too many messages are waiting; try again shortly"))
 })
@@ -253,6 +307,8 @@ ui.leave.addEventListener("click", () => {
   notice("You left the room")
   setJoined(false)
 })
+
+ui.loadOlder.addEventListener("click", () => void loadOlder())
 
 ui.roomForm.addEventListener("submit", (event) => {
   event.preventDefault()
