@@ -1,6 +1,6 @@
 import { env } from "cloudflare:workers"
 import { afterEach, describe, expect, it } from "vitest"
-import type { Client, ClientOptions, CloseInfo } from "../src/Client"
+import type { ClientOptions, CloseInfo } from "../src/Client"
 import { backoffDelay, ConnectionClosedError, createClient, ServerError, TimeoutError } from "../src/Client"
 import { ValidationError } from "../src/Errors"
 import {
@@ -17,34 +17,17 @@ import {
   Stamped,
   Sum
 } from "./fixtures/client"
-import { eventually, ScriptedSocket, workerdSockets } from "./helpers/clientSocket"
+import { closeClients, eventually, fixtureClient, ScriptedSocket, trackClient, workerdSockets } from "./helpers/clientSocket"
 
-let n = 0
-const clients: Array<Client> = []
-
-/** A client of a fresh fixture room, with fast reconnects and no heartbeat unless asked. */
+/** A fixture client that also records the ECHOED payloads it receives. */
 const setup = (options: Partial<ClientOptions> = {}) => {
-  const sockets = workerdSockets()
-  const client = createClient({
-    url: `ws://client.test/room-${n++}`,
-    webSocket: sockets.factory,
-    reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
-    heartbeat: false,
-    ...options
-  })
-  clients.push(client)
+  const made = fixtureClient(options)
   const echoes: Array<string> = []
-  const errors: Array<unknown> = []
-  const closes: Array<CloseInfo> = []
-  client.on(Echoed, (payload) => void echoes.push(payload.text))
-  client.onError((error) => void errors.push(error))
-  client.onClose((info) => void closes.push(info))
-  return { client, sockets, echoes, errors, closes }
+  made.client.on(Echoed, (payload) => void echoes.push(payload.text))
+  return { ...made, echoes }
 }
 
-afterEach(() => {
-  for (const client of clients.splice(0)) client.close()
-})
+afterEach(closeClients)
 
 describe("client: typed messages", () => {
   it("sends and receives typed payloads, decoded with the shared schemas", async () => {
@@ -243,7 +226,7 @@ describe("client: reconnect and queue", () => {
         },
         reconnect: { initialDelayMs: 1, multiplier: 2, jitter: 0, maxAttempts: 4, stableAfterMs }
       })
-      clients.push(client)
+      trackClient(client)
       const waits: Array<number | undefined> = []
       client.onClose((info) => void waits.push(info.retryInMs))
       await expect(client.connect()).resolves.toBeUndefined()
@@ -301,7 +284,7 @@ describe("client: heartbeat", () => {
       reconnect: { initialDelayMs: 1 },
       heartbeat: { intervalMs: 10, timeoutMs: 10 }
     })
-    clients.push(client)
+    trackClient(client)
     const closes: Array<CloseInfo> = []
     client.onClose((info) => void closes.push(info))
     await client.connect()

@@ -7,35 +7,18 @@
 import { env } from "cloudflare:workers"
 import { afterEach, describe, expect, it } from "vitest"
 import { CloseCodes, isTerminalCloseCode } from "../src/CloseCodes"
-import type { Client, ClientOptions, CloseDetails, CloseInfo } from "../src/Client"
+import type { ClientOptions, CloseDetails } from "../src/Client"
 import { ConnectionClosedError, createClient } from "../src/Client"
 import { Echo, Echoed, Kick, Sum, tokenValidFor } from "./fixtures/client"
-import { eventually, ScriptedSocket, workerdSockets } from "./helpers/clientSocket"
+import { closeClients, eventually, fixtureClient, ScriptedSocket, trackClient } from "./helpers/clientSocket"
 import { sleep } from "./helpers/socket"
 
 let n = 0
-const clients: Array<Client> = []
 
-const setup = (options: Partial<ClientOptions> = {}, namespace: DurableObjectNamespace = env.CLIENT_ROOM) => {
-  const sockets = workerdSockets(namespace)
-  const client = createClient({
-    url: `ws://client.test/policy-${n++}`,
-    webSocket: sockets.factory,
-    reconnect: { initialDelayMs: 5, maxDelayMs: 20 },
-    heartbeat: false,
-    ...options
-  })
-  clients.push(client)
-  const closes: Array<CloseInfo> = []
-  const errors: Array<unknown> = []
-  client.onClose((info) => void closes.push(info))
-  client.onError((error) => void errors.push(error))
-  return { client, sockets, closes, errors }
-}
+const setup = (options: Partial<ClientOptions> = {}, namespace: DurableObjectNamespace = env.CLIENT_ROOM) =>
+  fixtureClient({ url: `ws://client.test/policy-${n++}`, ...options }, namespace, { initialDelayMs: 5, maxDelayMs: 20 })
 
-afterEach(() => {
-  for (const client of clients.splice(0)) client.close()
-})
+afterEach(closeClients)
 
 describe("close codes", () => {
   it("classifies 1000, 1008 and 4400–4499 as terminal, everything else as transient", () => {
@@ -169,7 +152,7 @@ describe("credentials per attempt", () => {
       reconnect: { initialDelayMs: 1 },
       heartbeat: false
     })
-    clients.push(client)
+    trackClient(client)
     await client.connect()
     await eventually(() => seen.length === 2 && client.state === "open", "the second socket")
     expect(seen).toEqual([["token.1"], ["token.2"]])

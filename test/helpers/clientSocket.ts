@@ -1,5 +1,6 @@
 import { env } from "cloudflare:test"
-import type { SocketEvent, WebSocketFactory, WebSocketLike } from "../../src/Client"
+import type { Client, ClientOptions, CloseInfo, SocketEvent, WebSocketFactory, WebSocketLike } from "../../src/Client"
+import { createClient } from "../../src/Client"
 
 type Kind = "open" | "message" | "close" | "error"
 
@@ -139,4 +140,44 @@ export const eventually = async (check: () => boolean, what: string, timeoutMs =
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
+}
+
+let fixtureRooms = 0
+
+/**
+ * A client of a fresh fixture room on real Durable Objects, with fast
+ * reconnects and no heartbeat unless asked; its closes and errors are
+ * recorded. `closeClients` (in `afterEach`) closes every client made here.
+ */
+export const fixtureClient = (
+  options: Partial<ClientOptions> = {},
+  namespace: DurableObjectNamespace = env.CLIENT_ROOM,
+  reconnect: ClientOptions["reconnect"] = { initialDelayMs: 10, maxDelayMs: 50 }
+) => {
+  const sockets = workerdSockets(namespace)
+  const client = createClient({
+    url: `ws://client.test/room-${fixtureRooms++}`,
+    webSocket: sockets.factory,
+    reconnect,
+    heartbeat: false,
+    ...options
+  })
+  openClients.push(client)
+  const closes: Array<CloseInfo> = []
+  const errors: Array<unknown> = []
+  client.onClose((info) => void closes.push(info))
+  client.onError((error) => void errors.push(error))
+  return { client, sockets, closes, errors }
+}
+
+const openClients: Array<Client> = []
+
+/** Has `closeClients` close a client made by hand. */
+export const trackClient = (client: Client): Client => {
+  openClients.push(client)
+  return client
+}
+
+export const closeClients = (): void => {
+  for (const client of openClients.splice(0)) client.close()
 }
