@@ -18,12 +18,13 @@ import * as Schema from "effect/Schema"
 import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
 import type { MessageSchema, Payload, PayloadArgs, PayloadResult, RpcSchema } from "./Message"
-import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, progressType } from "./Message"
-import { ClientSession } from "./internal/clientSession"
-import type { SessionStore } from "./internal/clientSession"
-import { Heartbeat } from "./internal/heartbeat"
-import type { HeartbeatSettings } from "./internal/heartbeat"
-import { PendingRequests } from "./internal/requests"
+import { decodePayload, encodePayload, isPendingResult } from "./Message"
+import { encodeFrame, heartbeat, progressType } from "./Protocol"
+import { ClientSession } from "./internal/client/session"
+import type { SessionStore } from "./internal/client/session"
+import { Heartbeat } from "./internal/client/heartbeat"
+import type { HeartbeatSettings } from "./internal/client/heartbeat"
+import { PendingRequests } from "./internal/client/requests"
 import type {
   ClientOptions,
   PerAttempt,
@@ -37,11 +38,11 @@ import type {
   SendOptions,
   WebSocketFactory,
   WebSocketLike
-} from "./internal/clientModel"
-import { ConnectionClosedError, ServerError, TimeoutError } from "./internal/clientModel"
+} from "./internal/client/model"
+import { ConnectionClosedError, ServerError, TimeoutError } from "./internal/client/model"
 
-export * from "./internal/clientModel"
-export type { SessionStore } from "./internal/clientSession"
+export * from "./internal/client/model"
+export type { SessionStore } from "./internal/client/session"
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 
 

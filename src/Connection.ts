@@ -11,15 +11,15 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { PayloadTooLarge } from "./Errors"
-import type { LiveConnection } from "./internal/connection"
-import { bindService, sendEffect } from "./internal/connection"
-import type { ConnectionData, SendOptions } from "./internal/data"
-import { mergeData } from "./internal/data"
+import type { LiveConnection } from "./internal/server/connection"
+import { bindService, sendEffect } from "./internal/server/connection"
+import type { ConnectionData, SendOptions } from "./internal/server/data"
+import { mergeData } from "./internal/server/data"
 import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
 import { encodePayload, isPendingResult } from "./Message"
 
-export type { ConnectionData, SendOptions, Socket, SystemData } from "./internal/data"
-export { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
+export type { ConnectionData, SendOptions, Socket, SystemData } from "./internal/server/data"
+export { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/server/data"
 
 /**
  * The connection whose message (or lifecycle event) is being handled.

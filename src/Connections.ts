@@ -7,11 +7,12 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { LiveConnection } from "./internal/connection"
-import { outboundError, sendEffect } from "./internal/connection"
-import type { ConnectionData, SendOptions } from "./internal/data"
+import type { LiveConnection } from "./internal/server/connection"
+import { outboundError, sendEffect } from "./internal/server/connection"
+import type { ConnectionData, SendOptions } from "./internal/server/data"
 import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodeFrame, encodePayload, isPendingResult } from "./Message"
+import { encodePayload, isPendingResult } from "./Message"
+import { encodeFrame } from "./Protocol"
 
 /**
  * A snapshot of one connection.

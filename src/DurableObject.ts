@@ -15,30 +15,30 @@ import * as Effect from "effect/Effect"
 import { v7 as uuidv7 } from "uuid"
 import type { ConnectionInfo } from "./Connections"
 import { infoOf } from "./Connections"
-import type { ConnectionData } from "./internal/data"
-import { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
-import { Instance } from "./internal/instance"
-import type { DurableObjectHandlerOptions, HandlerOptions, InstanceConfig, LayerOption } from "./internal/options"
-import { resolveOptions } from "./internal/options"
-import { prepareResume, resumeParameter } from "./internal/recovery"
-import { hibernatingRegistry, memoryRegistry } from "./internal/registry"
-import { tablesOf } from "./internal/routes"
-import * as Runtime from "./internal/runtime"
+import type { ConnectionData } from "./internal/server/data"
+import { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/server/data"
+import { Instance } from "./internal/server/instance"
+import type { DurableObjectHandlerOptions, HandlerOptions, InstanceConfig, LayerOption } from "./internal/server/options"
+import { resolveOptions } from "./internal/server/options"
+import { prepareResume, resumeParameter } from "./internal/server/recovery"
+import { hibernatingRegistry, memoryRegistry } from "./internal/server/registry"
+import { tablesOf } from "./internal/server/routes"
+import * as Runtime from "./internal/server/sockets"
 import type { MessageSchema, PayloadArgs } from "./Message"
-import { heartbeat, utf8Length } from "./Message"
+import { heartbeat, utf8Length } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 
-export type { RateLimit } from "./internal/rateLimit"
-export type { RecoveryOptions } from "./internal/recovery"
-export { defaults } from "./internal/options"
+export type { RateLimit } from "./internal/server/rateLimit"
+export type { RecoveryOptions } from "./internal/server/recovery"
+export { defaults } from "./internal/server/options"
 export type {
   AuthResult,
   DurableObjectHandlerOptions,
   HandlerOptions,
   InstanceServices,
   LayerOption
-} from "./internal/options"
+} from "./internal/server/options"
 
 /**
  * The methods a Durable Object class forwards to, plus `publish` and

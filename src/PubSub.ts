@@ -16,11 +16,12 @@ import * as Option from "effect/Option"
 import { Connection } from "./Connection"
 import type { ErrorCode } from "./Errors"
 import { TopicError } from "./Errors"
-import type { LiveConnection } from "./internal/connection"
-import type { RecoveryStore } from "./internal/recovery"
-import { liveConnectionOf } from "./internal/connection"
+import type { LiveConnection } from "./internal/server/connection"
+import type { RecoveryStore } from "./internal/server/recovery"
+import { liveConnectionOf } from "./internal/server/connection"
 import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodeFrame, encodePayload, isPendingResult } from "./Message"
+import { encodePayload, isPendingResult } from "./Message"
+import { encodeFrame } from "./Protocol"
 
 /**
  * @since 0.1.0

@@ -4,9 +4,9 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Connection from "../Connection"
-import type { PublishScope } from "./als"
-import { CurrentScope } from "./als"
+import * as Connection from "../../Connection"
+import type { PublishScope } from "./scope"
+import { CurrentScope } from "./scope"
 import type { LiveConnection } from "./connection"
 
 /** Unwraps an Exit for promise callers: the original error, not a wrapper. */

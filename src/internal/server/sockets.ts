@@ -3,16 +3,16 @@
  * every front door (the Durable Object handler, `Testing.make`) delivers
  * them: the rate limit, the per-connection order, and the lifecycle hooks.
  */
-import { CloseCodes } from "../CloseCodes"
-import { RateLimited, toWireError } from "../Errors"
-import { decodeEnvelope, encodeErrorFrame, isInvalidFrame } from "../Message"
+import { CloseCodes } from "../../CloseCodes"
+import { RateLimited, toWireError } from "../../Errors"
+import { decodeEnvelope, encodeErrorFrame, isInvalidFrame } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { ConnectionData, Socket } from "./data"
 import { dispatch, notifyErrorHooks, runLifecycle } from "./dispatch"
 import type { Instance } from "./instance"
 import type { ResolvedRateLimit } from "./rateLimit"
 import type { Resumption } from "./recovery"
-import { closeSession, replacedBy, replacedReason, startSession } from "./session"
+import { closeSession, replacedBy, replacedReason, startSession } from "./resume"
 
 // Close codes that must not be sent back: they describe the absence of a close frame.
 const unreciprocated: ReadonlySet<number> = new Set([1005, 1006, 1015])

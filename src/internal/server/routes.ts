@@ -1,4 +1,4 @@
-import type { MessageSchema } from "../Message"
+import type { MessageSchema } from "../../Message"
 import type { HandlerContext } from "./context"
 
 /** Handlers with their context types erased: the runtime hands every one a {@link HandlerContext}. */

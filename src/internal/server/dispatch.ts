@@ -8,21 +8,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
-import type { WireError } from "../Errors"
-import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
-import type { PayloadResult, RpcSchema } from "../Message"
-import {
-  decodeEnvelope,
-  decodePayload,
-  encodeErrorFrame,
-  heartbeat,
-  isInvalidFrame,
-  isPendingResult,
-  isReservedType
-} from "../Message"
-import type { PublishScope } from "./als"
-import { runInScope } from "./als"
-import { answeredBefore } from "./session"
+import type { WireError } from "../../Errors"
+import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../../Errors"
+import type { PayloadResult, RpcSchema } from "../../Message"
+import { decodePayload, isPendingResult } from "../../Message"
+import { decodeEnvelope, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType } from "../../Protocol"
+import type { PublishScope } from "./scope"
+import { runInScope } from "./scope"
+import { answeredBefore } from "./resume"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
 import type { Instance } from "./instance"

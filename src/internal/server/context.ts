@@ -1,8 +1,8 @@
-import type { ErrorCode } from "../Errors"
-import type { CloseContext, OpenContext, RpcContext, Topics } from "../HandlerContext"
-import type { MessageSchema, PayloadSchema, RpcSchema } from "../Message"
-import { encodeErrorFrame } from "../Message"
-import type { PublishOptions, PublishResult } from "../PubSub"
+import type { ErrorCode } from "../../Errors"
+import type { CloseContext, OpenContext, RpcContext, Topics } from "../../HandlerContext"
+import type { MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
+import { encodeErrorFrame } from "../../Protocol"
+import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
 import type { ConnectionData, SendOptions } from "./data"
 

@@ -4,7 +4,7 @@
  * its close leaves behind, and the resent rpc requests answered from the
  * reply cache.
  */
-import { encodeFrame } from "../Message"
+import { encodeFrame } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { HandlerContext } from "./context"
 import type { Instance } from "./instance"

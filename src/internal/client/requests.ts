@@ -1,4 +1,4 @@
-import type { MessageSchema } from "../Message"
+import type { MessageSchema } from "../../Message"
 
 /** One request waiting for its reply. */
 export interface PendingRequest {

@@ -10,8 +10,8 @@
  * here takes the object's alarm (it belongs to the application): expiry is
  * checked when a session is used and whenever the log is pruned.
  */
-import { CloseCodes } from "../CloseCodes"
-import { encodeFrame } from "../Message"
+import { CloseCodes } from "../../CloseCodes"
+import { encodeFrame } from "../../Protocol"
 import type { ConnectionData } from "./data"
 
 /**

@@ -3,10 +3,10 @@
  * from the connection logic in Client.ts, which re-exports them.
  */
 import * as Schema from "effect/Schema"
-import { ErrorCode } from "../Errors"
-import type { ValidationError } from "../Errors"
-import type { ProgressOf, RpcSchema } from "../Message"
-import type { SessionStore } from "./clientSession"
+import { ErrorCode } from "../../Errors"
+import type { ValidationError } from "../../Errors"
+import type { ProgressOf, RpcSchema } from "../../Message"
+import type { SessionStore } from "./session"
 
 // ---------------------------------------------------------------------------
 // Errors
