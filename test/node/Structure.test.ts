@@ -1,7 +1,8 @@
 /**
  * The shape of src/: no import cycles among its files (type-only imports
- * included), and nothing marked `@internal` in a public module — the
- * machinery lives under src/internal/.
+ * included, except an engine file's type-only import of the public module
+ * whose types it implements), and nothing marked `@internal` in a public
+ * module — the machinery lives under src/internal/.
  */
 import { readdirSync, readFileSync } from "node:fs"
 import { dirname, join, relative, resolve } from "node:path"
@@ -16,10 +17,12 @@ const sourceFiles = (dir: string): Array<string> =>
 
 const importsOf = (file: string): Array<string> => {
   const text = readFileSync(file, "utf8")
-  const specifiers = [...text.matchAll(/(?:import|export)\s[^;]*?from\s+"(\.[^"]+)"/g)].map((m) => m[1]!)
-  return specifiers.map((specifier) => {
-    const target = resolve(dirname(file), specifier)
-    return target.endsWith(".ts") ? target : `${target}.ts`
+  const engine = dirname(file) !== src
+  return [...text.matchAll(/(import type|import|export)\s[^;]*?from\s+"(\.[^"]+)"/g)].flatMap((m) => {
+    const resolved = resolve(dirname(file), m[2]!)
+    const target = resolved.endsWith(".ts") ? resolved : `${resolved}.ts`
+    // An engine file may name the types of the public module it implements (Effect's internal/schedule.ts does).
+    return engine && m[1] === "import type" && dirname(target) === src ? [] : [target]
   })
 }
 
