@@ -30,7 +30,7 @@ import { Handlers } from "./internal/client/handlers"
 import { PendingRequests } from "./internal/client/requests"
 import { ClientSession } from "./internal/client/session"
 import { Transport } from "./internal/client/transport"
-import type { Ended, TransportSettings } from "./internal/client/transport"
+import type { Ended } from "./internal/client/transport"
 
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 
@@ -111,8 +111,12 @@ export interface SocketEvent {
 }
 
 /**
- * The part of `WebSocket` the client uses. The browser's and Node's global
- * `WebSocket` fit it; tests may pass anything that does.
+ * The part of `WebSocket` the client uses. The browser's, Node's and
+ * workerd's global `WebSocket` fit it; tests may pass anything that does.
+ * `readyState` 1 means open; the client listens once to `open`, `message`
+ * (`data`: text or `ArrayBuffer`), `close` (`code`, `reason`, `status`) and
+ * `error` (ignored: a `close` must follow), and a socket must emit `close`
+ * once it has stopped.
  *
  * @since 0.1.0
  * @category models
@@ -404,26 +408,6 @@ const resumeInfoOf = (payload: unknown): ResumeInfo => {
   }
 }
 
-/** The transport's settings: the options with their defaults. */
-const transportSettings = (options: ClientOptions): TransportSettings => {
-  const { reconnect, heartbeat } = options
-  return {
-    url: options.url,
-    protocols: options.protocols,
-    webSocket: options.webSocket,
-    nextDelay: reconnect === false
-      ? undefined
-      : reconnect?.nextDelay ?? ((attempt) => backoffDelay(attempt, reconnect, options.random)),
-    maxAttempts: reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY,
-    stableAfterMs: (reconnect === false ? undefined : reconnect?.stableAfterMs) ?? 5000,
-    shouldReconnect: options.shouldReconnect,
-    heartbeat: heartbeat === false
-      ? undefined
-      : { intervalMs: heartbeat?.intervalMs ?? 25_000, timeoutMs: heartbeat?.timeoutMs ?? 10_000 },
-    maxQueueSize: options.maxQueueSize ?? 1000
-  }
-}
-
 /**
  * A connection to a durable-ws server. Create it with {@link createClient}.
  *
@@ -451,7 +435,13 @@ export class Client {
     const session = this.session = options.recovery === true
       ? new ClientSession(options.store, options.storeKey ?? (typeof url === "function" ? "durable-ws:session" : `durable-ws:${String(url)}`))
       : undefined
-    this.transport = new Transport(transportSettings(options), {
+    this.transport = new Transport(options, {
+      nextDelay: (attempt, close) => {
+        const reconnect = options.reconnect === false ? undefined : options.reconnect
+        return reconnect?.nextDelay === undefined
+          ? backoffDelay(attempt, reconnect, options.random)
+          : reconnect.nextDelay(attempt, close)
+      },
       urlFor: (url) => session === undefined ? url : session.urlFor(url),
       opened: () => this.opened(),
       received: (data) => this.receive(data),

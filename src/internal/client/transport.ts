@@ -9,24 +9,9 @@
  * happens through {@link TransportEvents}.
  */
 import { isTerminalCloseCode } from "../../CloseCodes"
-import type { ClientState, CloseDetails, CloseInfo, PerAttempt, WebSocketFactory, WebSocketLike } from "../../Client"
+import type { ClientOptions, ClientState, CloseDetails, CloseInfo, PerAttempt, WebSocketFactory, WebSocketLike } from "../../Client"
 import { heartbeat } from "../../Protocol"
 import { Heartbeat } from "./heartbeat"
-import type { HeartbeatSettings } from "./heartbeat"
-
-/** The transport's settings, defaults already applied. */
-export interface TransportSettings {
-  readonly url: PerAttempt<string | URL>
-  readonly protocols: PerAttempt<ReadonlyArray<string> | undefined>
-  readonly webSocket: WebSocketFactory | undefined
-  /** The wait before attempt `attempt` (from 0), or `undefined` to give up; `undefined` never reconnects. */
-  readonly nextDelay: ((attempt: number, close: CloseDetails) => number | undefined) | undefined
-  readonly maxAttempts: number
-  readonly stableAfterMs: number
-  readonly shouldReconnect: ((close: CloseDetails) => boolean) | undefined
-  readonly heartbeat: HeartbeatSettings | undefined
-  readonly maxQueueSize: number
-}
 
 /** Why the transport stopped for good. */
 export interface Ended {
@@ -37,6 +22,8 @@ export interface Ended {
 
 /** What the layer above hears. */
 export interface TransportEvents {
+  /** The wait before reconnect attempt `attempt` (from 0), or `undefined` to give up. */
+  readonly nextDelay: (attempt: number, close: CloseDetails) => number | undefined
   /** The URL to dial for this attempt (the session adds its resume to it). */
   readonly urlFor: (url: string) => string
   /** A socket opened, before the queue is flushed. */
@@ -112,7 +99,7 @@ export class Transport {
   /** Bumped by every attempt and by `close()`: an attempt still resolving its credentials checks it. */
   private generation = 0
 
-  constructor(private readonly settings: TransportSettings, private readonly events: TransportEvents) {}
+  constructor(private readonly options: ClientOptions, private readonly events: TransportEvents) {}
 
   get state(): ClientState {
     return this.current
@@ -132,7 +119,7 @@ export class Transport {
     if (this.current === "closed") return false
     const outbound = { frame, correlationId }
     if (this.current === "open" && this.transmit(outbound)) return true
-    if (this.queue.length >= this.settings.maxQueueSize) return false
+    if (this.queue.length >= (this.options.maxQueueSize ?? 1000)) return false
     this.queue.push(outbound)
     return true
   }
@@ -182,7 +169,7 @@ export class Transport {
 
   /** Whether a new attempt can bring new credentials (a refusal is then worth retrying). */
   private get refreshable(): boolean {
-    return typeof this.settings.url === "function" || typeof this.settings.protocols === "function"
+    return typeof this.options.url === "function" || typeof this.options.protocols === "function"
   }
 
   /** The URL and protocols of the next attempt, computed now. */
@@ -191,8 +178,8 @@ export class Transport {
       const text = String(url)
       return { url: text, protocols, key: JSON.stringify([text, protocols ?? null]) }
     }
-    const url = resolve(this.settings.url)
-    const protocols = resolve(this.settings.protocols)
+    const url = resolve(this.options.url)
+    const protocols = resolve(this.options.protocols)
     if (!isPromiseLike(url) && !isPromiseLike(protocols)) return make(url, protocols)
     return Promise.all([url, protocols]).then(([u, p]) => make(u, p))
   }
@@ -231,7 +218,7 @@ export class Transport {
     this.credentials = credentials
     let socket: WebSocketLike
     try {
-      socket = (this.settings.webSocket ?? defaultFactory)(this.events.urlFor(credentials.url), credentials.protocols)
+      socket = (this.options.webSocket ?? defaultFactory)(this.events.urlFor(credentials.url), credentials.protocols)
     } catch (error) {
       this.events.error(error)
       this.dropped(1006, "Could not open the socket", undefined)
@@ -268,16 +255,19 @@ export class Transport {
         break
       }
     }
-    const settings = this.settings.heartbeat
-    if (settings !== undefined) {
-      this.heartbeat = new Heartbeat(settings, () => this.probe(socket), () => this.declareDead(socket))
+    const settings = this.options.heartbeat
+    if (settings !== false) {
+      const timing = { intervalMs: settings?.intervalMs ?? 25_000, timeoutMs: settings?.timeoutMs ?? 10_000 }
+      this.heartbeat = new Heartbeat(timing, () => this.probe(socket), () => this.declareDead(socket))
       this.heartbeat.start()
     }
   }
 
   /** The socket closed (or was declared dead): maybe reconnect. */
   private dropped(code: number, reason: string, status: number | undefined): void {
-    if (this.openedAt !== undefined && Date.now() - this.openedAt >= this.settings.stableAfterMs) this.attempt = 0
+    const reconnect = this.options.reconnect
+    const stableAfterMs = (reconnect === false ? undefined : reconnect?.stableAfterMs) ?? 5000
+    if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0
     this.openedAt = undefined
     this.socket = undefined
     this.stopHeartbeat()
@@ -290,15 +280,16 @@ export class Transport {
     }
     const terminal = refusal ? !this.refreshable : isTerminalCloseCode(code)
     const details: CloseDetails = status === undefined ? { code, reason, terminal } : { code, reason, status, terminal }
-    if (!(this.settings.shouldReconnect?.(details) ?? !terminal)) return this.giveUp(code, reason, status)
+    if (!(this.options.shouldReconnect?.(details) ?? !terminal)) return this.giveUp(code, reason, status)
     this.scheduleReconnect(details)
   }
 
   private scheduleReconnect(close: CloseDetails): void {
     const { code, reason, status } = close
-    const nextDelay = this.settings.nextDelay
-    if (nextDelay === undefined || this.attempt >= this.settings.maxAttempts) return this.giveUp(code, reason, status)
-    const delay = nextDelay(this.attempt, close)
+    const reconnect = this.options.reconnect
+    const maxAttempts = reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
+    if (reconnect === false || this.attempt >= maxAttempts) return this.giveUp(code, reason, status)
+    const delay = this.events.nextDelay(this.attempt, close)
     if (delay === undefined) return this.giveUp(code, reason, status)
     this.attempt++
     this.setState("reconnecting")
