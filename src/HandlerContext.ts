@@ -6,7 +6,7 @@
  * @since 0.1.0
  */
 import type { ErrorCode } from "./Errors"
-import type { ConnectionData, SendOptions } from "./internal/server/data"
+import type { ConnectionData, SendOptions } from "./Connection"
 import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 
