@@ -16,7 +16,7 @@ import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
 import { encodePayload, isPendingResult } from "./Message"
 
 /**
- * The fields the runtime sets on every connection; `authenticate` cannot
+ * The fields durable-ws sets on every connection; `authenticate` cannot
  * overwrite them.
  *
  * @since 0.1.0

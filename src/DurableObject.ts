@@ -1,5 +1,5 @@
 /**
- * The Durable Object runtime: upgrade requests become connections, socket
+ * The Durable Object handler: upgrade requests become connections, socket
  * events become dispatches, and the Hibernation API keeps idle rooms free.
  *
  * With `state`, sockets are accepted with `state.acceptWebSocket`, so the
@@ -118,7 +118,7 @@ const accept = (instance: Instance, server: WebSocket, clientId: string): void =
 }
 
 /**
- * Creates the WebSocket runtime for one Durable Object instance. Call it in
+ * Creates the WebSocket handler of one Durable Object instance. Call it in
  * the object's constructor (or a field initializer) and forward the
  * object's `fetch` and `webSocket*` methods to it. The options may be left
  * out (WS-Kit's `createDurableObjectHandler(router)`) unless the router
@@ -139,7 +139,7 @@ export const createDurableObjectHandler = <TData, R>(
     state === undefined ? memoryRegistry() : hibernatingRegistry(state),
     config
   )
-  // Heartbeats are answered by the runtime itself, so they never wake a hibernated object.
+  // Heartbeats are answered by workerd itself, so they never wake a hibernated object.
   state?.setWebSocketAutoResponse(new WebSocketRequestResponsePair(heartbeat.request, heartbeat.response))
 
   return {

@@ -1,7 +1,7 @@
 /**
  * The `ctx` handed to promise and Effect handlers alike: the message, the
  * connection, and what a handler can do (send, reply, publish, subscribe,
- * close, store). These are the types; the runtime implements them.
+ * close, store). These are the types; the engine implements them.
  *
  * @since 0.1.0
  */

@@ -1,6 +1,6 @@
 /**
  * Drive a router without a Durable Object: a test connection runs the same
- * dispatch, lifecycle hooks and pub/sub as the real runtime, with sockets
+ * admission, dispatch, lifecycle hooks and pub/sub as the Durable Object, with sockets
  * and attachments held in memory. It imports nothing from `cloudflare:*`,
  * so unit tests of handlers run in plain Node too.
  *
@@ -89,7 +89,7 @@ export type TestRuntimeOptions<TData = unknown, R = never> =
   & { readonly storage?: DurableObjectStorage }
 
 /**
- * Creates an in-memory runtime for a router: one "instance" whose
+ * Creates an in-memory instance for a router: one "instance" whose
  * connections are test connections.
  *
  * @since 0.1.0

@@ -268,5 +268,5 @@ export const bindService = <S extends object>(service: S, connection: LiveConnec
   return service
 }
 
-/** The live connection behind a `Connection` service value, if the runtime made it. */
+/** The live connection behind a `Connection` service value, if the engine made it. */
 export const liveConnectionOf = (service: object): LiveConnection | undefined => (service as Bound<object>)[live]

@@ -5,7 +5,7 @@
 import type { SystemData } from "../../Connection"
 
 /**
- * The subset of `WebSocket` the runtime talks to.
+ * The subset of `WebSocket` the engine talks to.
  */
 export interface Socket {
   readonly readyState: number

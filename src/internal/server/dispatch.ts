@@ -304,7 +304,7 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
  * Without middleware or a deadline, a handler that returns nothing or a
  * Promise is called directly: starting a fiber only to await a Promise
  * would cost more than the rest of the path. Effect handlers, middleware
- * and deadlines run as one Effect on the instance's runtime.
+ * and deadlines run as one Effect on the instance's Effect runtime.
  */
 export const dispatch = (
   instance: Instance,

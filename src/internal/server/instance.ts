@@ -40,7 +40,7 @@ interface ConnectionScope {
 
 /**
  * Everything one Durable Object instance knows at run time: its sockets,
- * their live connections, the topic index, and the runtime its Effects run
+ * their live connections, the topic index, and the Effect runtime its Effects run
  * on. Nothing here is shared between instances.
  */
 export class Instance implements ContextHost {
@@ -198,7 +198,7 @@ export class Instance implements ContextHost {
     return this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
   }
 
-  /** Runs an Effect on this instance's runtime, outside any connection (e.g. `authenticate`). */
+  /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */
   run<A>(effect: Effect.Effect<A, unknown, unknown>): Promise<A> {
     return this.runtime.runPromise(effect)
   }

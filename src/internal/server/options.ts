@@ -8,7 +8,7 @@ import { checkRateLimit } from "./rateLimit"
 
 type TopicHook = (ctx: HandlerContext, topic: string) => boolean | PromiseLike<boolean>
 
-/** The options after validation, as the runtime reads them. */
+/** The options after validation, as the engine reads them. */
 export interface InstanceConfig {
   readonly state: DurableObjectState | undefined
   readonly env: Cloudflare.Env
