@@ -111,8 +111,8 @@ export interface MessageSchema<
   readonly _tag: "MessageSchema"
   readonly type: Type
   readonly schema: S
-  /** The payload codecs, built once with the message (not part of the wire contract). */
-  readonly [codecs]: PayloadCodec | undefined
+  /** The payload codecs, built once with the message: opaque, and not part of the wire contract. */
+  readonly [codecs]: unknown
 }
 
 /**
@@ -370,7 +370,7 @@ const runCodec = (
   input: unknown,
   direction: "decode" | "encode"
 ): PayloadResult | Promise<PayloadResult> => {
-  const c = m[codecs]
+  const c = m[codecs] as PayloadCodec | undefined
   if (c === undefined) return input === undefined || input === null ? { ok: true, value: undefined } : noPayload(m)
   const outcome = c[direction](input)
   return isPending(outcome) ? outcome.then((settled) => toResult(m, settled)) : toResult(m, outcome)

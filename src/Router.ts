@@ -1,6 +1,6 @@
 /**
  * The router: message routes, middleware and lifecycle hooks. It only
- * records them; the Durable Object runtime (or `Testing.make`) runs them.
+ * records them; the Durable Object handler (or `Testing.make`) runs them.
  *
  * Handlers may return nothing, a Promise, or an Effect. Effect handlers may
  * use the built-in services ({@link Connection}, {@link Connections},

@@ -4,7 +4,7 @@ import type { MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
 import { encodeErrorFrame } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
-import type { ConnectionData, SendOptions } from "./data"
+import type { ConnectionData, SendOptions } from "../../Connection"
 
 type AnyData = Record<string, unknown>
 
