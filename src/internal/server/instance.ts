@@ -9,7 +9,6 @@ import type { Enter, PublishScope } from "./scope"
 import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection } from "./connection"
-import type { ContextHost } from "./context"
 import { HandlerContext } from "./context"
 import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
@@ -43,7 +42,7 @@ interface ConnectionScope {
  * their live connections, the topic index, and the Effect runtime its Effects run
  * on. Nothing here is shared between instances.
  */
-export class Instance implements ContextHost {
+export class Instance {
   readonly pubsub: InstancePubSub
   readonly runtime: InstanceRuntime
   /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
