@@ -12,8 +12,11 @@ import { limitFrame } from "./rateLimit"
 import type { Resumption } from "./recovery"
 import { closeSession, replacedBy, replacedReason, startSession } from "./resume"
 
-// Close codes that must not be sent back: they describe the absence of a close frame.
-const unreciprocated: ReadonlySet<number> = new Set([1005, 1006, 1015])
+// 1006 and 1015 say no close frame arrived (the connection dropped, TLS failed): there is nothing to
+// answer. 1005 is a close frame without a code (a bare `ws.close()`): RFC 6455 §5.5.1 wants it
+// answered, and the answer carries no code either.
+const noCloseFrame: ReadonlySet<number> = new Set([1006, 1015])
+const noCode = 1005
 
 const settled: Promise<void> = Promise.resolve()
 
@@ -60,7 +63,8 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   if (connection === undefined || connection.closed) return settled
   connection.closed = true
   instance.pubsub.remove(connection)
-  if (!unreciprocated.has(code)) connection.close(code, reason)
+  if (code === noCode) connection.close()
+  else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
   if (instance.router.closeHooks.length === 0) return settled
