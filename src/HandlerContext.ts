@@ -8,6 +8,7 @@
 import type { ErrorCode } from "./Errors"
 import type { ConnectionData, SendOptions } from "./Connection"
 import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
+import type { PresenceMembers } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 
 /**
@@ -25,6 +26,27 @@ export interface Topics {
 }
 
 /**
+ * The connection's presence (the handler's `presence` option turns it on):
+ * it enters, updates and leaves a topic's presence as itself only.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceActions {
+  /**
+   * Enters the topic's presence under `key` with `meta` (JSON, 1 KiB by
+   * default), or replaces its key or meta there. Authorized like a
+   * subscription; rejects with a `TopicError`.
+   */
+  track(topic: string, key: string, meta?: unknown): Promise<void>
+  /** Replaces the connection's meta in the topic; rejects when it is not tracked there. */
+  update(topic: string, meta: unknown): Promise<void>
+  untrack(topic: string): Promise<void>
+  /** The topic's members, by key, each with the metas of its connections. */
+  list(topic: string): PresenceMembers
+}
+
+/**
  * What every hook and handler can reach.
  *
  * @since 0.1.0
@@ -39,6 +61,7 @@ export interface ConnectionContext<TData = {}> {
   /** Publishes to subscribers of `topic` in this instance. Never rejects. */
   publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   readonly topics: Topics
+  readonly presence: PresenceActions
   close(code?: number, reason?: string): void
   /** The Durable Object's storage (throws when the router runs without one). */
   readonly storage: DurableObjectStorage

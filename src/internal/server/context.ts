@@ -1,5 +1,7 @@
 import type { ErrorCode } from "../../Errors"
-import type { CloseContext, OpenContext, RpcContext, Topics } from "../../HandlerContext"
+import type { CloseContext, OpenContext, PresenceActions, RpcContext, Topics } from "../../HandlerContext"
+import type { PresenceMembers } from "../../Protocol"
+import * as Effect from "effect/Effect"
 import type { MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
 import { encodeErrorFrame } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
@@ -13,7 +15,10 @@ type AnyData = Record<string, unknown>
 type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>, MessageSchema<string, PayloadSchema>>
 
 /** What a context needs from its instance. */
-export type ContextHost = Pick<Instance, "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered">
+export type ContextHost = Pick<
+  Instance,
+  "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered" | "presence" | "presenceOr" | "run"
+>
 
 const revokedPublish: PublishResult = {
   ok: false,
@@ -42,6 +47,28 @@ class TopicsView implements Topics {
   }
 }
 
+class PresenceView implements PresenceActions {
+  constructor(private readonly ctx: HandlerContext) {}
+  track(topic: string, key: string, meta?: unknown): Promise<void> {
+    const { ctx } = this
+    if (ctx.revoked) return settled
+    return ctx.host.run(Effect.flatMap(ctx.host.presenceOr(topic), (p) => p.track(ctx.connection, topic, key, meta ?? null)))
+  }
+  update(topic: string, meta: unknown): Promise<void> {
+    const { ctx } = this
+    if (ctx.revoked) return settled
+    return ctx.host.run(Effect.flatMap(ctx.host.presenceOr(topic), (p) => p.update(ctx.connection, topic, meta)))
+  }
+  untrack(topic: string): Promise<void> {
+    const { ctx } = this
+    if (!ctx.revoked) ctx.host.presence?.untrack(ctx.connection, topic)
+    return settled
+  }
+  list(topic: string): PresenceMembers {
+    return this.ctx.host.presence?.list(topic) ?? {}
+  }
+}
+
 /**
  * The one implementation behind every context type. Methods live on the
  * prototype so building a context per message allocates one small object.
@@ -60,6 +87,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   /** The progress message of an rpc that declares one. */
   progressMessage: MessageSchema | undefined = undefined
   private topicsView: Topics | undefined = undefined
+  private presenceView: PresenceActions | undefined = undefined
   /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
   private sending: Promise<void> | undefined = undefined
   private sendFailure: { readonly error: unknown } | undefined = undefined
@@ -91,6 +119,9 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   }
   get topics(): Topics {
     return this.topicsView ??= new TopicsView(this)
+  }
+  get presence(): PresenceActions {
+    return this.presenceView ??= new PresenceView(this)
   }
 
   /** Stops everything this context does from reaching the client. */

@@ -8,7 +8,7 @@ import * as Storage from "../../Storage"
 import type { Enter, PublishScope } from "./scope"
 import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
-import { isAttachment, LiveConnection } from "./connection"
+import { isAttachment, LiveConnection, presenceOf } from "./connection"
 import { HandlerContext } from "./context"
 import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
@@ -16,9 +16,12 @@ import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
 import type { Resumption } from "./recovery"
 import { PendingReplies, RecoveryStore } from "./recovery"
+import { InstancePresence } from "./presence"
 import { InstancePubSub } from "./pubsub"
 import type { RouterTables } from "./routes"
-import { connectionsService, pubSubService } from "./services"
+import { connectionsService, presenceService, pubSubService } from "./services"
+import { Presence } from "../../Presence"
+import { TopicError } from "../../Errors"
 import { InstanceRuntime } from "./effectRuntime"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
@@ -30,6 +33,13 @@ export interface SocketRegistry extends AttachmentStore {
 }
 
 const OPEN = 1
+
+const presenceOff = (topic: string): TopicError =>
+  new TopicError({
+    topic,
+    code: "INVALID_ARGUMENT",
+    message: "Presence is off: create the handler with the `presence` option"
+  })
 
 /** A connection's publish scope and the async context that carries it, captured once. */
 interface ConnectionScope {
@@ -44,6 +54,8 @@ interface ConnectionScope {
  */
 export class Instance {
   readonly pubsub: InstancePubSub
+  /** Who is in each topic (SPEC §15), when `presence` is on. */
+  readonly presence: InstancePresence | undefined
   readonly runtime: InstanceRuntime
   /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
   readonly recovery: RecoveryStore | undefined
@@ -73,16 +85,24 @@ export class Instance {
         recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
       }
     }
+    const presence = config.presence
     this.pubsub = new InstancePubSub(
       () => this.connections(),
       hook(config.authorizeSubscribe),
       hook(config.authorizePublish),
-      recovery
+      recovery,
+      presence === undefined ? undefined : (connection, topic) => this.sendPresence(connection, topic)
     )
+    this.presence = presence === undefined ? undefined : new InstancePresence({
+      connections: () => this.connections(),
+      fanOut: (topic, frame) => this.pubsub.fanOut(topic, frame, undefined),
+      authorize: hook(config.authorizeSubscribe),
+      sql: recovery === undefined ? undefined : this.storage.sql
+    }, presence)
     const builtins = Context.make(
       Connections,
       connectionsService({ connections: () => this.connections(), count: () => this.openCount() })
-    ).pipe(Context.add(PubSub, pubSubService(this.pubsub)))
+    ).pipe(Context.add(PubSub, pubSubService(this.pubsub)), Context.add(Presence, presenceService(this)))
     this.runtime = new InstanceRuntime(
       (config.storage === undefined
         ? builtins
@@ -111,7 +131,8 @@ export class Instance {
         attachment.d,
         new Set(attachment.t),
         this.store,
-        isSavedBucket(attachment.r) ? attachment.r : undefined
+        isSavedBucket(attachment.r) ? attachment.r : undefined,
+        presenceOf(attachment)
       )
       : undefined
     this.live.set(socket, connection)
@@ -145,6 +166,7 @@ export class Instance {
     connection.persist()
     this.live.set(socket, connection)
     this.pubsub.track(connection)
+    if (session !== undefined) this.presence?.resumed(connection)
     return connection
   }
 
@@ -195,6 +217,20 @@ export class Instance {
     from: LiveConnection | undefined
   ): Promise<PublishResult> {
     return this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
+  }
+
+  // -- Presence ------------------------------------------------------------------
+
+  /** The presence engine, or a failure saying it is off. */
+  presenceOr(topic: string): Effect.Effect<InstancePresence, TopicError> {
+    return this.presence === undefined
+      ? Effect.fail(presenceOff(topic))
+      : Effect.succeed(this.presence)
+  }
+
+  /** Sends a topic's whole presence to one of its subscribers (on subscribe, resume, request). */
+  sendPresence(connection: LiveConnection, topic: string): void {
+    if (this.presence !== undefined) connection.sendFrame(this.presence.stateFrame(topic))
   }
 
   /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */

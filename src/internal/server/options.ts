@@ -3,6 +3,9 @@ import type { HandlerOptions, RecoveryOptions } from "../../Options"
 import { defaults } from "../../Options"
 import type { HandlerContext } from "./context"
 import type { ResolvedRecovery } from "./recovery"
+import type { ResolvedPresence } from "./presence"
+import type { PresenceOptions } from "../../Presence"
+import { defaults as presenceDefaults } from "../../Presence"
 import type { ResolvedRateLimit } from "./rateLimit"
 import { checkRateLimit } from "./rateLimit"
 
@@ -24,6 +27,7 @@ export interface InstanceConfig {
   readonly authorizePublish: TopicHook | undefined
   readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
   readonly recovery: ResolvedRecovery | undefined
+  readonly presence: ResolvedPresence | undefined
 }
 
 const positiveInteger = (name: string, value: unknown, fallback: number): number => {
@@ -55,6 +59,27 @@ const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
   }
 }
 
+const checkPresence = (value: unknown, recovery: ResolvedRecovery | undefined): ResolvedPresence | undefined => {
+  if (value === undefined || value === false) return undefined
+  if (value !== true && (typeof value !== "object" || value === null)) {
+    throw new TypeError("durable-ws: presence must be true or an object of options")
+  }
+  const options: PresenceOptions = value === true ? {} : value as PresenceOptions
+  const countsOnlyAbove = options.countsOnlyAbove === undefined
+    ? Number.POSITIVE_INFINITY
+    : positiveInteger("presence.countsOnlyAbove", options.countsOnlyAbove, 0)
+  const sessionTtlMs = recovery?.sessionTtlMs ?? 0
+  const awayMs = options.awayMs === undefined ? sessionTtlMs : positiveInteger("presence.awayMs", options.awayMs, 0)
+  return {
+    maxMetaBytes: positiveInteger("presence.maxMetaBytes", options.maxMetaBytes, presenceDefaults.maxMetaBytes),
+    maxKeyLength: positiveInteger("presence.maxKeyLength", options.maxKeyLength, presenceDefaults.maxKeyLength),
+    flushMs: positiveInteger("presence.flushMs", options.flushMs, presenceDefaults.flushMs),
+    countsOnlyAbove,
+    // A session is never held past its own life.
+    awayMs: Math.min(awayMs, sessionTtlMs)
+  }
+}
+
 /**
  * Validates the options once, in one place, whichever front door they came
  * through: a bad value fails at construction with a message naming it.
@@ -81,6 +106,7 @@ export const resolveOptions = (
     env: options.env ?? ({} as Cloudflare.Env),
     storage,
     recovery,
+    presence: checkPresence(options.presence, recovery),
     authenticate: optionalFunction("authenticate", options.authenticate),
     maxConnections: positiveInteger("maxConnections", options.maxConnections, defaults.maxConnections),
     maxPayloadBytes: positiveInteger("maxPayloadBytes", options.maxPayloadBytes, defaults.maxPayloadBytes),

@@ -78,6 +78,8 @@ const goLive = (
   for (const frame of frames) connection.sendFrame(frame)
   connection.resuming = false
   instance.pubsub.track(connection)
+  // Diffs sent while it was away are lost to it: it gets each topic's presence whole.
+  for (const topic of connection.topics) instance.sendPresence(connection, topic)
   connection.sendFrame(encodeResumedFrame({ recovered: true, replayed: frames.length, gaps }))
 }
 

@@ -3,6 +3,7 @@
  * every front door (the Durable Object handler, `Testing.make`) delivers
  * them: the rate limit, the per-connection order, and the lifecycle hooks.
  */
+import { isTerminalCloseCode } from "../../CloseCodes"
 import type { ConnectionData } from "../../Connection"
 import type { LiveConnection } from "./connection"
 import type { Socket } from "./data"
@@ -62,11 +63,14 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed) return settled
   connection.closed = true
+  const byServer = connection.closedByServer
   instance.pubsub.remove(connection)
   if (code === noCode) connection.close()
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
+  // A terminal close by the server (kicked, signed out) leaves presence at once, whatever the session says.
+  instance.presence?.closed(connection, resumable && (byServer === undefined || !isTerminalCloseCode(byServer)))
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)
   ctx.resumable = resumable
