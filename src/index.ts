@@ -17,7 +17,17 @@ export { createRouter, Router } from "./Router"
 export type { Handler, Middleware } from "./Router"
 export { createDurableObjectHandler, WebSocketDurableObject } from "./DurableObject"
 export type { DurableObjectHandler, DurableObjectHandlerOptions, RecoveryOptions } from "./DurableObject"
-export type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext, Topics } from "./HandlerContext"
+export type {
+  CloseContext,
+  ConnectionContext,
+  MessageContext,
+  OpenContext,
+  PresenceActions,
+  RpcContext,
+  Topics
+} from "./HandlerContext"
+export { Presence } from "./Presence"
+export type { PresenceMembers, PresenceMeta, PresenceOptions } from "./Presence"
 export { Connection } from "./Connection"
 export type { ConnectionData } from "./Connection"
 export { Connections } from "./Connections"
