@@ -29,6 +29,9 @@ declare namespace Cloudflare {
     readonly WSKIT_CHAT: DurableObjectNamespace
     readonly DEADLINE_ROOM: DurableObjectNamespace
     readonly AUTH_ROOM: DurableObjectNamespace
+    readonly PRESENCE_ROOM: DurableObjectNamespace
+    readonly PRESENCE_RECOVERING: DurableObjectNamespace
+    readonly PRESENCE_COUNTED: DurableObjectNamespace
   }
 }
 

@@ -69,8 +69,9 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
-  // A terminal close by the server (kicked, signed out) leaves presence at once, whatever the session says.
-  instance.presence?.closed(connection, resumable && (byServer === undefined || !isTerminalCloseCode(byServer)))
+  // A terminal close (kicked, signed out) leaves presence at once, whatever the session says.
+  const terminal = isTerminalCloseCode(code) || (byServer !== undefined && isTerminalCloseCode(byServer))
+  instance.presence?.closed(connection, resumable && !terminal)
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)
   ctx.resumable = resumable
