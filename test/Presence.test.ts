@@ -208,6 +208,22 @@ describe("presence: recovery", () => {
     expect(Object.keys(leave.payload.leaves)).toEqual(["ann"])
   })
 
+  it("after a restart, a member that resumes keeps its place while one that does not leaves", async () => {
+    const name = room()
+    const ann = await open(env.PRESENCE_RECOVERING, name, "ann")
+    const session = await sessionOf(ann)
+    await join(ann, "lobby")
+    await join(await open(env.PRESENCE_RECOVERING, name, "bob"), "lobby")
+    await evictDurableObject(stubOf(env.PRESENCE_RECOVERING, name), { webSockets: "close" })
+    await ann.closed(5000)
+    const back = await open(env.PRESENCE_RECOVERING, name, "ann", `&dws_resume=${session.sessionId}.${session.token}.${session.seq}`)
+    expect(keysOf((await back.next(isState("lobby"))).payload.members)).toEqual(["ann", "bob"])
+    await back.next((f) => f.type === "$resumed")
+    const leave = await back.next((f) => isDiff("lobby")(f), 3000)
+    expect(leave.payload).toEqual({ topic: "lobby", joins: {}, leaves: { bob: [expect.objectContaining({ meta: { user: "bob" } })] } })
+    expect(keysOf((await call(back, "P_LIST", { topic: "lobby" })).payload.members)).toEqual(["ann"])
+  })
+
   it("a dropped connection that does not resume leaves after awayMs", async () => {
     const name = room()
     const watcher = await open(env.PRESENCE_RECOVERING, name, "watcher")

@@ -111,6 +111,8 @@ const push = (into: Record<string, Array<PresenceMeta>>, key: string, meta: Pres
 /** 64 random bits, hex: a ref tells one connection's meta from another's without naming the connection. */
 const newRef = (): string => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("")
 
+const rowKey = (clientId: string, topic: string): string => `${clientId}\u0000${topic}`
+
 const invalid = (topic: string, message: string) => new TopicError({ topic, code: "INVALID_ARGUMENT", message })
 
 /** Entries of one client whose socket is away, and until when they are held. */
@@ -168,24 +170,26 @@ export class InstancePresence {
   private ensureIndex(): void {
     if (this.indexed) return
     this.indexed = true
-    const live = new Set<string>()
+    const tracked = new Set<string>()
     for (const connection of this.host.connections()) {
-      live.add(connection.clientId)
-      for (const [topic, entry] of connection.presence) this.topic(topic).set(entry.key, entry.ref, entry.meta)
+      for (const [topic, entry] of connection.presence) {
+        tracked.add(rowKey(connection.clientId, topic))
+        this.topic(topic).set(entry.key, entry.ref, entry.meta)
+      }
     }
     const sql = this.sql
     if (sql !== undefined) {
-      const now = Date.now()
-      const until = now + this.options.awayMs
-      for (const row of sql.exec<HeldRow>("SELECT client, topic, key, ref, meta, until FROM _dws_presence")) {
-        if (live.has(row.client)) continue
-        let away = this.away.get(row.client)
-        const entries = new Map(away?.entries)
-        this.away.set(row.client, away = { entries, until: away?.until ?? row.until ?? until })
-        entries.set(row.topic, { key: row.key, ref: row.ref, meta: JSON.parse(row.meta) as unknown })
-        this.topic(row.topic).set(row.key, row.ref, JSON.parse(row.meta) as unknown)
+      const until = Date.now() + this.options.awayMs
+      for (const row of sql.exec<HeldRow>("SELECT client, topic, key, ref, meta, until FROM _dws_presence").toArray()) {
+        // A live socket's own attachment is the truth; a resuming one has none yet and takes these back.
+        if (tracked.has(rowKey(row.client, row.topic))) continue
+        if (row.until === null) sql.exec("UPDATE _dws_presence SET until = ? WHERE client = ? AND topic = ?", until, row.client, row.topic)
+        const meta = JSON.parse(row.meta) as unknown
+        const away = this.away.get(row.client)
+        const entries = new Map(away?.entries).set(row.topic, { key: row.key, ref: row.ref, meta })
+        this.away.set(row.client, { entries, until: Math.min(away?.until ?? Infinity, row.until ?? until) })
+        this.topic(row.topic).set(row.key, row.ref, meta)
       }
-      sql.exec("UPDATE _dws_presence SET until = ? WHERE until IS NULL AND client NOT IN (SELECT value FROM json_each(?))", until, JSON.stringify([...live]))
     }
     // What was just read is what subscribers already heard: no diff for it.
     for (const members of this.topics.values()) members.changes.clear()
