@@ -17,6 +17,7 @@ import { currentScope } from "./internal/server/scope"
 import type { AnyErrorHook, AnyHandler, AnyMiddleware, RouterTables } from "./internal/server/routes"
 import { registerTables } from "./internal/server/routes"
 import type { MessageSchema, PayloadArgs, RpcSchema } from "./Message"
+import type { Presence } from "./Presence"
 import type { PublishOptions, PublishResult, PubSub } from "./PubSub"
 import type { Storage } from "./Storage"
 
@@ -26,7 +27,7 @@ import type { Storage } from "./Storage"
  * @since 0.1.0
  * @category models
  */
-export type BuiltinServices = Connection | Connections | PubSub | Storage
+export type BuiltinServices = Connection | Connections | PubSub | Presence | Storage
 
 /**
  * What a handler may return: nothing, a Promise, or an Effect whose

@@ -154,6 +154,26 @@ describe("presence: hibernation and restarts", () => {
     expect(Object.keys(leave.payload.leaves)).toEqual(["ann"])
   })
 
+  it("after eviction, a close or a track as the first event is still a diff", async () => {
+    const name = room()
+    const watcher = await open(env.PRESENCE_ROOM, name, "watcher")
+    await watch(watcher, "lobby")
+    const ann = await open(env.PRESENCE_ROOM, name, "ann")
+    await join(ann, "lobby")
+    await watcher.next(isDiff("lobby"))
+    await evictDurableObject(stubOf(env.PRESENCE_ROOM, name))
+    ann.close(1000)
+    const leave = await watcher.next(isDiff("lobby"))
+    expect(leave.payload).toEqual({ topic: "lobby", joins: {}, leaves: { ann: [expect.objectContaining({ meta: { user: "ann" } })] } })
+    const bob = await open(env.PRESENCE_ROOM, name, "bob")
+    await watch(bob, "lobby")
+    await evictDurableObject(stubOf(env.PRESENCE_ROOM, name))
+    // Already subscribed: the track is the first thing presence hears after the wake.
+    await join(bob, "lobby")
+    const joined = await watcher.next(isDiff("lobby"))
+    expect(Object.keys(joined.payload.joins)).toEqual(["bob"])
+  })
+
   it("after a restart without webSocketClose no member is left behind (no ghost)", async () => {
     const name = room()
     const ann = await open(env.PRESENCE_ROOM, name, "ann")

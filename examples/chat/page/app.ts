@@ -4,8 +4,10 @@
  * ../build.mjs.
  */
 import { CloseCodes, createClient, ServerError, TimeoutError } from "../../../src/Client"
-import type { ChatLine, Member } from "../protocol"
-import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../protocol"
+import type { PresenceChange } from "../../../src/Client"
+import * as Schema from "effect/Schema"
+import type { ChatLine } from "../protocol"
+import { Join, Kick, Leave, LoadOlder, PresenceMeta, roomTopic, Said, Say, Typing, TypingChanged } from "../protocol"
 
 const element = <T extends HTMLElement>(id: string): T => {
   const found = document.getElementById(id)
@@ -58,7 +60,10 @@ const rememberId = (clientId: string) => {
   myIds.add(clientId)
   sessionStorage.setItem(idsKey, JSON.stringify([...myIds].slice(-50)))
 }
-let members = new Map<string, Member>()
+/** Who is here: the room topic's presence, kept by the client (a member per name, a meta per tab). */
+const presence = client.presence(roomTopic)
+/** Set while joining: the presence that arrives then is the room as found, not news to announce. */
+let announce = false
 const typists = new Map<string, { readonly name: string; readonly timer: ReturnType<typeof setTimeout> }>()
 
 // -- Rendering ---------------------------------------------------------------
@@ -99,14 +104,20 @@ const notice = (text: string) => {
   scrollDown()
 }
 
+const isPresenceMeta = Schema.is(PresenceMeta)
+
+/** Whether one of the member's tabs is this one. */
+const isMe = (name: string) =>
+  (presence.members[name] ?? []).some(({ meta }) => isPresenceMeta(meta) && myIds.has(meta.clientId))
+
 const renderMembers = () => {
   ui.members.replaceChildren(
-    ...[...members.values()]
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map((member) => {
+    ...Object.keys(presence.members)
+      .sort((a, b) => a.localeCompare(b))
+      .map((name) => {
         const item = document.createElement("li")
-        const mine = myIds.has(member.clientId)
-        item.textContent = mine ? `${member.name} (you)` : member.name
+        const mine = isMe(name)
+        item.textContent = mine ? `${name} (you)` : name
         if (mine) item.classList.add("me")
         return item
       })
@@ -154,8 +165,8 @@ const join = async (name: string) => {
     sessionStorage.setItem(nameKey, name)
     ui.messages.replaceChildren()
     for (const line of joined.history) renderLine(line)
-    members = new Map(joined.members.map((member) => [member.clientId, member]))
     renderMembers()
+    announce = true
     setJoined(true)
   } catch (error) {
     showError(error)
@@ -242,19 +253,19 @@ client.on(Said, (line) => {
   renderTyping()
   renderLine(line)
 })
-client.on(MemberJoined, ({ member }) => {
-  members.set(member.clientId, member)
+presence.onChange((change: PresenceChange) => {
   renderMembers()
-  notice(`${member.name} joined`)
-})
-client.on(MemberLeft, ({ member }) => {
-  if (!members.delete(member.clientId)) return
-  const typist = typists.get(member.clientId)
-  if (typist !== undefined) clearTimeout(typist.timer)
-  typists.delete(member.clientId)
-  renderMembers()
+  if (!announce) return
+  for (const name of change.joined) notice(`${name} joined`)
+  for (const name of change.left) {
+    for (const [clientId, typist] of typists) {
+      if (typist.name !== name) continue
+      clearTimeout(typist.timer)
+      typists.delete(clientId)
+    }
+    notice(`${name} left`)
+  }
   renderTyping()
-  notice(`${member.name} left`)
 })
 client.on(TypingChanged, ({ member, typing }) => {
   clearTimeout(typists.get(member.clientId)?.timer)
@@ -302,8 +313,8 @@ ui.leave.addEventListener("click", () => {
   client.send(Leave)
   wantedName = undefined
   sessionStorage.removeItem(nameKey)
-  members.clear()
-  renderMembers()
+  announce = false
+  ui.members.replaceChildren()
   notice("You left the room")
   setJoined(false)
 })

@@ -167,11 +167,12 @@ export class InstancePresence {
    * it is held from now on, like any away entry; an expired one leaves (live
    * subscribers still believe it present).
    */
-  private ensureIndex(): void {
+  private ensureIndex(closing?: LiveConnection): void {
     if (this.indexed) return
     this.indexed = true
     const tracked = new Set<string>()
-    for (const connection of this.host.connections()) {
+    const connections = closing === undefined ? this.host.connections() : [...this.host.connections(), closing]
+    for (const connection of connections) {
       for (const [topic, entry] of connection.presence) {
         tracked.add(rowKey(connection.clientId, topic))
         this.topic(topic).set(entry.key, entry.ref, entry.meta)
@@ -227,6 +228,7 @@ export class InstancePresence {
   }
 
   untrack(connection: LiveConnection, topic: string): void {
+    this.ensureIndex()
     const old = connection.presence.get(topic)
     if (old === undefined) return
     const next = new Map(connection.presence)
@@ -234,7 +236,6 @@ export class InstancePresence {
     connection.persist(connection.data, connection.topics, next)
     connection.presence = next
     this.sql?.exec("DELETE FROM _dws_presence WHERE client = ? AND topic = ?", connection.clientId, topic)
-    this.ensureIndex()
     this.change(topic, old.key, old.ref, absent)
   }
 
@@ -249,6 +250,8 @@ export class InstancePresence {
     entry: PresenceEntry,
     old: PresenceEntry | undefined
   ): Effect.Effect<void, TopicError> {
+    // Built before this change lands in the attachment, so the change is a diff against what was.
+    this.ensureIndex()
     const next = new Map(connection.presence).set(topic, entry)
     const tooLarge = connection.persist(connection.data, connection.topics, next)
     if (tooLarge !== undefined) {
@@ -263,7 +266,6 @@ export class InstancePresence {
       entry.ref,
       JSON.stringify(entry.meta)
     )
-    this.ensureIndex()
     if (old !== undefined && old.ref !== entry.ref) this.change(topic, old.key, old.ref, absent)
     this.change(topic, entry.key, entry.ref, entry.meta)
     return Effect.void
@@ -299,7 +301,7 @@ export class InstancePresence {
    */
   closed(connection: LiveConnection, resumable: boolean): void {
     if (connection.presence.size === 0) return
-    this.ensureIndex()
+    this.ensureIndex(connection)
     const entries = connection.presence
     connection.presence = new Map()
     if (connection.replaced) {
