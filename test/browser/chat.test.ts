@@ -240,6 +240,44 @@ describe("the chat example in Chromium", () => {
     await ada.close()
   })
 
+  it("shows two tabs of one user as one member, who leaves with the last tab, and leaves no ghost after a restart", async () => {
+    const room = "presence"
+    const members = (page: Page) => page.locator("#members li").allTextContents()
+    const ada1 = await open(room)
+    const ada2 = await open(room)
+    const grace = await open(room)
+    await join(ada1, "Ada")
+    await join(ada2, "Ada")
+    await join(grace, "Grace")
+    await grace.locator("#members li", { hasText: "Ada" }).waitFor(wait)
+    expect(await members(grace)).toEqual(["Ada", "Grace (you)"])
+    await ada1.locator("#members li", { hasText: "Grace" }).waitFor(wait)
+    expect(await members(ada1)).toEqual(["Ada (you)", "Grace"])
+
+    // One tab closes: the other keeps Ada in the room, also past the room's 5 s hold of a dropped tab.
+    await ada1.close()
+    await grace.waitForTimeout(6500)
+    expect(await members(grace)).toEqual(["Ada", "Grace (you)"])
+    expect(await grace.locator("#messages li.notice", { hasText: "Ada left" }).count()).toBe(0)
+    await ada2.close()
+    await grace.locator("#messages li.notice", { hasText: "Ada left" }).waitFor(wait)
+    expect(await members(grace)).toEqual(["Grace (you)"])
+
+    // A restart: Linus's tab goes away while the server is down, so his socket never comes back.
+    const linus = await open(room)
+    await join(linus, "Linus")
+    await grace.locator("#members li", { hasText: "Linus" }).waitFor(wait)
+    const { port, persistTo } = server!
+    await server!.stop({ keepStorage: true })
+    await linus.close()
+    server = await startDevServer({ port, persistTo })
+    await grace.locator("#status[data-state=open]").waitFor({ timeout: 30_000 })
+    await grace.locator("#messages li.notice", { hasText: "Linus left" }).waitFor(wait)
+    expect(await members(grace)).toEqual(["Grace (you)"])
+    await grace.close()
+    expect(pageErrors).toEqual([])
+  })
+
   it("loads older history with a progress bar", async () => {
     const room = "older"
     const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })
