@@ -197,6 +197,14 @@ export class InstancePresence {
     this.expireAway()
   }
 
+  /**
+   * Any socket event after a wake: entries held past their time while the
+   * object slept leave now (the library never takes the object's alarm).
+   */
+  wake(): void {
+    this.ensureIndex()
+  }
+
   // -- What handlers do --------------------------------------------------------
 
   track(connection: LiveConnection, topic: string, key: string, meta: unknown): Effect.Effect<void, TopicError> {

@@ -34,6 +34,7 @@ export const open = (
   resumption?: Resumption
 ): LiveConnection => {
   const connection = instance.adopt(socket, data, resumption)
+  instance.presence?.wake()
   if (resumption !== undefined) {
     if (resumption.session !== undefined) {
       for (const older of replacedBy(instance, connection)) {
@@ -51,6 +52,7 @@ export const open = (
 }
 
 export const message = (instance: Instance, socket: Socket, frame: string | ArrayBuffer): Promise<void> => {
+  instance.presence?.wake()
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed || connection.cutOff) return settled
   const limit = instance.config.rateLimit
