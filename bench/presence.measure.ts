@@ -84,7 +84,7 @@ describe("presence", () => {
 
   it("one join in a topic of 1,000 members against one of 1 member", async () => {
     const rounds = quick ? 2 : 7
-    const perRound = quick ? 20 : 100
+    const perRound = quick ? 20 : 1000
     const room = async (members: number) => {
       const runtime = Testing.make(router, { presence: { flushMs }, maxConnections: 2000 })
       const present = await Promise.all(Array.from({ length: members }, () => runtime.connect({})))
