@@ -465,7 +465,7 @@ export interface PresenceView {
   readonly known: boolean
   /** Runs on every change. Returns an unsubscribe function. */
   onChange(listener: (change: PresenceChange) => void): () => void
-  /** Asks the server for the whole state again (answered only to a subscriber of the topic). */
+  /** Asks the server for the whole state again (answered only to a subscriber of the topic, once a second at most). */
   refresh(): void
 }
 

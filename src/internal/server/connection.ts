@@ -89,6 +89,8 @@ export class LiveConnection {
   resuming = false
   /** Closed because its session was resumed on a newer socket. */
   replaced = false
+  /** When a presence request of this connection was last answered (requests are throttled). */
+  presenceAnsweredAt = Number.NEGATIVE_INFINITY
   /** The code the server closed this socket with, if it did. */
   closedByServer: number | undefined = undefined
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */

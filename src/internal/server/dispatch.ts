@@ -9,7 +9,7 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../../Errors"
-import { HandlerTimeout, toWireError, TopicError, UnknownMessageType, ValidationError } from "../../Errors"
+import { HandlerTimeout, toWireError, TopicError, UnknownMessageType, ValidationError, WsError } from "../../Errors"
 import type { PayloadResult, RpcSchema } from "../../Message"
 import { decodePayload, isPendingResult } from "../../Message"
 import {
@@ -129,6 +129,8 @@ const reportFailure = (
 // An unknown type is client input: name it in the error, but never reflect a huge one back whole.
 const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
 
+const presenceRequestIntervalMs = 1000
+
 /** A client asks for a topic's presence: only a subscriber of the topic is answered (SPEC §15's ACL). */
 const presenceRequest = (
   instance: Instance,
@@ -144,6 +146,16 @@ const presenceRequest = (
       correlationId
     )
   }
+  // A few bytes ask for a whole member list: one answer per connection per interval, so asking is no amplifier.
+  const now = Date.now()
+  if (now < connection.presenceAnsweredAt + presenceRequestIntervalMs) {
+    return reject(
+      connection,
+      new WsError({ code: "RESOURCE_EXHAUSTED", message: `One presence request per ${presenceRequestIntervalMs} ms` }),
+      correlationId
+    )
+  }
+  connection.presenceAnsweredAt = now
   instance.sendPresence(connection, topic)
   return undefined
 }
