@@ -74,7 +74,8 @@ export class Presence extends Context.Service<Presence, {
 }>()("durable-ws/Presence") {
   /**
    * An in-memory presence for unit tests of Effect code: one entry per
-   * clientId and topic, with the same key and topic checks.
+   * clientId and topic (its `ref` is the clientId), with the topic and key
+   * checks; no diffs are sent.
    *
    * @since 0.1.0
    * @category layers

@@ -1,4 +1,8 @@
 import { env, evictDurableObject } from "cloudflare:test"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import { Connection } from "../src/Connection"
+import { Presence } from "../src/Presence"
 import { describe, expect, it } from "vitest"
 import { eventually, openOn, stubOf } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
@@ -320,5 +324,25 @@ describe("presence: ACL", () => {
     await sleep(1000)
     asker.send({ type: "$presence", payload: { topic: "lobby" } })
     expect(keysOf((await asker.next(isState("lobby"))).payload.members)).toEqual(["asker"])
+  })
+})
+
+describe("Presence.layerTest", () => {
+  it("tracks, updates, lists and untracks per connection, for unit tests of Effect code", async () => {
+    const program = Effect.gen(function*() {
+      const presence = yield* Presence
+      yield* presence.track("lobby", "ann", { device: "laptop" })
+      yield* presence.update("lobby", { device: "phone" })
+      const listed = yield* presence.list("lobby")
+      const bad = yield* Effect.flip(presence.track("", "ann"))
+      yield* presence.untrack("lobby")
+      return { listed, bad, after: yield* presence.list("lobby") }
+    })
+    const { listed, bad, after } = await Effect.runPromise(
+      program.pipe(Effect.provide(Layer.merge(Presence.layerTest, Connection.layerTest({ clientId: "c1" }))))
+    )
+    expect(listed).toEqual({ ann: [{ ref: "c1", meta: { device: "phone" } }] })
+    expect(bad.code).toBe("INVALID_ARGUMENT")
+    expect(after).toEqual({})
   })
 })
