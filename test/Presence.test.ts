@@ -269,11 +269,7 @@ describe("presence: recovery", () => {
     const ann = await open(env.PRESENCE_RECOVERING, name, "ann")
     await join(ann, "lobby")
     await watcher.next(isDiff("lobby"))
-    const kicked = await stubOf(env.PRESENCE_RECOVERING, name).fetch("http://test.local/kick", {
-      method: "POST",
-      body: JSON.stringify({ user: "ann" })
-    })
-    expect(await kicked.json()).toEqual({ kicked: 1 })
+    watcher.send({ type: "P_KICK", payload: { user: "ann" } })
     expect((await ann.closed()).code).toBe(4403)
     const started = Date.now()
     const leave = await watcher.next((f) => isDiff("lobby")(f) && Object.keys(f.payload.leaves).length > 0, 3000)
