@@ -1,7 +1,7 @@
 import type { ErrorCode } from "../Errors"
 import type { CloseContext, OpenContext, RpcContext, Topics } from "../HandlerContext"
-import type { MessageSchema, PayloadSchema, RpcSchema } from "../Message"
-import { encodeErrorFrame } from "../Message"
+import type { MessageLike, MessageSchema, PayloadSchema, RpcSchema } from "../Message"
+import { encodeErrorFrame, messageOf } from "../Message"
 import type { PublishOptions, PublishResult } from "../PubSub"
 import type { LiveConnection } from "./connection"
 import type { ConnectionData, SendOptions } from "./data"
@@ -72,6 +72,10 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   resumable = false
   /** The progress message of an rpc that declares one. */
   progressMessage: MessageSchema | undefined = undefined
+  /** When the frame arrived (ms since the epoch): the start of an rpc's deadline. */
+  readonly receivedAt: number = Date.now()
+  /** Armed while an rpc whose handler returned waits for a deferred reply. */
+  private replyDeadline: ReturnType<typeof setTimeout> | undefined = undefined
   private topicsView: Topics | undefined = undefined
   /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
   private sending: Promise<void> | undefined = undefined
@@ -110,6 +114,28 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   revoke(): void {
     this.revoked = true
     this.replied = true
+    this.settleDeadline()
+  }
+
+  /**
+   * An rpc whose handler returned without answering may still answer from a
+   * callback until `atMs` (ms since the epoch); past it `expire` runs once,
+   * and nothing the handler sends after that is delivered.
+   */
+  awaitReply(atMs: number, expire: () => void): void {
+    if (this.replied || this.revoked) return
+    this.replyDeadline = setTimeout(() => {
+      this.replyDeadline = undefined
+      if (this.replied) return
+      expire()
+      this.revoke()
+    }, Math.max(0, atMs - Date.now()))
+  }
+
+  private settleDeadline(): void {
+    if (this.replyDeadline === undefined) return
+    clearTimeout(this.replyDeadline)
+    this.replyDeadline = undefined
   }
 
   /**
@@ -147,14 +173,15 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     if (tooLarge !== undefined) throw tooLarge
   }
 
-  send(message: MessageSchema, payload?: unknown, options?: SendOptions): void {
-    if (!this.revoked) this.track(this.connection.send(message, payload, options, this))
+  send(message: MessageLike, payload?: unknown, options?: SendOptions): void {
+    if (!this.revoked) this.track(this.connection.send(messageOf(message), payload, options, this))
   }
 
   reply(payload?: unknown, options?: SendOptions): void {
     if (this.response === undefined) throw new Error("durable-ws: reply() is only available in rpc handlers")
     if (this.replied) return
     this.replied = true
+    this.settleDeadline()
     this.answer(this.connection.encode(this.response, payload, options, this.correlationId))
   }
 
@@ -194,12 +221,13 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     // An RPC request gets exactly one answer: a reply, an error, or a timeout.
     if (this.revoked || (this.response !== undefined && this.replied)) return
     this.replied = true
+    this.settleDeadline()
     this.answer(encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId))
   }
 
-  publish(topic: string, message: MessageSchema, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {
+  publish(topic: string, message: MessageLike, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {
     if (this.revoked) return Promise.resolve(revokedPublish)
-    return this.host.publish(topic, message, payload, options, this.connection)
+    return this.host.publish(topic, messageOf(message), payload, options, this.connection)
   }
 
   close(code?: number, reason?: string): void {

@@ -128,7 +128,12 @@ const reportFailure = (
 // An unknown type is client input: name it in the error, but never reflect a huge one back whole.
 const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
 
-const missingReply: WireError = { code: "INTERNAL", message: "RPC handler completed without replying" }
+/**
+ * How long an rpc whose handler returned without replying may still reply
+ * (from a callback, a timer, another message) when no `handlerTimeoutMs` is
+ * set: the default request timeout of WS-Kit's client and ours.
+ */
+export const deferredReplyMs = 30_000
 
 interface Prepared {
   readonly ctx: HandlerContext
@@ -210,19 +215,29 @@ const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {
 const awaitPromise = (promise: Promise<unknown>): Effect.Effect<unknown, unknown> =>
   Effect.tryPromise({ try: () => promise, catch: (error) => error })
 
-/** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
-const completed = ({ ctx, route }: Prepared): void => {
-  if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
+/**
+ * A handler finished. An rpc it did not answer yet may be answered later
+ * (a deferred reply) until its deadline — `handlerTimeoutMs`, else
+ * {@link deferredReplyMs}, from the frame's arrival; then it gets its one
+ * `RPC_ERROR DEADLINE_EXCEEDED`, and a reply after that is dropped.
+ */
+const completed = (instance: Instance, { ctx, route }: Prepared): void => {
+  if (route.response === undefined || ctx.replied) return
+  const timeoutMs = instance.config.handlerTimeoutMs ?? deferredReplyMs
+  ctx.awaitReply(ctx.receivedAt + timeoutMs, () => {
+    const error = new HandlerTimeout({ timeoutMs, message: `No reply to "${ctx.type}" within ${timeoutMs} ms` })
+    ctx.answer(encodeErrorFrame(toWireError(error), ctx.correlationId))
+  })
 }
 
 /** Completes once the handler's asynchronously validated sends are out; one that failed fails the handler. */
 const finish = (instance: Instance, prepared: Prepared): Promise<void> | undefined => {
   const sends = prepared.ctx.sendsDone()
   if (sends === undefined) {
-    completed(prepared)
+    completed(instance, prepared)
     return undefined
   }
-  return sends.then(() => completed(prepared), (error: unknown) => reportError(instance, prepared.ctx, error, true))
+  return sends.then(() => completed(instance, prepared), (error: unknown) => reportError(instance, prepared.ctx, error, true))
 }
 
 /** A handler's Effect ended: report its failure, or finish it. */
