@@ -17,8 +17,8 @@
 import * as Schema from "effect/Schema"
 import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, PayloadResult, RpcSchema } from "./Message"
-import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, progressType } from "./Message"
+import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, RpcLike, RpcOf } from "./Message"
+import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, messageOf, progressType, rpcOf } from "./Message"
 import { ClientSession } from "./internal/clientSession"
 import type { SessionStore } from "./internal/clientSession"
 import { Heartbeat } from "./internal/heartbeat"
@@ -195,8 +195,8 @@ export class Client {
    * in order; if it is not, or it then finds the queue full, the error goes to
    * `onError`.
    */
-  send<M extends MessageSchema>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
-    return this.submit(this.encode(message, payload, options?.meta), undefined, (error) => this.emitError(error))
+  send<M extends MessageLike>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
+    return this.submit(this.encode(messageOf(message), payload, options?.meta), undefined, (error) => this.emitError(error))
   }
 
   /**
@@ -206,10 +206,11 @@ export class Client {
    * went out, or it could not be queued) or `ValidationError` (an invalid
    * request or reply payload).
    */
-  request<M extends RpcSchema>(
-    rpc: M,
-    ...[payload, options]: PayloadArgs<M, RequestOptions<M>>
-  ): Promise<Payload<M["response"]>> {
+  request<M extends RpcLike>(
+    definition: M,
+    ...[payload, options]: PayloadArgs<M, RequestOptions<RpcOf<M>>>
+  ): Promise<Payload<RpcOf<M>["response"]>> {
+    const rpc = rpcOf(definition)
     if (this.current === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
@@ -223,7 +224,7 @@ export class Client {
       return Promise.reject(error)
     }
     const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
-    return new Promise<Payload<M["response"]>>((resolve, reject) => {
+    return new Promise<Payload<RpcOf<M>["response"]>>((resolve, reject) => {
       const giveUp = (error: unknown) => {
         if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
@@ -259,7 +260,8 @@ export class Client {
   }
 
   /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
-  on<M extends MessageSchema>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
+  on<M extends MessageLike>(definition: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
+    const message = messageOf(definition)
     let subscriptions = this.subscriptions.get(message.type)
     if (subscriptions === undefined) this.subscriptions.set(message.type, subscriptions = new Set())
     const subscription: Subscription = { message, handler: handler as Subscription["handler"] }

@@ -15,8 +15,8 @@ import type { LiveConnection } from "./internal/connection"
 import { bindService, sendEffect } from "./internal/connection"
 import type { ConnectionData, SendOptions } from "./internal/data"
 import { mergeData } from "./internal/data"
-import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, PayloadArgs, PayloadResult } from "./Message"
+import { encodePayload, isPendingResult, messageOf } from "./Message"
 
 export type { ConnectionData, SendOptions, Socket, SystemData } from "./internal/data"
 export { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
@@ -32,7 +32,7 @@ export class Connection extends Context.Service<Connection, {
   /** A live view of the connection data. */
   readonly data: ConnectionData<Readonly<Record<string, unknown>>>
   readonly topics: ReadonlySet<string>
-  readonly send: <M extends MessageSchema>(message: M, ...args: PayloadArgs<M, SendOptions>) => Effect.Effect<void>
+  readonly send: <M extends MessageLike>(message: M, ...args: PayloadArgs<M, SendOptions>) => Effect.Effect<void>
   readonly assignData: (partial: Readonly<Record<string, unknown>>) => Effect.Effect<void, PayloadTooLarge>
   readonly close: (code?: number, reason?: string) => Effect.Effect<void>
 }>()("durable-ws/Connection") {
@@ -62,9 +62,9 @@ export class Connection extends Context.Service<Connection, {
           Effect.suspend(() => {
             const record = (encoded: PayloadResult) => {
               if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
-              options.sent?.push({ type: message.type, payload: encoded.value })
+              options.sent?.push({ type: messageOf(message).type, payload: encoded.value })
             }
-            const encoded = encodePayload(message, payload)
+            const encoded = encodePayload(messageOf(message), payload)
             return isPendingResult(encoded) ? Effect.promise(() => encoded.then(record)) : Effect.sync(() => record(encoded))
           }),
         assignData: (partial) => Effect.sync(() => void (data = mergeData(data, partial))),
@@ -94,7 +94,7 @@ export const make = (connection: LiveConnection): Connection["Service"] =>
         return connection.data
       },
       topics: connection.topics,
-      send: (message, ...[payload, options]) => sendEffect(connection, message, payload, options),
+      send: (message, ...[payload, options]) => sendEffect(connection, messageOf(message), payload, options),
       assignData: (partial) =>
         Effect.suspend(() => {
           const tooLarge = connection.assignData(partial)

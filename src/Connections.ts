@@ -10,8 +10,8 @@ import * as Layer from "effect/Layer"
 import type { LiveConnection } from "./internal/connection"
 import { outboundError, sendEffect } from "./internal/connection"
 import type { ConnectionData, SendOptions } from "./internal/data"
-import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodeFrame, encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, PayloadArgs, PayloadResult } from "./Message"
+import { encodeFrame, encodePayload, isPendingResult, messageOf } from "./Message"
 
 /**
  * A snapshot of one connection.
@@ -42,13 +42,13 @@ export class Connections extends Context.Service<Connections, {
   readonly count: Effect.Effect<number>
   readonly list: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Sends to one connection; false when no open connection has that clientId. */
-  readonly send: <M extends MessageSchema>(
+  readonly send: <M extends MessageLike>(
     clientId: string,
     message: M,
     ...args: PayloadArgs<M, SendOptions>
   ) => Effect.Effect<boolean>
   /** Sends to every open connection; returns how many were reached. */
-  readonly broadcast: <M extends MessageSchema>(
+  readonly broadcast: <M extends MessageLike>(
     message: M,
     ...args: PayloadArgs<M, BroadcastOptions>
   ) => Effect.Effect<number>
@@ -77,7 +77,7 @@ export class Connections extends Context.Service<Connections, {
         send: (clientId, message, ...[payload]) =>
           Effect.sync(() => {
             if (!connections.some((c) => c.clientId === clientId)) return false
-            sent?.push({ clientId, type: message.type, payload })
+            sent?.push({ clientId, type: messageOf(message).type, payload })
             return true
           }),
         broadcast: (message, ...[payload, options]) =>
@@ -86,7 +86,7 @@ export class Connections extends Context.Service<Connections, {
             let reached = 0
             for (const c of connections) {
               if (excluded.has(c.clientId)) continue
-              sent?.push({ clientId: c.clientId, type: message.type, payload })
+              sent?.push({ clientId: c.clientId, type: messageOf(message).type, payload })
               reached++
             }
             return reached
@@ -138,7 +138,7 @@ export const make = (source: ConnectionSource): Connections["Service"] => {
       Effect.suspend(() => {
         const connection = find(clientId)
         if (connection === undefined) return Effect.succeed(false)
-        return Effect.as(sendEffect(connection, message, payload, options as SendOptions | undefined), true)
+        return Effect.as(sendEffect(connection, messageOf(message), payload, options as SendOptions | undefined), true)
       }),
     broadcast: (message, ...[payload, options]) =>
       Effect.suspend(() => {
@@ -147,7 +147,7 @@ export const make = (source: ConnectionSource): Connections["Service"] => {
         // Validated and serialized once for everyone.
         const deliver = (encoded: PayloadResult): number => {
           if (!encoded.ok) throw outboundError(encoded.error.message)
-          const frame = encodeFrame(message.type, encoded.value, meta)
+          const frame = encodeFrame(messageOf(message).type, encoded.value, meta)
           const excluded = new Set(opts?.exclude ?? [])
           let reached = 0
           for (const connection of source.connections()) {
@@ -155,7 +155,7 @@ export const make = (source: ConnectionSource): Connections["Service"] => {
           }
           return reached
         }
-        const encoded = encodePayload(message, payload)
+        const encoded = encodePayload(messageOf(message), payload)
         return isPendingResult(encoded) ? Effect.promise(() => encoded.then(deliver)) : Effect.sync(() => deliver(encoded))
       }),
     close: (clientId, code, reason) =>

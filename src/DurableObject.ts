@@ -24,8 +24,8 @@ import { prepareResume, resumeParameter } from "./internal/recovery"
 import { hibernatingRegistry, memoryRegistry } from "./internal/registry"
 import { tablesOf } from "./internal/routes"
 import * as Runtime from "./internal/runtime"
-import type { MessageSchema, PayloadArgs } from "./Message"
-import { heartbeat, utf8Length } from "./Message"
+import type { MessageLike, PayloadArgs } from "./Message"
+import { heartbeat, utf8Length, messageOf } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 
@@ -53,7 +53,7 @@ export interface DurableObjectHandler<TData = {}> {
   webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
   webSocketError(ws: WebSocket, error: unknown): Promise<void>
   /** Publishes to this instance's subscribers of `topic`, from no connection. Never rejects. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** The open connections of this instance. */
   connections(): ReadonlyArray<ConnectionInfo<TData>>
 }
@@ -161,7 +161,7 @@ export const createDurableObjectHandler = <TData, R>(
     webSocketClose: (ws, code, reason) => Runtime.close(instance, ws, code, reason),
     webSocketError: (ws, error) => Runtime.error(instance, ws, error),
     publish: (topic, message, ...[payload, publishOptions]) =>
-      instance.publish(topic, message, payload, publishOptions, undefined),
+      instance.publish(topic, messageOf(message), payload, publishOptions, undefined),
     connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>)
   }
 }

@@ -7,7 +7,7 @@
  */
 import type { ErrorCode } from "./Errors"
 import type { ConnectionData, SendOptions } from "./internal/data"
-import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
+import type { MessageLike, MessageOf, MessageSchema, MetaOf, Payload, PayloadArgs, RpcLike, RpcOf } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 
 /**
@@ -35,9 +35,9 @@ export interface ConnectionContext<TData = {}> {
   readonly data: ConnectionData<TData>
   /** Merges into the connection data (persisted across hibernation; 16 KiB at most). */
   assignData(partial: Partial<TData>): void
-  send<M extends MessageSchema>(message: M, ...args: PayloadArgs<M, SendOptions>): void
+  send<M extends MessageLike>(message: M, ...args: PayloadArgs<M, SendOptions>): void
   /** Publishes to subscribers of `topic` in this instance. Never rejects. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   readonly topics: Topics
   close(code?: number, reason?: string): void
   /** The Durable Object's storage (throws when the router runs without one). */
@@ -78,10 +78,10 @@ export interface CloseContext<TData = {}> extends ConnectionContext<TData> {
  * @since 0.1.0
  * @category models
  */
-export interface MessageContext<M extends MessageSchema = MessageSchema, TData = {}> extends ConnectionContext<TData> {
-  readonly type: M["type"]
+export interface MessageContext<M extends MessageLike = MessageLike, TData = {}> extends ConnectionContext<TData> {
+  readonly type: MessageOf<M>["type"]
   readonly payload: Payload<M>
-  readonly meta: Readonly<Record<string, unknown>>
+  readonly meta: MetaOf<M>
   /** Sends an error frame (`RPC_ERROR` for an RPC request). */
   error(code: ErrorCode, message: string, details?: unknown): void
 }
@@ -93,13 +93,14 @@ export interface MessageContext<M extends MessageSchema = MessageSchema, TData =
  * @since 0.1.0
  * @category models
  */
-export interface RpcContext<M extends RpcSchema = RpcSchema, TData = {}> extends MessageContext<M, TData> {
-  reply(...args: PayloadArgs<M["response"], SendOptions>): void
+export interface RpcContext<M extends RpcLike = RpcLike, TData = {}> extends MessageContext<M, TData> {
+  reply(...args: PayloadArgs<RpcOf<M>["response"], SendOptions>): void
   /**
    * Sends progress to the requesting connection only, validated against
    * the rpc's `progress` schema, before the reply. Dropped once the request
    * was answered or ran past its deadline, or the connection closed. Only an
    * rpc declared with `{ progress }` has it (`never` otherwise).
    */
-  readonly progress: M["progress"] extends MessageSchema ? (...args: PayloadArgs<M["progress"], never>) => void : never
+  readonly progress: RpcOf<M>["progress"] extends MessageSchema ? (...args: PayloadArgs<RpcOf<M>["progress"], never>) => void
+    : never
 }

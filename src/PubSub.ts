@@ -19,8 +19,8 @@ import { TopicError } from "./Errors"
 import type { LiveConnection } from "./internal/connection"
 import type { RecoveryStore } from "./internal/recovery"
 import { liveConnectionOf } from "./internal/connection"
-import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodeFrame, encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, MessageSchema, PayloadArgs, PayloadResult } from "./Message"
+import { encodeFrame, encodePayload, isPendingResult, messageOf } from "./Message"
 
 /**
  * @since 0.1.0
@@ -73,7 +73,7 @@ export type Authorize = (connection: LiveConnection, topic: string) => boolean |
 export class PubSub extends Context.Service<PubSub, {
   readonly subscribe: (topic: string) => Effect.Effect<void, TopicError, Connection>
   readonly unsubscribe: (topic: string) => Effect.Effect<void, never, Connection>
-  readonly publish: <M extends MessageSchema>(
+  readonly publish: <M extends MessageLike>(
     topic: string,
     message: M,
     ...args: PayloadArgs<M, PublishOptions>
@@ -107,9 +107,9 @@ export class PubSub extends Context.Service<PubSub, {
           }),
         unsubscribe: (topic) => Effect.map(Connection, (connection) => void of(topic).delete(connection.clientId)),
         publish: (topic, message, ...[payload]) =>
-          whenEncoded(encodePayload(message, payload), (encoded) => {
+          whenEncoded(encodePayload(messageOf(message), payload), (encoded) => {
             if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
-            published?.push({ topic, type: message.type, payload: encoded.value })
+            published?.push({ topic, type: messageOf(message).type, payload: encoded.value })
             return Effect.succeed<PublishResult>({ ok: true, matched: of(topic).size })
           }),
         subscriberCount: (topic) => Effect.sync(() => of(topic).size)
@@ -331,7 +331,7 @@ export class DurablePubSub {
       publish: (topic, message, ...[payload, options]) =>
         Effect.flatMap(
           Effect.serviceOption(Connection),
-          (c) => this.publish(topic, message, payload, options, Option.isSome(c) ? liveConnectionOf(c.value) : undefined)
+          (c) => this.publish(topic, messageOf(message), payload, options, Option.isSome(c) ? liveConnectionOf(c.value) : undefined)
         ),
       subscriberCount: (topic) => Effect.sync(() => this.subscriberCount(topic))
     })

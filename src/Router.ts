@@ -16,7 +16,8 @@ import type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcC
 import { currentScope } from "./internal/als"
 import type { AnyErrorHook, AnyHandler, AnyMiddleware, RouterTables } from "./internal/routes"
 import { registerTables } from "./internal/routes"
-import type { MessageSchema, PayloadArgs, RpcSchema } from "./Message"
+import type { MessageLike, PayloadArgs, RpcLike } from "./Message"
+import { messageOf, rpcOf } from "./Message"
 import type { PublishOptions, PublishResult, PubSub } from "./PubSub"
 import type { Storage } from "./Storage"
 
@@ -51,7 +52,7 @@ export type Handler<Ctx, R = never> = (ctx: Ctx) => HandlerResult<R>
  * @category models
  */
 export type Middleware<TData = {}, R = never> = (
-  ctx: MessageContext<MessageSchema, TData>,
+  ctx: MessageContext<MessageLike, TData>,
   next: () => Promise<void>
 ) => HandlerResult<R>
 
@@ -80,15 +81,26 @@ export class Router<TData = {}, R = never> {
   readonly #tables: RouterTables = registerTables(this)
 
   /** Handles a message type. */
-  on<M extends MessageSchema>(message: M, handler: Handler<MessageContext<M, TData>, R>): this {
-    this.#tables.add(message, handler as unknown as AnyHandler, undefined)
+  on<M extends MessageLike>(message: M, handler: Handler<MessageContext<M, TData>, R>): this {
+    this.#tables.add(messageOf(message), handler as unknown as AnyHandler, undefined)
     return this
   }
 
   /** Handles an RPC request; the handler answers with `ctx.reply(...)`. */
-  rpc<M extends RpcSchema>(message: M, handler: Handler<RpcContext<M, TData>, R>): this {
-    this.#tables.add(message, handler as unknown as AnyHandler, message.response)
+  rpc<M extends RpcLike>(message: M, handler: Handler<RpcContext<M, TData>, R>): this {
+    const rpc = rpcOf(message)
+    this.#tables.add(rpc, handler as unknown as AnyHandler, rpc.response)
     return this
+  }
+
+  /**
+   * Applies a plugin: a function of the router that returns it (or what it
+   * built on it). WS-Kit's `withZod()`, `withValibot()` and the other
+   * plugins its docs show are no-ops here (see the README's migration
+   * section), so `createRouter().plugin(withZod())` runs unchanged.
+   */
+  plugin<Out>(plugin: (router: this) => Out): Out {
+    return plugin(this)
   }
 
   /** Adds middleware that runs before every message handler. */
@@ -122,13 +134,13 @@ export class Router<TData = {}, R = never> {
    * `authorizePublish` is consulted and `excludeSelf` applies. Outside a
    * handler there is no current instance: use the handler's `publish`.
    */
-  publish<M extends MessageSchema>(
+  publish<M extends MessageLike>(
     topic: string,
     message: M,
     ...[payload, options]: PayloadArgs<M, PublishOptions>
   ): Promise<PublishResult> {
     const scope = currentScope()
-    return scope === undefined ? Promise.resolve(outsideHandler) : scope.publish(topic, message, payload, options)
+    return scope === undefined ? Promise.resolve(outsideHandler) : scope.publish(topic, messageOf(message), payload, options)
   }
 }
 

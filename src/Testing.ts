@@ -17,7 +17,8 @@ import { prepareResume } from "./internal/recovery"
 import { memoryRegistry } from "./internal/registry"
 import { tablesOf } from "./internal/routes"
 import * as Runtime from "./internal/runtime"
-import type { MessageSchema, PayloadArgs } from "./Message"
+import { messageOf } from "./Message"
+import type { MessageLike, PayloadArgs } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 
@@ -70,7 +71,7 @@ export interface TestRuntime<TData> {
    */
   connect(data?: TData, resourceId?: string, options?: ConnectOptions): Promise<TestConnection<TData>>
   /** The handler's own publish: from no connection. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** Releases what the `layer` acquired. */
   dispose(): Promise<void>
 }
@@ -151,7 +152,7 @@ export const make = <TData, R>(
       }
     },
     publish: (topic, message, ...[payload, publishOptions]) =>
-      instance.publish(topic, message, payload, publishOptions, undefined),
+      instance.publish(topic, messageOf(message), payload, publishOptions, undefined),
     dispose: () => instance.runtime.dispose()
   }
 }

@@ -12,7 +12,9 @@ import type { WireError } from "../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
 import type { PayloadResult, RpcSchema } from "../Message"
 import {
+  declaresMeta,
   decodeEnvelope,
+  decodeMeta,
   decodePayload,
   encodeErrorFrame,
   heartbeat,
@@ -185,6 +187,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   let payload: PayloadResult | Promise<PayloadResult>
   try {
     payload = decodePayload(route.message, envelope.payload)
+    if (declaresMeta(route.message)) payload = bothValid(decodeMeta(route.message, envelope.meta), payload)
   } catch (error) {
     // A validator that throws is a server bug: reported like a failing handler, never as the client's fault.
     const ctx = new HandlerContext(instance, connection, type, undefined, envelope.meta, correlationId, route.response)
@@ -199,6 +202,15 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   const ctx = new HandlerContext(instance, connection, type, payload.value, envelope.meta, correlationId, route.response)
   return { ctx: withProgress(ctx, route), route, validating: undefined }
 }
+
+/** The payload's result when the meta passed too; the meta's failure first. */
+const bothValid = (
+  meta: PayloadResult | Promise<PayloadResult>,
+  payload: PayloadResult | Promise<PayloadResult>
+): PayloadResult | Promise<PayloadResult> =>
+  isPendingResult(meta) || isPendingResult(payload)
+    ? Promise.all([meta, payload]).then(([m, p]) => m.ok ? p : m)
+    : meta.ok ? payload : meta
 
 /** Takes an asynchronous validator's verdict: true to go on to the handler, false once the client is told. */
 const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {

@@ -1,0 +1,284 @@
+/**
+ * `durable-ws/valibot`: messages that are valibot schemas of their whole
+ * envelope, shaped like `@ws-kit/valibot`, so a WS-Kit app changes only its
+ * import line.
+ *
+ * `message("PING", { text: v.string() })` is a `v.strictObject` of
+ * `{ type, meta, payload }` — `v.safeParse(Ping, frame)`,
+ * `v.InferOutput<typeof Ping>` and `v.variant("type", [...])` work as with
+ * WS-Kit — and it stands for a durable-ws message (under
+ * {@link MessageDefinition}), so the router, `send`, `publish` and the client
+ * take it. A payload given as fields is strict (unknown keys are refused), as
+ * in WS-Kit; a schema given whole is used as it is. A third argument declares
+ * extended meta, which inbound frames must then pass.
+ *
+ * valibot is an optional peer dependency, used only by this module.
+ *
+ * @since 0.1.0
+ */
+import * as v from "valibot"
+import { checkMetaKeys, defineOn, messageSpec, rpcSpec } from "./internal/envelope"
+import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
+import * as Message from "./Message"
+import type { Router } from "./Router"
+import { createRouter as createCoreRouter } from "./Router"
+
+export { v }
+
+type AnySchema = v.GenericSchema
+
+/**
+ * A payload as WS-Kit takes it: a record of valibot fields, or a schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadDef = v.ObjectEntries | AnySchema
+
+/**
+ * Extended meta as WS-Kit takes it: a record of valibot fields.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MetaDef = v.ObjectEntries
+
+/**
+ * The schema a payload definition becomes: a strict object for fields, the
+ * schema itself otherwise.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadObject<P> = P extends AnySchema ? P
+  : P extends v.ObjectEntries ? v.StrictObjectSchema<P, undefined>
+  : never
+
+type StandardMeta = {
+  readonly timestamp: v.OptionalSchema<v.NumberSchema<undefined>, undefined>
+  readonly correlationId: v.OptionalSchema<v.StringSchema<undefined>, undefined>
+}
+
+/**
+ * The strict object a message's `meta` is: `timestamp` and `correlationId`,
+ * both optional, plus the extended fields.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MetaObject<M> = v.StrictObjectSchema<
+  [M] extends [v.ObjectEntries] ? Omit<StandardMeta, keyof M> & M : StandardMeta,
+  undefined
+>
+
+/**
+ * The entries of a message's envelope schema.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type EnvelopeEntries<T extends string, P, M> =
+  & {
+    readonly type: v.LiteralSchema<T, undefined>
+    readonly meta: MetaObject<M> extends infer O extends AnySchema ? v.OptionalSchema<O, {}> : never
+  }
+  & ([P] extends [undefined] ? {} : { readonly payload: PayloadObject<P> })
+
+/**
+ * The durable-ws message an envelope stands for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Definition<T extends string, P, M> =
+  & MessageSchema<T, [P] extends [undefined] ? undefined : PayloadObject<P>>
+  & ([M] extends [v.ObjectEntries] ? { readonly meta: MetaObject<M> } : {})
+
+/**
+ * A message: a strict valibot schema of its envelope that stands for a
+ * durable-ws message.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MessageEnvelope<T extends string, P = undefined, M = undefined> =
+  & v.StrictObjectSchema<EnvelopeEntries<T, P, M>, undefined>
+  & DefinesMessage<Definition<T, P, M>>
+  & { readonly messageType: T }
+
+/**
+ * An rpc request: its envelope schema, with the response's as `response`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RpcEnvelope<ReqT extends string, ReqP, ResT extends string, ResP, ReqM = undefined, ResM = undefined> =
+  & v.StrictObjectSchema<EnvelopeEntries<ReqT, ReqP, ReqM>, undefined>
+  & DefinesMessage<
+    & RpcSchema<
+      ReqT,
+      [ReqP] extends [undefined] ? undefined : PayloadObject<ReqP>,
+      Definition<ResT, ResP, ResM>,
+      undefined
+    >
+    & ([ReqM] extends [v.ObjectEntries] ? { readonly meta: MetaObject<ReqM> } : {})
+  >
+  & { readonly messageType: ReqT; readonly responseType: ResT; readonly response: MessageEnvelope<ResT, ResP, ResM> }
+
+const isSchema = (u: PayloadDef): u is AnySchema => "kind" in u && u["kind"] === "schema"
+
+interface Built {
+  readonly payload: AnySchema | undefined
+  readonly meta: AnySchema
+  readonly extended: boolean
+}
+
+const build = (type: string, payload: PayloadDef | undefined, meta: MetaDef | undefined): Built => {
+  checkMetaKeys(type, meta)
+  return {
+    payload: payload === undefined ? undefined : isSchema(payload) ? payload : v.strictObject(payload),
+    meta: v.strictObject({ timestamp: v.optional(v.number()), correlationId: v.optional(v.string()), ...meta }),
+    extended: meta !== undefined
+  }
+}
+
+const envelope = (type: string, built: Built): AnySchema => {
+  const entries: v.ObjectEntries = { type: v.literal(type), meta: v.optional(built.meta, {}) }
+  return v.strictObject(built.payload === undefined ? entries : { ...entries, payload: built.payload })
+}
+
+/**
+ * Defines a message, positionally or as an object. The result is a strict
+ * valibot schema of the envelope `{ type, meta, payload }` that the router,
+ * `send`, `publish` and the client take as a message.
+ *
+ * @example
+ * const Ping = message("PING", { text: v.string() })
+ * v.safeParse(Ping, { type: "PING", meta: {}, payload: { text: "hi" } }).success // true
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export function message<const T extends string, P extends PayloadDef | undefined = undefined, M extends MetaDef | undefined = undefined>(
+  spec: { readonly type: T; readonly payload?: P; readonly meta?: M }
+): MessageEnvelope<T, P, M>
+export function message<const T extends string, P extends PayloadDef | undefined = undefined, M extends MetaDef | undefined = undefined>(
+  type: T,
+  payload?: P,
+  meta?: M
+): MessageEnvelope<T, P, M>
+export function message(
+  specOrType: string | { readonly type: string; readonly payload?: PayloadDef; readonly meta?: MetaDef },
+  payload?: PayloadDef,
+  meta?: MetaDef
+): AnySchema {
+  const spec = messageSpec(specOrType, payload, meta)
+  const built = build(spec.type, spec.payload, spec.meta)
+  const definition = Message.message(spec.type, built.payload, built.extended ? built.meta : undefined)
+  return defineOn(envelope(spec.type, built), definition)
+}
+
+interface SideSpec {
+  readonly type: string
+  readonly payload?: PayloadDef
+  readonly meta?: MetaDef
+}
+
+/**
+ * Defines a request/response pair, positionally or as `{ req, res }`. The
+ * result is the request's envelope schema; `response` is the response's.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export function rpc<
+  const ReqT extends string,
+  ReqP extends PayloadDef | undefined,
+  const ResT extends string,
+  ResP extends PayloadDef | undefined,
+  ReqM extends MetaDef | undefined = undefined,
+  ResM extends MetaDef | undefined = undefined
+>(spec: {
+  readonly req: { readonly type: ReqT; readonly payload?: ReqP; readonly meta?: ReqM }
+  readonly res: { readonly type: ResT; readonly payload?: ResP; readonly meta?: ResM }
+}): RpcEnvelope<ReqT, ReqP, ResT, ResP, ReqM, ResM>
+export function rpc<
+  const ReqT extends string,
+  ReqP extends PayloadDef | undefined,
+  const ResT extends string,
+  ResP extends PayloadDef | undefined
+>(requestType: ReqT, request: ReqP, responseType: ResT, response: ResP): RpcEnvelope<ReqT, ReqP, ResT, ResP>
+export function rpc(
+  specOrType: string | { readonly req: SideSpec; readonly res: SideSpec },
+  request?: PayloadDef,
+  responseType?: string,
+  response?: PayloadDef
+): AnySchema {
+  const { req, res } = rpcSpec(specOrType, request, responseType, response)
+  const builtReq = build(req.type, req.payload, req.meta)
+  const builtRes = build(res.type, res.payload, res.meta)
+  const definition = Message.rpc(
+    req.type,
+    builtReq.payload,
+    res.type,
+    builtRes.payload,
+    builtReq.extended ? { meta: builtReq.meta } : {}
+  )
+  const responseEnvelope = defineOn(envelope(res.type, builtRes), definition.response)
+  return defineOn(envelope(req.type, builtReq), definition, { response: responseEnvelope, responseType: res.type })
+}
+
+/**
+ * Creates a router: the same as `durable-ws`'s `createRouter`, here so that
+ * WS-Kit's `import { v, message, createRouter } from "@ws-kit/valibot"` needs
+ * only its module name changed.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const createRouter: <TData = {}, R = never>() => Router<TData, R> = createCoreRouter
+
+/**
+ * WS-Kit's validation plugin. durable-ws validates every message with the
+ * schema it was defined with, so `router.plugin(withValibot())` changes
+ * nothing; it is here so WS-Kit code compiles and runs unchanged.
+ *
+ * @since 0.1.0
+ * @category plugins
+ */
+export const withValibot = (_options?: { readonly validateOutgoing?: boolean }) => <Rt>(router: Rt): Rt => router
+
+/**
+ * The message type literal of a message.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferType<S extends DefinesMessage> = S[typeof Message.MessageDefinition]["type"]
+
+/**
+ * The payload type of a message (`never` for one without payload).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferPayload<S extends DefinesMessage> = S[typeof Message.MessageDefinition]["schema"] extends undefined ? never
+  : Message.Payload<S>
+
+/**
+ * The response payload of an rpc (`never` for a message).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferResponse<S extends DefinesMessage> = S[typeof Message.MessageDefinition] extends RpcSchema
+  ? Message.Payload<S[typeof Message.MessageDefinition]["response"]>
+  : never
+
+/**
+ * The whole envelope of a message: `v.InferOutput<typeof M>`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferMessage<S extends AnySchema> = v.InferOutput<S>
