@@ -18,7 +18,7 @@ import * as Schema from "effect/Schema"
 import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
 import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, RpcLike, RpcOf } from "./Message"
-import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, messageOf, progressType, rpcOf } from "./Message"
+import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, legacyProgressType, messageOf, progressType, rpcOf } from "./Message"
 import { ClientSession } from "./internal/clientSession"
 import type { SessionStore } from "./internal/clientSession"
 import { Heartbeat } from "./internal/heartbeat"
@@ -670,7 +670,7 @@ export class Client {
     }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const payload = frame["payload"]
-    if (type === progressType) return this.progressed(correlationId, payload)
+    if (type === progressType || type === legacyProgressType) return this.progressed(correlationId, payload)
     const isError = type === "ERROR" || type === "RPC_ERROR"
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
@@ -734,7 +734,7 @@ export class Client {
   private progressed(correlationId: string | undefined, payload: unknown): Promise<void> | undefined {
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     const onProgress = entry?.onProgress
-    if (entry?.progress === undefined || onProgress === undefined) return undefined
+    if (entry === undefined || onProgress === undefined) return undefined
     const hand = (decoded: PayloadResult): void => {
       if (!decoded.ok) return this.emitError(decoded.error)
       // A request answered or given up while an asynchronous validator decided hears nothing more.
@@ -745,7 +745,8 @@ export class Client {
         this.emitError(error)
       }
     }
-    const decoded = decodePayload(entry.progress, payload)
+    // An rpc that declares no progress schema hears its progress as it came.
+    const decoded = entry.progress === undefined ? { ok: true as const, value: payload } : decodePayload(entry.progress, payload)
     if (isPendingResult(decoded)) return decoded.then(hand)
     hand(decoded)
     return undefined

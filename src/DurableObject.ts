@@ -138,7 +138,7 @@ export const createDurableObjectHandler = <TData, R>(
   ...[options]: [R] extends [never] ? [options?: DurableObjectHandlerOptions<TData, R>]
     : [options: DurableObjectHandlerOptions<TData, R>]
 ): DurableObjectHandler<TData> => {
-  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0])
+  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0], false, tablesOf(router).limits)
   const { state } = config
   const instance = new Instance(
     tablesOf(router),
@@ -195,7 +195,7 @@ export const WebSocketDurableObject = <TData, R>(
   options: Omit<HandlerOptions<TData, R>, "state" | "env"> & LayerOption<R>
 ): WebSocketDurableObjectClass<TData> => {
   // Checked once, when the class is defined, not first when an object is constructed.
-  resolveOptions(options as Parameters<typeof resolveOptions>[0], true)
+  resolveOptions(options as Parameters<typeof resolveOptions>[0], true, tablesOf(router).limits)
   return class WebSocketRouterObject extends DurableObject<Cloudflare.Env> {
     readonly ws: DurableObjectHandler<TData>
     constructor(state: DurableObjectState, env: Cloudflare.Env) {

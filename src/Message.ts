@@ -12,7 +12,7 @@
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type * as Types from "effect/Types"
-import type { WireError } from "./Errors"
+import type { CustomWireError, WireError } from "./Errors"
 import { PayloadTooLarge, ValidationError } from "./Errors"
 import type { Outcome, PayloadCodec } from "./internal/codec"
 import { allEffectFields, fieldsCodec, invalidField, isAnySchema, isPending, schemaCodec } from "./internal/codec"
@@ -228,22 +228,34 @@ type Outgoing<S> = S extends Schema.Top ? S["Type"]
   : undefined
 
 /**
- * The wire type of progress frames: `{"type":"$progress","meta":{"correlationId"},"payload"}`.
- * Reserved, so no application message can be mistaken for one.
+ * The wire type of progress frames:
+ * `{"type":"$ws:rpc-progress","meta":{"timestamp","correlationId"},"payload"}`,
+ * the shape WS-Kit's client understands. Reserved, so no application
+ * message can be mistaken for one.
  *
  * @since 0.1.0
  * @category constants
  */
-export const progressType = "$progress"
+export const progressType = "$ws:rpc-progress"
 
 /**
- * The decoded progress payload of an rpc (`never` when it declares none).
+ * The progress type durable-ws servers sent before they spoke WS-Kit's
+ * (`$progress`): the client still understands it.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const legacyProgressType = "$progress"
+
+/**
+ * The decoded progress payload of an rpc (`unknown` when it declares none:
+ * its handler may still send progress, unchecked).
  *
  * @since 0.1.0
  * @category models
  */
 export type ProgressOf<M extends RpcLike> = RpcOf<M>["progress"] extends MessageSchema ? Payload<RpcOf<M>["progress"]>
-  : never
+  : unknown
 
 /**
  * The decoded payload type of a message (`undefined` when it has none):
@@ -285,6 +297,17 @@ export type OutgoingPayload<M extends MessageLike> = Outgoing<MessageOf<M>["sche
 export type PayloadArgs<M extends MessageLike, Opts> = MessageOf<M>["schema"] extends PayloadSchema
   ? [payload: OutgoingPayload<M>, options?: Opts]
   : [payload?: undefined, options?: Opts]
+
+/**
+ * Like {@link PayloadArgs}, with the options required: the form of `send`
+ * that returns a Promise (`{ waitFor }`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadArgsWithOptions<M extends MessageLike, Opts> = MessageOf<M>["schema"] extends PayloadSchema
+  ? [payload: OutgoingPayload<M>, options: Opts]
+  : [payload: undefined, options: Opts]
 
 /**
  * Types that clients may not use: `$…` and `__…` are reserved for the
@@ -731,10 +754,14 @@ export const encodeFrame = (type: string, payload: unknown, meta?: Readonly<Reco
  * @since 0.1.0
  * @category encoding
  */
-export const encodeErrorFrame = (error: WireError, correlationId: string | undefined): string =>
+export const encodeErrorFrame = (
+  error: WireError | CustomWireError,
+  correlationId: string | undefined,
+  meta?: Readonly<Record<string, unknown>>
+): string =>
   correlationId === undefined
-    ? JSON.stringify({ type: "ERROR", meta: {}, payload: error })
-    : JSON.stringify({ type: "RPC_ERROR", meta: { correlationId }, payload: error })
+    ? JSON.stringify({ type: "ERROR", meta: meta ?? {}, payload: error })
+    : JSON.stringify({ type: "RPC_ERROR", meta: meta === undefined ? { correlationId } : { ...meta, correlationId }, payload: error })
 
 /**
  * The heartbeat a client sends, and the answer it gets — answered by the

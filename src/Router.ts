@@ -14,9 +14,9 @@ import type { Connection } from "./Connection"
 import type { Connections } from "./Connections"
 import type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext } from "./HandlerContext"
 import { currentScope } from "./internal/als"
-import type { AnyErrorHook, AnyHandler, AnyMiddleware, RouterTables } from "./internal/routes"
-import { registerTables } from "./internal/routes"
-import type { MessageLike, PayloadArgs, RpcLike } from "./Message"
+import type { AnyErrorHook, AnyHandler, AnyMiddleware, AnyObserver, OnConflict, RouterTables } from "./internal/routes"
+import { registerTables, tablesOf } from "./internal/routes"
+import type { MessageLike, PayloadArgs, RpcLike, RpcSchema } from "./Message"
 import { messageOf, rpcOf } from "./Message"
 import type { PublishOptions, PublishResult, PubSub } from "./PubSub"
 import type { Storage } from "./Storage"
@@ -57,10 +57,123 @@ export type Middleware<TData = {}, R = never> = (
 ) => HandlerResult<R>
 
 /**
+ * Sees every handler failure (with the handler's context), every error a
+ * handler sends with `ctx.error`, and every frame refused before reaching a
+ * handler — not JSON, no type, an unknown type, over the size limit — with
+ * no context. Returning `false` keeps the error frame the library would
+ * send for a failure or a refused frame from being sent.
+ *
  * @since 0.1.0
  * @category models
  */
-export type ErrorHook<TData = {}> = (error: unknown, ctx: ConnectionContext<TData> | undefined) => void
+export type ErrorHook<TData = {}> = (
+  error: unknown,
+  ctx: (ConnectionContext<TData> & { readonly type?: string }) | undefined
+) => void | boolean | PromiseLike<void>
+
+/**
+ * What a publish looked like, for {@link RouterObserver.onPublish}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PublishRecord {
+  readonly topic: string
+  readonly type: string
+  /** The payload as it went on the wire (encoded). */
+  readonly payload: unknown
+  readonly meta?: Readonly<Record<string, unknown>> | undefined
+}
+
+/**
+ * What `router.observe` can watch (every callback optional), for tests
+ * and monitoring. Callbacks run synchronously, in registration order; one
+ * that throws is logged and does not stop the others.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouterObserver<TData = {}> {
+  /** A publish that was delivered (whatever the number of subscribers). */
+  readonly onPublish?: (record: PublishRecord) => void
+  /** Any error `onError` hooks see, with the client and message type when known. */
+  readonly onError?: (error: unknown, meta?: { readonly clientId?: string; readonly type?: string }) => void
+  readonly onConnectionOpen?: (clientId: string, data: Readonly<ConnectionContext<TData>["data"]>) => void
+  readonly onConnectionClose?: (clientId: string, meta?: { readonly code?: number; readonly reason?: string }) => void
+}
+
+/**
+ * `createRouter`'s options. `limits.maxPayloadBytes` is the largest inbound
+ * frame (the Durable Object handler's own `maxPayloadBytes` wins when both
+ * are set); `limits.maxPending` is how many frames one connection may have
+ * waiting or running at once before more are refused with
+ * `RESOURCE_EXHAUSTED`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouterOptions {
+  readonly limits?: {
+    readonly maxPayloadBytes?: number
+    readonly maxPending?: number
+  }
+  /**
+   * Accepted for WS-Kit's sake and not needed: the runtime itself answers
+   * `{"type":"__heartbeat"}` (without waking a hibernated object), and
+   * clients decide when a connection is dead.
+   */
+  readonly heartbeat?: { readonly intervalMs?: number; readonly timeoutMs?: number }
+  /** Accepted for WS-Kit's sake: a failing handler's client always gets an error frame (an `onError` hook returning `false` keeps it). */
+  readonly autoSendErrorOnThrow?: boolean
+  /** Accepted for WS-Kit's sake: an unexpected error's details never reach the client. */
+  readonly exposeErrorDetails?: boolean
+  /** Accepted for WS-Kit's sake: an rpc left unanswered gets `DEADLINE_EXCEEDED` at its deadline instead of a warning. */
+  readonly warnIncompleteRpc?: boolean
+}
+
+/**
+ * `merge`'s and `mount`'s options: what to do with a type both routers
+ * handle (`"error"`, the default, throws).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ComposeOptions {
+  readonly onConflict?: OnConflict
+}
+
+/**
+ * The handler's context a route gets: an rpc's for an rpc, a message's otherwise.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ContextOf<M extends MessageLike, TData> = M extends RpcLike ? RpcContext<M, TData> : MessageContext<M, TData>
+
+/**
+ * One route being built: `router.route(Message).use(mw).on(handler)`. Its
+ * middleware runs after the router's own, for this message only.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class RouteBuilder<M extends MessageLike, TData = {}, R = never> {
+  readonly #middleware: Array<AnyMiddleware> = []
+  constructor(private readonly tables: RouterTables, private readonly message: M) {}
+
+  /** Adds middleware for this route only. */
+  use(middleware: Middleware<TData, R>): this {
+    this.#middleware.push(middleware as unknown as AnyMiddleware)
+    return this
+  }
+
+  /** Registers the handler: as an rpc handler when the message is an rpc. */
+  on(handler: Handler<ContextOf<M, TData>, R>): void {
+    const message = messageOf(this.message)
+    const response = "response" in message ? (message as RpcSchema).response : undefined
+    this.tables.add(message, handler as unknown as AnyHandler, response, this.#middleware)
+  }
+}
 
 const outsideHandler: PublishResult = {
   ok: false,
@@ -78,7 +191,11 @@ const outsideHandler: PublishResult = {
  */
 export class Router<TData = {}, R = never> {
   declare readonly "~requirements": R
-  readonly #tables: RouterTables = registerTables(this)
+  readonly #tables: RouterTables
+
+  constructor(options: RouterOptions = {}) {
+    this.#tables = registerTables(this, options.limits)
+  }
 
   /** Handles a message type. */
   on<M extends MessageLike>(message: M, handler: Handler<MessageContext<M, TData>, R>): this {
@@ -121,10 +238,38 @@ export class Router<TData = {}, R = never> {
     return this
   }
 
-  /** Sees every handler failure, with the original error. */
+  /** Sees every failure, with the original error (see {@link ErrorHook}). */
   onError(hook: ErrorHook<TData>): this {
     this.#tables.errorHooks.push(hook as unknown as AnyErrorHook)
     return this
+  }
+
+  /** Starts a route whose middleware applies to this message only. */
+  route<M extends MessageLike>(message: M): RouteBuilder<M, TData, R> {
+    return new RouteBuilder(this.#tables, message)
+  }
+
+  /** Takes every route of `other` (its router-wide middleware and hooks stay there). */
+  merge(other: Router<TData, R>, options?: ComposeOptions): this {
+    this.#tables.adopt(tablesOf(other), "", options?.onConflict)
+    return this
+  }
+
+  /** Takes every route of `other` under `prefix` + its type (`mount("chat.", chat)`: `"chat.SEND"`). */
+  mount(prefix: string, other: Router<TData, R>, options?: ComposeOptions): this {
+    this.#tables.adopt(tablesOf(other), prefix, options?.onConflict)
+    return this
+  }
+
+  /** Watches publishes, errors, opens and closes; returns the function that stops watching. */
+  observe(observer: RouterObserver<TData>): () => void {
+    const observers = this.#tables.observers
+    const entry = observer as AnyObserver
+    observers.push(entry)
+    return () => {
+      const index = observers.indexOf(entry)
+      if (index >= 0) observers.splice(index, 1)
+    }
   }
 
   /**
@@ -147,8 +292,11 @@ export class Router<TData = {}, R = never> {
 /**
  * Creates a router. `TData` is the connection data `authenticate` returns;
  * `R` lists the services Effect handlers need beyond the built-in ones.
+ * `options.limits` as WS-Kit's `createRouter({ limits })` (see
+ * {@link RouterOptions}).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const createRouter = <TData = {}, R = never>(): Router<TData, R> => new Router<TData, R>()
+export const createRouter = <TData = {}, R = never>(options?: RouterOptions): Router<TData, R> =>
+  new Router<TData, R>(options)

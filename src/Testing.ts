@@ -100,7 +100,7 @@ export const make = <TData, R>(
   router: Router<TData, R>,
   options: TestRuntimeOptions<TData, R> & LayerOption<R>
 ): TestRuntime<TData> => {
-  const config = resolveOptions(options as Parameters<typeof resolveOptions>[0])
+  const config = resolveOptions(options as Parameters<typeof resolveOptions>[0], false, tablesOf(router).limits)
   const registry = memoryRegistry()
   const instance = new Instance(tablesOf(router), registry, config)
   return {

@@ -20,7 +20,7 @@ import * as v from "valibot"
 import { checkMetaKeys, defineOn, messageSpec, rpcSpec } from "./internal/envelope"
 import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
 import * as Message from "./Message"
-import type { Router } from "./Router"
+import type { Router, RouterOptions } from "./Router"
 import { createRouter as createCoreRouter } from "./Router"
 
 export { v }
@@ -236,7 +236,7 @@ export function rpc(
  * @since 0.1.0
  * @category constructors
  */
-export const createRouter: <TData = {}, R = never>() => Router<TData, R> = createCoreRouter
+export const createRouter: <TData = {}, R = never>(options?: RouterOptions) => Router<TData, R> = createCoreRouter
 
 /**
  * WS-Kit's validation plugin. durable-ws validates every message with the

@@ -264,9 +264,10 @@ export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOpt
   readonly timeoutMs?: number
   /**
    * Called with every progress payload the handler sends (`ctx.progress`)
-   * before its reply; only for an rpc declared with a `progress` schema.
+   * before its reply: decoded by the rpc's `progress` schema, or as it came
+   * (`unknown`) for an rpc that declares none.
    */
-  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
+  readonly onProgress?: (progress: ProgressOf<M>) => void
   /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
   readonly signal?: AbortSignal
 }

@@ -43,6 +43,16 @@ export interface Socket {
 export interface SendOptions {
   /** Extra fields for the frame's `meta`. */
   readonly meta?: Readonly<Record<string, unknown>>
+  /** A send whose signal is already aborted is skipped. */
+  readonly signal?: AbortSignal | undefined
+  /** In a handler: copies the message's `correlationId` (when it has one) into the frame's `meta`. */
+  readonly inheritCorrelationId?: boolean | undefined
+  /**
+   * In a handler: makes `send` return a Promise of whether the frame was
+   * handed to the socket (after an asynchronous validator, if any).
+   * workerd shows no send buffer, so `"drain"` and `"ack"` both mean that.
+   */
+  readonly waitFor?: "drain" | "ack" | undefined
 }
 
 /**

@@ -40,6 +40,7 @@ export const open = (
     }
     void connection.enqueue(() => startSession(instance, connection, resumption))
   }
+  if (instance.router.observers.length > 0) instance.router.observe("onConnectionOpen", connection.clientId, connection.data)
   if (instance.router.openHooks.length > 0) {
     const ctx = instance.lifecycleContext(connection)
     ctx.recovered = resumption?.session !== undefined
@@ -59,8 +60,21 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
       if (refuse(instance, connection, limit, frame, retryAfterMs, now)) return settled
     }
   }
+  const maxPending = instance.config.maxPending
+  if (maxPending !== undefined && connection.pending >= maxPending) return overloaded(instance, connection, frame, maxPending)
   const { scope, enter } = instance.scopeOf(connection)
   return connection.enqueue(() => enter(() => dispatch(instance, connection, scope, frame)))
+}
+
+/** A frame past `limits.maxPending` is dropped: `RESOURCE_EXHAUSTED`, and `onError` hears of it. */
+const overloaded = (instance: Instance, connection: LiveConnection, frame: string | ArrayBuffer, maxPending: number) => {
+  const error = new RateLimited({ retryAfterMs: 0, message: `Too many pending messages (limit ${maxPending})` })
+  const { suppressed } = instance.router.notifyError(error, undefined, { clientId: connection.clientId })
+  if (!suppressed) {
+    const { code, message } = toWireError(error)
+    connection.sendFrame(encodeErrorFrame({ code, message }, correlationIdOf(frame, instance.config.maxPayloadBytes)))
+  }
+  return settled
 }
 
 // A refused frame is only looked into when it may be an rpc: the one case that needs its correlationId.
@@ -111,6 +125,7 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   if (!unreciprocated.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
+  if (instance.router.observers.length > 0) instance.router.observe("onConnectionClose", connection.clientId, { code, reason })
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)
   ctx.resumable = resumable
