@@ -1,6 +1,6 @@
 /**
  * The router: message routes, middleware and lifecycle hooks. It only
- * records them; the Durable Object runtime (or `Testing.make`) runs them.
+ * records them; the Durable Object handler (or `Testing.make`) runs them.
  *
  * Handlers may return nothing, a Promise, or an Effect. Effect handlers may
  * use the built-in services ({@link Connection}, {@link Connections},
@@ -13,9 +13,9 @@ import type * as Effect from "effect/Effect"
 import type { Connection } from "./Connection"
 import type { Connections } from "./Connections"
 import type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext } from "./HandlerContext"
-import { currentScope } from "./internal/als"
-import type { AnyErrorHook, AnyHandler, AnyMiddleware, AnyObserver, OnConflict, RouterTables } from "./internal/routes"
-import { registerTables, tablesOf } from "./internal/routes"
+import type { AnyErrorHook, AnyHandler, AnyMiddleware, AnyObserver, RouterTables } from "./internal/server/routes"
+import { registerTables, tablesOf } from "./internal/server/routes"
+import { currentScope } from "./internal/server/scope"
 import type { MessageLike, PayloadArgs, RpcLike, RpcSchema } from "./Message"
 import { messageOf, rpcOf } from "./Message"
 import type { PublishOptions, PublishResult, PubSub } from "./PubSub"
@@ -113,10 +113,7 @@ export interface RouterObserver<TData = {}> {
  * @category models
  */
 export interface RouterOptions {
-  readonly limits?: {
-    readonly maxPayloadBytes?: number
-    readonly maxPending?: number
-  }
+  readonly limits?: RouterLimits
   /**
    * Accepted for WS-Kit's sake and not needed: the runtime itself answers
    * `{"type":"__heartbeat"}` (without waking a hibernated object), and
@@ -129,6 +126,25 @@ export interface RouterOptions {
   readonly exposeErrorDetails?: boolean
   /** Accepted for WS-Kit's sake: an rpc left unanswered gets `DEADLINE_EXCEEDED` at its deadline instead of a warning. */
   readonly warnIncompleteRpc?: boolean
+}
+
+/**
+ * What `merge` and `mount` do with a type both routers handle.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type OnConflict = "error" | "skip" | "replace"
+
+/**
+ * `createRouter`'s `limits`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RouterLimits {
+  readonly maxPayloadBytes?: number | undefined
+  readonly maxPending?: number | undefined
 }
 
 /**
@@ -157,22 +173,11 @@ export type ContextOf<M extends MessageLike, TData> = M extends RpcLike ? RpcCon
  * @since 0.1.0
  * @category models
  */
-export class RouteBuilder<M extends MessageLike, TData = {}, R = never> {
-  readonly #middleware: Array<AnyMiddleware> = []
-  constructor(private readonly tables: RouterTables, private readonly message: M) {}
-
+export interface RouteBuilder<M extends MessageLike, TData = {}, R = never> {
   /** Adds middleware for this route only. */
-  use(middleware: Middleware<TData, R>): this {
-    this.#middleware.push(middleware as unknown as AnyMiddleware)
-    return this
-  }
-
+  use(middleware: Middleware<TData, R>): RouteBuilder<M, TData, R>
   /** Registers the handler: as an rpc handler when the message is an rpc. */
-  on(handler: Handler<ContextOf<M, TData>, R>): void {
-    const message = messageOf(this.message)
-    const response = "response" in message ? (message as RpcSchema).response : undefined
-    this.tables.add(message, handler as unknown as AnyHandler, response, this.#middleware)
-  }
+  on(handler: Handler<ContextOf<M, TData>, R>): void
 }
 
 const outsideHandler: PublishResult = {
@@ -246,7 +251,20 @@ export class Router<TData = {}, R = never> {
 
   /** Starts a route whose middleware applies to this message only. */
   route<M extends MessageLike>(message: M): RouteBuilder<M, TData, R> {
-    return new RouteBuilder(this.#tables, message)
+    const tables = this.#tables
+    const middleware: Array<AnyMiddleware> = []
+    const builder: RouteBuilder<M, TData, R> = {
+      use: (mw) => {
+        middleware.push(mw as unknown as AnyMiddleware)
+        return builder
+      },
+      on: (handler) => {
+        const definition = messageOf(message)
+        const response = "response" in definition ? (definition as RpcSchema).response : undefined
+        tables.add(definition, handler as unknown as AnyHandler, response, middleware)
+      }
+    }
+    return builder
   }
 
   /** Takes every route of `other` (its router-wide middleware and hooks stay there). */

@@ -16,7 +16,6 @@
  * @since 0.1.0
  */
 import { z } from "zod"
-import type { SpecOptions } from "./internal/envelope"
 import { checkMetaKeys, defineOn, messageSpec, rpcSpec } from "./internal/envelope"
 import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
 import * as Message from "./Message"
@@ -24,6 +23,17 @@ import type { Router, RouterOptions } from "./Router"
 import { createRouter as createCoreRouter } from "./Router"
 
 export { z }
+
+/**
+ * Per-schema options, as WS-Kit's: `strict: false` keeps a payload given as
+ * a zod object as it is (unknown keys allowed); by default it is made strict.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpecOptions {
+  readonly strict?: boolean
+}
 
 /**
  * A payload as WS-Kit takes it: a record of zod fields, or a zod object.

@@ -7,17 +7,13 @@
 import type { MessageSchema } from "../Message"
 import { MessageDefinition } from "../Message"
 
-/** Per-schema options: `strict: false` keeps a given payload object as it is (unknown keys allowed). */
-export interface SpecOptions {
-  readonly strict?: boolean
-}
-
 /** One side of a message as written: its type, payload, extended meta and options. */
 export interface Spec<P, M> {
   readonly type: string
   readonly payload?: P | undefined
   readonly meta?: M | undefined
-  readonly options?: SpecOptions | undefined
+  /** `strict: false` keeps a given payload object as it is (unknown keys allowed). */
+  readonly options?: { readonly strict?: boolean } | undefined
 }
 
 /** Reads `message(type, payload?, meta?)` or `message({ type, payload?, meta?, options? })`. */

@@ -1,7 +1,8 @@
-import type { MessageSchema } from "../Message"
+import type { MessageSchema } from "../../Message"
+import type { OnConflict, PublishRecord, RouterLimits } from "../../Router"
 import type { HandlerContext } from "./context"
 
-/** Handlers with their context types erased: the runtime hands every one a {@link HandlerContext}. */
+/** Handlers with their context types erased: the engine hands every one a {@link HandlerContext}. */
 export type AnyHandler = (ctx: HandlerContext) => unknown
 export type AnyMiddleware = (ctx: HandlerContext, next: () => Promise<void>) => unknown
 /** `false` from a hook keeps the error frame from being sent. */
@@ -17,27 +18,13 @@ export interface Route {
 
 /** What `router.observe` is told, each callback optional. */
 export interface AnyObserver {
-  readonly onPublish?: (record: {
-    readonly topic: string
-    readonly type: string
-    readonly payload: unknown
-    readonly meta?: Readonly<Record<string, unknown>> | undefined
-  }) => void
+  readonly onPublish?: (record: PublishRecord) => void
   readonly onError?: (error: unknown, meta?: { readonly clientId?: string; readonly type?: string }) => void
   readonly onConnectionOpen?: (clientId: string, data: Readonly<Record<string, unknown>>) => void
   readonly onConnectionClose?: (clientId: string, meta?: { readonly code?: number; readonly reason?: string }) => void
 }
 
-/** `createRouter({ limits })`. */
-export interface RouterLimits {
-  readonly maxPayloadBytes?: number | undefined
-  readonly maxPending?: number | undefined
-}
-
-/** What `merge` and `mount` do when a type is already routed. */
-export type OnConflict = "error" | "skip" | "replace"
-
-/** What a router holds, as the runtime reads it. */
+/** What a router holds, as the engine reads it. */
 export class RouterTables {
   readonly routes = new Map<string, Route>()
   readonly middleware: Array<AnyMiddleware> = []

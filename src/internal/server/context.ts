@@ -1,5 +1,6 @@
-import type { CustomWireError } from "../Errors"
-import { describeCode, SentError } from "../Errors"
+import type { ConnectionData, SendOptions } from "../../Connection"
+import type { CustomWireError } from "../../Errors"
+import { describeCode, SentError } from "../../Errors"
 import type {
   CloseContext,
   ErrorOptions,
@@ -8,12 +9,13 @@ import type {
   ReplyOptions,
   RpcContext,
   Topics
-} from "../HandlerContext"
-import type { MessageLike, MessageSchema, PayloadSchema, RpcSchema } from "../Message"
-import { encodeErrorFrame, encodeFrame, messageOf, progressType } from "../Message"
-import type { PublishOptions, PublishResult } from "../PubSub"
+} from "../../HandlerContext"
+import type { MessageLike, MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
+import { messageOf } from "../../Message"
+import { encodeErrorFrame, encodeFrame, progressType } from "../../Protocol"
+import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
-import type { ConnectionData, SendOptions } from "./data"
+import type { Instance } from "./instance"
 
 type AnyData = Record<string, unknown>
 
@@ -21,23 +23,10 @@ type AnyData = Record<string, unknown>
 type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>, MessageSchema<string, PayloadSchema>>
 
 /** What a context needs from its instance. */
-export interface ContextHost {
-  readonly env: Cloudflare.Env
-  readonly storage: DurableObjectStorage
-  publish(
-    topic: string,
-    message: MessageSchema,
-    payload: unknown,
-    options: PublishOptions | undefined,
-    from: LiveConnection | undefined
-  ): Promise<PublishResult>
-  subscribe(connection: LiveConnection, topic: string): Promise<void>
-  unsubscribe(connection: LiveConnection, topic: string): void
-  /** An rpc request got its one answer (kept for a resent request when recovery is on). */
-  answered(connection: LiveConnection, correlationId: string, frame: string): void
-  /** A handler sent an error with `ctx.error`: the `onError` hooks hear of it. */
-  errorSent(error: SentError, ctx: HandlerContext): void
-}
+export type ContextHost = Pick<
+  Instance,
+  "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered" | "errorSent"
+>
 
 const revokedPublish: PublishResult = {
   ok: false,
