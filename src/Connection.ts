@@ -38,6 +38,16 @@ export interface SystemData {
 export type ConnectionData<TData = {}> = SystemData & TData
 
 /**
+ * The name WS-Kit's Cloudflare adapter documents for the data of a
+ * connection: `clientId` (UUID v7), `resourceId?`, `connectedAt`, and what
+ * `authenticate` returned. The same type as {@link ConnectionData}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DurableObjectWebSocketData<T = Record<string, unknown>> = ConnectionData<T>
+
+/**
  * Options for `send`.
  *
  * @since 0.1.0
