@@ -192,6 +192,46 @@ export const messageOf = <M extends MessageLike>(m: M): MessageOf<M> =>
   (MessageDefinition in m ? m[MessageDefinition] : m) as MessageOf<M>
 
 /**
+ * The message type literal of a schema that stands for a message (`"PING"`),
+ * as WS-Kit's `InferType`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferType<S extends DefinesMessage> = S[typeof MessageDefinition]["type"]
+
+/**
+ * The payload type of a schema that stands for a message (`never` for one
+ * without payload), as WS-Kit's `InferPayload`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferPayload<S extends DefinesMessage> = S[typeof MessageDefinition]["schema"] extends undefined ? never
+  : Payload<S>
+
+/**
+ * The extended meta fields of a schema that stands for a message (`{}` for
+ * none), as WS-Kit's `InferMeta`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferMeta<S extends DefinesMessage> = S[typeof MessageDefinition] extends
+  { readonly meta: infer M extends PayloadSchema } ? Omit<Decoded<M>, "timestamp" | "correlationId"> : {}
+
+/**
+ * The response payload of a schema that stands for an rpc (`never` for a
+ * message), as WS-Kit's `InferResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferResponse<S extends DefinesMessage> = S[typeof MessageDefinition] extends RpcSchema
+  ? Payload<S[typeof MessageDefinition]["response"]>
+  : never
+
+/**
  * The rpc an {@link RpcLike} stands for, at run time.
  *
  * @since 0.1.0

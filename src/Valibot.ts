@@ -17,13 +17,14 @@
  * @since 0.1.0
  */
 import * as v from "valibot"
-import { checkMetaKeys, defineOn, messageSpec, rpcSpec } from "./internal/envelope"
+import type { Builder } from "./internal/envelope"
+import { defineMessage, defineRpc } from "./internal/envelope"
 import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
-import * as Message from "./Message"
 import type { Router, RouterOptions } from "./Router"
 import { createRouter as createCoreRouter } from "./Router"
 
 export { v }
+export type { InferMeta, InferPayload, InferResponse, InferType } from "./Message"
 
 type AnySchema = v.GenericSchema
 
@@ -127,24 +128,18 @@ export type RpcEnvelope<ReqT extends string, ReqP, ResT extends string, ResP, Re
 
 const isSchema = (u: PayloadDef): u is AnySchema => "kind" in u && u["kind"] === "schema"
 
-interface Built {
-  readonly payload: AnySchema | undefined
-  readonly meta: AnySchema
-  readonly extended: boolean
-}
-
-const build = (type: string, payload: PayloadDef | undefined, meta: MetaDef | undefined): Built => {
-  checkMetaKeys(type, meta)
+const build: Builder<PayloadDef, MetaDef, AnySchema> = (side) => {
+  const payload = side.payload === undefined ? undefined : isSchema(side.payload) ? side.payload : v.strictObject(side.payload)
+  const meta = v.strictObject({ timestamp: v.optional(v.number()), correlationId: v.optional(v.string()), ...side.meta })
   return {
-    payload: payload === undefined ? undefined : isSchema(payload) ? payload : v.strictObject(payload),
-    meta: v.strictObject({ timestamp: v.optional(v.number()), correlationId: v.optional(v.string()), ...meta }),
-    extended: meta !== undefined
+    payload,
+    meta,
+    extended: side.meta !== undefined,
+    envelope: (type) => {
+      const entries: v.ObjectEntries = { type: v.literal(type), meta: v.optional(meta, {}) }
+      return v.strictObject(payload === undefined ? entries : { ...entries, payload })
+    }
   }
-}
-
-const envelope = (type: string, built: Built): AnySchema => {
-  const entries: v.ObjectEntries = { type: v.literal(type), meta: v.optional(built.meta, {}) }
-  return v.strictObject(built.payload === undefined ? entries : { ...entries, payload: built.payload })
 }
 
 /**
@@ -172,10 +167,7 @@ export function message(
   payload?: PayloadDef,
   meta?: MetaDef
 ): AnySchema {
-  const spec = messageSpec(specOrType, payload, meta)
-  const built = build(spec.type, spec.payload, spec.meta)
-  const definition = Message.message(spec.type, built.payload, built.extended ? built.meta : undefined)
-  return defineOn(envelope(spec.type, built), definition)
+  return defineMessage(build, specOrType, payload, meta)
 }
 
 interface SideSpec {
@@ -214,18 +206,7 @@ export function rpc(
   responseType?: string,
   response?: PayloadDef
 ): AnySchema {
-  const { req, res } = rpcSpec(specOrType, request, responseType, response)
-  const builtReq = build(req.type, req.payload, req.meta)
-  const builtRes = build(res.type, res.payload, res.meta)
-  const definition = Message.rpc(
-    req.type,
-    builtReq.payload,
-    res.type,
-    builtRes.payload,
-    builtReq.extended ? { meta: builtReq.meta } : {}
-  )
-  const responseEnvelope = defineOn(envelope(res.type, builtRes), definition.response)
-  return defineOn(envelope(req.type, builtReq), definition, { response: responseEnvelope, responseType: res.type })
+  return defineRpc(build, specOrType, request, responseType, response)
 }
 
 /**
@@ -247,33 +228,6 @@ export const createRouter: <TData = {}, R = never>(options?: RouterOptions) => R
  * @category plugins
  */
 export const withValibot = (_options?: { readonly validateOutgoing?: boolean }) => <Rt>(router: Rt): Rt => router
-
-/**
- * The message type literal of a message.
- *
- * @since 0.1.0
- * @category models
- */
-export type InferType<S extends DefinesMessage> = S[typeof Message.MessageDefinition]["type"]
-
-/**
- * The payload type of a message (`never` for one without payload).
- *
- * @since 0.1.0
- * @category models
- */
-export type InferPayload<S extends DefinesMessage> = S[typeof Message.MessageDefinition]["schema"] extends undefined ? never
-  : Message.Payload<S>
-
-/**
- * The response payload of an rpc (`never` for a message).
- *
- * @since 0.1.0
- * @category models
- */
-export type InferResponse<S extends DefinesMessage> = S[typeof Message.MessageDefinition] extends RpcSchema
-  ? Message.Payload<S[typeof Message.MessageDefinition]["response"]>
-  : never
 
 /**
  * The whole envelope of a message: `v.InferOutput<typeof M>`.

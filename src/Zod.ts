@@ -16,13 +16,14 @@
  * @since 0.1.0
  */
 import { z } from "zod"
-import { checkMetaKeys, defineOn, messageSpec, rpcSpec } from "./internal/envelope"
+import type { Builder } from "./internal/envelope"
+import { defineMessage, defineRpc } from "./internal/envelope"
 import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
-import * as Message from "./Message"
 import type { Router, RouterOptions } from "./Router"
 import { createRouter as createCoreRouter } from "./Router"
 
 export { z }
+export type { InferMeta, InferPayload, InferResponse, InferType } from "./Message"
 
 /**
  * Per-schema options, as WS-Kit's: `strict: false` keeps a payload given as
@@ -137,29 +138,21 @@ const payloadObject = (payload: PayloadDef | undefined, options: SpecOptions | u
   return options?.strict === false ? payload : payload.strict()
 }
 
-const standardMeta = () => ({ timestamp: z.number().optional(), correlationId: z.string().optional() })
-
-interface Built {
-  readonly payload: z.ZodType | undefined
-  readonly meta: z.ZodObject
-  readonly extended: boolean
-}
-
-const build = (type: string, payload: PayloadDef | undefined, meta: MetaDef | undefined, options?: SpecOptions): Built => {
-  checkMetaKeys(type, meta)
+const build: Builder<PayloadDef, MetaDef, z.ZodObject> = (side) => {
+  const payload = payloadObject(side.payload, side.options)
+  const meta = z.strictObject({ timestamp: z.number().optional(), correlationId: z.string().optional(), ...side.meta })
   return {
-    payload: payloadObject(payload, options),
-    meta: z.strictObject({ ...standardMeta(), ...meta }),
-    extended: meta !== undefined
+    payload,
+    meta,
+    extended: side.meta !== undefined,
+    envelope: (type) =>
+      z.strictObject({
+        type: z.literal(type),
+        meta: meta.optional().default({}),
+        ...(payload === undefined ? {} : { payload })
+      })
   }
 }
-
-const envelope = (type: string, built: Built): z.ZodObject =>
-  z.strictObject({
-    type: z.literal(type),
-    meta: built.meta.optional().default({}),
-    ...(built.payload === undefined ? {} : { payload: built.payload })
-  })
 
 /**
  * Defines a message, positionally or as an object. The result is a strict
@@ -187,10 +180,7 @@ export function message(
   payload?: PayloadDef,
   meta?: MetaDef
 ): z.ZodObject {
-  const spec = messageSpec(specOrType, payload, meta)
-  const built = build(spec.type, spec.payload, spec.meta, spec.options)
-  const definition = Message.message(spec.type, built.payload, built.extended ? built.meta : undefined)
-  return defineOn(envelope(spec.type, built), definition)
+  return defineMessage(build, specOrType, payload, meta)
 }
 
 interface SideSpec {
@@ -234,18 +224,7 @@ export function rpc(
   responseType?: string,
   response?: PayloadDef
 ): z.ZodObject {
-  const { req, res } = rpcSpec(specOrType, request, responseType, response)
-  const builtReq = build(req.type, req.payload, req.meta, req.options)
-  const builtRes = build(res.type, res.payload, res.meta, res.options)
-  const definition = Message.rpc(
-    req.type,
-    builtReq.payload,
-    res.type,
-    builtRes.payload,
-    builtReq.extended ? { meta: builtReq.meta } : {}
-  )
-  const responseEnvelope = defineOn(envelope(res.type, builtRes), definition.response)
-  return defineOn(envelope(req.type, builtReq), definition, { response: responseEnvelope, responseType: res.type })
+  return defineRpc(build, specOrType, request, responseType, response)
 }
 
 /**
@@ -267,42 +246,6 @@ export const createRouter: <TData = {}, R = never>(options?: RouterOptions) => R
  * @category plugins
  */
 export const withZod = (_options?: { readonly validateOutgoing?: boolean }) => <Rt>(router: Rt): Rt => router
-
-/**
- * The message type literal of a message (`"PING"`).
- *
- * @since 0.1.0
- * @category models
- */
-export type InferType<S extends DefinesMessage> = S[typeof Message.MessageDefinition]["type"]
-
-/**
- * The payload type of a message (`never` for one without payload).
- *
- * @since 0.1.0
- * @category models
- */
-export type InferPayload<S extends DefinesMessage> = S[typeof Message.MessageDefinition]["schema"] extends undefined ? never
-  : Message.Payload<S>
-
-/**
- * The extended meta fields of a message (`{}` for none).
- *
- * @since 0.1.0
- * @category models
- */
-export type InferMeta<S extends DefinesMessage> = S[typeof Message.MessageDefinition] extends
-  { readonly meta: infer MetaSchema extends z.ZodObject } ? Omit<z.infer<MetaSchema>, "timestamp" | "correlationId"> : {}
-
-/**
- * The response payload of an rpc (`never` for a message).
- *
- * @since 0.1.0
- * @category models
- */
-export type InferResponse<S extends DefinesMessage> = S[typeof Message.MessageDefinition] extends RpcSchema
-  ? Message.Payload<S[typeof Message.MessageDefinition]["response"]>
-  : never
 
 /**
  * The whole envelope of a message: `z.infer<typeof M>`.
