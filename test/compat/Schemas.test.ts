@@ -5,11 +5,15 @@
  * the object forms; the router takes these messages as they are. Only the
  * import lines differ from WS-Kit's docs.
  */
-import { describe, expect, expectTypeOf, it } from "vitest"
+import { env } from "cloudflare:workers"
+import { afterEach, describe, expect, expectTypeOf, it } from "vitest"
+import type { Client } from "../../src/Client"
+import { createClient } from "../../src/Client"
 import * as Testing from "../../src/Testing"
 import { v, message as vMessage, rpc as vRpc, withValibot } from "../../src/Valibot"
 import type { InferMessage, InferMeta, InferPayload, InferResponse, InferType } from "../../src/Zod"
 import { createRouter, message, rpc, withZod, z } from "../../src/Zod"
+import { workerdSockets } from "../helpers/clientSocket"
 import { frameOf } from "../helpers/testing"
 
 describe("durable-ws/zod messages are zod schemas of their envelope", () => {
@@ -194,5 +198,32 @@ describe("durable-ws/valibot messages are valibot schemas of their envelope", ()
       ["JOIN", { roomId: "r9" }],
       ["ERROR", expect.objectContaining({ code: "INVALID_ARGUMENT", message: "Invalid meta for \"TAGGED\"" })]
     ])
+  })
+})
+
+describe("durable-ws's client takes durable-ws/zod messages too", () => {
+  const clients: Array<Client> = []
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close()
+  })
+
+  it("sends and hears them against WS-Kit's chat example (test/fixtures/wskit/chat.ts)", async () => {
+    // The chat's own schemas, as a page would share them.
+    const JoinRoom = message("JOIN_ROOM", { room: z.string() })
+    const SendMessage = message("SEND_MESSAGE", { text: z.string() })
+    const RoomMessage = message("ROOM:MESSAGE", { user: z.string(), text: z.string() })
+    const client = createClient({
+      url: `ws://chat.test/compat-${Date.now()}`,
+      webSocket: workerdSockets(env.WSKIT_CHAT).factory,
+      heartbeat: false
+    })
+    clients.push(client)
+    await client.connect()
+    const heard = new Promise<{ user: string; text: string }>((resolve) => client.on(RoomMessage, (payload) => resolve(payload)))
+    client.send(JoinRoom, { room: "general" })
+    client.send(SendMessage, { text: "hi from the client" })
+    const said = await Promise.race([heard, new Promise<never>((_, reject) => setTimeout(() => reject(new Error("no ROOM:MESSAGE")), 3000))])
+    expectTypeOf(said).toEqualTypeOf<{ user: string; text: string }>()
+    expect(said.text).toBe("hi from the client")
   })
 })

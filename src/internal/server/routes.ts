@@ -1,4 +1,5 @@
 import type { MessageSchema } from "../../Message"
+import { isReservedType } from "../../Protocol"
 import type { OnConflict, PublishRecord, RouterLimits } from "../../Router"
 import type { HandlerContext } from "./context"
 
@@ -46,6 +47,9 @@ export class RouterTables {
 
   /** Takes every route of `other`, each type under `prefix`; `other`'s router-wide middleware and hooks stay there. */
   adopt(other: RouterTables, prefix: string, onConflict: OnConflict = "error"): void {
+    if (isReservedType(prefix)) {
+      throw new TypeError(`durable-ws: mount prefix "${prefix}" is reserved ("$" and "__" prefixes belong to the protocol)`)
+    }
     for (const route of other.routes.values()) {
       this.put(prefix === "" ? route : { ...route, message: { ...route.message, type: prefix + route.message.type } }, onConflict, prefix === "" ? "merge()" : `mount("${prefix}")`)
     }
