@@ -48,6 +48,8 @@ export class LiveConnection {
   private tail: Promise<void> = settled
   private running = 0
   closed = false
+  /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
+  readonly awaitingReplies = new Set<{ revoke(): void }>()
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */

@@ -126,8 +126,10 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
    */
   awaitReply(atMs: number, expire: () => void): void {
     if (this.replied || this.revoked) return
+    this.connection.awaitingReplies.add(this)
     this.replyDeadline = setTimeout(() => {
       this.replyDeadline = undefined
+      this.connection.awaitingReplies.delete(this)
       if (this.replied) return
       expire()
       this.revoke()
@@ -138,6 +140,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     if (this.replyDeadline === undefined) return
     clearTimeout(this.replyDeadline)
     this.replyDeadline = undefined
+    this.connection.awaitingReplies.delete(this)
   }
 
   /**

@@ -78,6 +78,8 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed) return settled
   connection.closed = true
+  // Nobody is left to answer: a deferred reply's deadline would only keep the object awake.
+  for (const waiting of Array.from(connection.awaitingReplies)) waiting.revoke()
   instance.pubsub.remove(connection)
   if (code === noCode) connection.close()
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
