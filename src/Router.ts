@@ -318,3 +318,39 @@ export class Router<TData = {}, R = never> {
  */
 export const createRouter = <TData = {}, R = never>(options?: RouterOptions): Router<TData, R> =>
   new Router<TData, R>(options)
+
+/**
+ * A plugin that changes nothing: what WS-Kit's `withMessaging()`,
+ * `withRpc()` and `withPubSub(...)` become. durable-ws's router always has
+ * `send`, `reply`, `progress`, `publish` and topics, with the instance's
+ * own pub/sub, so `router.plugin(withPubSub({ adapter }))` runs unchanged
+ * (its options, such as an adapter, are not used).
+ *
+ * @since 0.1.0
+ * @category plugins
+ */
+export const unchanged = <Rt>(router: Rt): Rt => router
+
+/**
+ * WS-Kit's messaging plugin; see {@link unchanged}.
+ *
+ * @since 0.1.0
+ * @category plugins
+ */
+export const withMessaging = (_options?: unknown): typeof unchanged => unchanged
+
+/**
+ * WS-Kit's rpc plugin; see {@link unchanged}.
+ *
+ * @since 0.1.0
+ * @category plugins
+ */
+export const withRpc = (_options?: unknown): typeof unchanged => unchanged
+
+/**
+ * WS-Kit's pub/sub plugin; see {@link unchanged}.
+ *
+ * @since 0.1.0
+ * @category plugins
+ */
+export const withPubSub = (_options?: unknown): typeof unchanged => unchanged

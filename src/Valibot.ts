@@ -21,7 +21,9 @@ import type { Builder } from "./internal/envelope"
 import { defineMessage, defineRpc } from "./internal/envelope"
 import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
 import type { Router, RouterOptions } from "./Router"
-import { createRouter as createCoreRouter } from "./Router"
+import { createRouter as createCoreRouter, unchanged } from "./Router"
+
+export { withMessaging, withPubSub, withRpc } from "./Router"
 
 export { v }
 export type { InferMeta, InferPayload, InferResponse, InferType } from "./Message"
@@ -227,7 +229,7 @@ export const createRouter: <TData = {}, R = never>(options?: RouterOptions) => R
  * @since 0.1.0
  * @category plugins
  */
-export const withValibot = (_options?: { readonly validateOutgoing?: boolean }) => <Rt>(router: Rt): Rt => router
+export const withValibot = (_options?: { readonly validateOutgoing?: boolean }): typeof unchanged => unchanged
 
 /**
  * The whole envelope of a message: `v.InferOutput<typeof M>`.

@@ -20,7 +20,9 @@ import type { Builder } from "./internal/envelope"
 import { defineMessage, defineRpc } from "./internal/envelope"
 import type { DefinesMessage, MessageSchema, RpcSchema } from "./Message"
 import type { Router, RouterOptions } from "./Router"
-import { createRouter as createCoreRouter } from "./Router"
+import { createRouter as createCoreRouter, unchanged } from "./Router"
+
+export { withMessaging, withPubSub, withRpc } from "./Router"
 
 export { z }
 export type { InferMeta, InferPayload, InferResponse, InferType } from "./Message"
@@ -245,7 +247,7 @@ export const createRouter: <TData = {}, R = never>(options?: RouterOptions) => R
  * @since 0.1.0
  * @category plugins
  */
-export const withZod = (_options?: { readonly validateOutgoing?: boolean }) => <Rt>(router: Rt): Rt => router
+export const withZod = (_options?: { readonly validateOutgoing?: boolean }): typeof unchanged => unchanged
 
 /**
  * The whole envelope of a message: `z.infer<typeof M>`.

@@ -6,7 +6,7 @@
  */
 import { describe, expect, expectTypeOf, it } from "vitest"
 import * as Testing from "../../src/Testing"
-import { createRouter, message, rpc, withZod, z } from "../../src/Zod"
+import { createRouter, message, rpc, withMessaging, withPubSub, withRpc, withZod, z } from "../../src/Zod"
 import { frameOf, pause } from "../helpers/testing"
 
 interface ConnectionData {
@@ -114,8 +114,13 @@ describe("composition", () => {
     ])
   })
 
-  it("plugin(withZod()) returns the router, ready to chain", async () => {
-    const router = createRouter().plugin(withZod()).on(Ack, (ctx) => ctx.send(Ack, { text: "pong" }))
+  it("plugin(withZod()), withMessaging(), withRpc() and withPubSub(...) return the router, ready to chain", async () => {
+    const router = createRouter()
+      .plugin(withZod())
+      .plugin(withMessaging())
+      .plugin(withRpc())
+      .plugin(withPubSub({ adapter: { name: "memory" } }))
+      .on(Ack, (ctx) => ctx.send(Ack, { text: "pong" }))
     const client = await Testing.make(router, {}).connect()
     await client.send({ type: "ACK", payload: { text: "ping" } })
     expect(client.frames).toMatchObject([{ type: "ACK", payload: { text: "pong" } }])
