@@ -22,8 +22,8 @@
 import * as Schema from "effect/Schema"
 import { CloseCodes } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcSchema } from "./Message"
-import { decodePayload, encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcLike, RpcOf, RpcSchema } from "./Message"
+import { decodePayload, encodePayload, isPendingResult, messageOf, rpcOf } from "./Message"
 import type { ServerFrame } from "./Protocol"
 import {
   decodePresenceFrame,
@@ -31,7 +31,7 @@ import {
   encodeFrame,
   encodePresenceRequest,
   isErrorType,
-  progressType,
+  isProgressType,
   ReservedTypes
 } from "./Protocol"
 import type { PresenceMembers } from "./Protocol"
@@ -303,9 +303,10 @@ export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOpt
   readonly timeoutMs?: number
   /**
    * Called with every progress payload the handler sends (`ctx.progress`)
-   * before its reply; only for an rpc declared with a `progress` schema.
+   * before its reply: decoded by the rpc's `progress` schema, or as it came
+   * (`unknown`) for an rpc that declares none.
    */
-  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
+  readonly onProgress?: (progress: ProgressOf<M>) => void
   /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
   readonly signal?: AbortSignal
 }
@@ -551,8 +552,8 @@ export class Client {
    * in order; if it is not, or it then finds the queue full, the error goes to
    * `onError`.
    */
-  send<M extends MessageSchema>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
-    return this.submit(this.encode(message, payload, options?.meta), undefined, (error) => this.emitError(error))
+  send<M extends MessageLike>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
+    return this.submit(this.encode(messageOf(message), payload, options?.meta), undefined, (error) => this.emitError(error))
   }
 
   /**
@@ -562,10 +563,11 @@ export class Client {
    * went out, or it could not be queued) or `ValidationError` (an invalid
    * request or reply payload).
    */
-  request<M extends RpcSchema>(
-    rpc: M,
-    ...[payload, options]: PayloadArgs<M, RequestOptions<M>>
-  ): Promise<Payload<M["response"]>> {
+  request<M extends RpcLike>(
+    definition: M,
+    ...[payload, options]: PayloadArgs<M, RequestOptions<RpcOf<M>>>
+  ): Promise<Payload<RpcOf<M>["response"]>> {
+    const rpc = rpcOf(definition)
     if (this.state === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
@@ -579,7 +581,7 @@ export class Client {
       return Promise.reject(error)
     }
     const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
-    return new Promise<Payload<M["response"]>>((resolve, reject) => {
+    return new Promise<Payload<RpcOf<M>["response"]>>((resolve, reject) => {
       const giveUp = (error: unknown) => {
         if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
@@ -615,8 +617,8 @@ export class Client {
   }
 
   /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
-  on<M extends MessageSchema>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
-    return this.handlers.add(message, handler as (payload: unknown, frame: InboundFrame) => void)
+  on<M extends MessageLike>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
+    return this.handlers.add(messageOf(message), handler as (payload: unknown, frame: InboundFrame) => void)
   }
 
   /**
@@ -829,7 +831,7 @@ export class Client {
     if (type === ReservedTypes.presence || type === ReservedTypes.presenceDiff) return void this.presenceFrame(type, payload)
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const report = (error: unknown) => this.emitError(error)
-    if (type === progressType) return this.pending.progress(correlationId, payload, report)
+    if (isProgressType(type)) return this.pending.progress(correlationId, payload, report)
     const isError = isErrorType(type)
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
