@@ -20,7 +20,8 @@ import { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
 import { Instance } from "./internal/instance"
 import type { DurableObjectHandlerOptions, HandlerOptions, InstanceConfig, LayerOption } from "./internal/options"
 import { resolveOptions } from "./internal/options"
-import { prepareResume, resumeParameter } from "./internal/recovery"
+import type { Resumption } from "./internal/recovery"
+import { identityOf, prepareResume, resumeParameter } from "./internal/recovery"
 import { hibernatingRegistry, memoryRegistry } from "./internal/registry"
 import { tablesOf } from "./internal/routes"
 import * as Runtime from "./internal/runtime"
@@ -85,13 +86,24 @@ const upgrade = async (instance: Instance, config: InstanceConfig, request: Requ
     if (authenticated === undefined || authenticated === null) return text(401, "Unauthorized")
   }
   const url = new URL(request.url)
-  const claim = instance.recovery === undefined
-    ? undefined
-    : await prepareResume(instance.recovery, url.searchParams.get(resumeParameter))
+  let claim: (() => Resumption) | undefined
+  if (config.recovery !== undefined) {
+    let identity: string
+    try {
+      identity = identityOf(config.recovery, config.authenticate === undefined ? undefined : authenticated)
+    } catch (error) {
+      console.warn("durable-ws: recovery.identity failed", error)
+      return text(401, "Unauthorized")
+    }
+    claim = await prepareResume(instance.recovery!, url.searchParams.get(resumeParameter), identity)
+  }
   // Authentication may have yielded: other upgrades can have taken the last slots meanwhile.
   if (instance.openCount() >= config.maxConnections) return text(503, "Too many connections")
   // From here on nothing yields: a session claimed is a session taken over.
   const resumption = claim?.()
+  if (resumption?.retryAfterMs !== undefined) {
+    return text(429, "Too many resumes", { "retry-after": String(Math.ceil(resumption.retryAfterMs / 1000)) })
+  }
   const resourceId = resourceIdOf(url)
   const data: ConnectionData<Record<string, unknown>> = mergeData(
     resumption?.session?.data ??

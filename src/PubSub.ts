@@ -197,6 +197,12 @@ export class DurablePubSub {
     if (this.indexed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
   }
 
+  /** A resumed connection joins the fan-out on every topic it has (its replay is about to be sent). */
+  join(connection: LiveConnection): void {
+    this.ensureIndex()
+    for (const topic of connection.topics) this.add(topic, connection)
+  }
+
   subscribe(connection: LiveConnection, topic: string): Effect.Effect<void, TopicError> {
     const problem = topicProblem(topic)
     if (problem !== undefined) {
@@ -260,7 +266,7 @@ export class DurablePubSub {
     if (subscribers === undefined) return 0
     let matched = 0
     for (const connection of subscribers) {
-      if (connection !== exclude && connection.sendFrame(frame)) matched++
+      if (connection !== exclude && connection.deliver(frame)) matched++
     }
     return matched
   }

@@ -7,13 +7,13 @@
  * @since 0.1.0
  */
 import { v7 as uuidv7 } from "uuid"
-import { ConnectionLimitExceeded } from "./Errors"
+import { ConnectionLimitExceeded, RateLimited } from "./Errors"
 import type { ConnectionData, Socket } from "./internal/data"
 import { mergeData } from "./internal/data"
 import { Instance } from "./internal/instance"
 import type { HandlerOptions, LayerOption } from "./internal/options"
 import { resolveOptions } from "./internal/options"
-import { prepareResume } from "./internal/recovery"
+import { identityOf, prepareResume } from "./internal/recovery"
 import { memoryRegistry } from "./internal/registry"
 import { tablesOf } from "./internal/routes"
 import * as Runtime from "./internal/runtime"
@@ -104,13 +104,17 @@ export const make = <TData, R>(
   const instance = new Instance(tablesOf(router), registry, config)
   return {
     connect: async (data, resourceId, connectOptions) => {
-      const claim = instance.recovery === undefined
+      // `data` stands for what `authenticate` would have returned.
+      const claim = config.recovery === undefined
         ? undefined
-        : await prepareResume(instance.recovery, connectOptions?.resume ?? null)
+        : await prepareResume(instance.recovery!, connectOptions?.resume ?? null, identityOf(config.recovery, data))
       if (instance.openCount() >= config.maxConnections) {
         throw new ConnectionLimitExceeded({ limit: config.maxConnections, message: "Too many connections" })
       }
       const resumption = claim?.()
+      if (resumption?.retryAfterMs !== undefined) {
+        throw new RateLimited({ retryAfterMs: resumption.retryAfterMs, message: "Too many resumes" })
+      }
       const frames: Array<ReceivedFrame> = []
       let closedWith: { code?: number; reason?: string } | undefined
       let open = true

@@ -23,6 +23,8 @@ export interface Attachment {
 export interface AttachmentStore {
   readonly read: (socket: Socket) => unknown
   readonly write: (socket: Socket, attachment: Attachment) => void
+  /** The server is closing a connection with `code` (with recovery, a terminal code ends its session). */
+  readonly closing?: (clientId: string, code: number) => void
 }
 
 export const isAttachment = (u: unknown): u is Attachment =>
@@ -215,7 +217,32 @@ export class LiveConnection {
     return tooLarge
   }
 
+  /**
+   * Published frames held back while a resume's replay is sent: they
+   * follow it, in order, once {@link releasePublished} is called.
+   */
+  private heldPublished: Array<string> | undefined = undefined
+
+  holdPublished(): void {
+    this.heldPublished = []
+  }
+
+  releasePublished(): void {
+    const held = this.heldPublished
+    this.heldPublished = undefined
+    if (held !== undefined) for (const frame of held) this.sendFrame(frame)
+  }
+
+  /** Sends a published frame (held back during a replay); false when the socket is gone. */
+  deliver(frame: string): boolean {
+    if (this.heldPublished === undefined) return this.sendFrame(frame)
+    this.heldPublished.push(frame)
+    return true
+  }
+
   close(code?: number, reason?: string): void {
+    // A close the server starts (not one it answers): the store hears of it first.
+    if (!this.closed && code !== undefined) this.store.closing?.(this.clientId, code)
     try {
       this.socket.close(code, reason)
     } catch {

@@ -18,6 +18,7 @@ import type { Resumption } from "./recovery"
 import { PendingReplies, RecoveryStore } from "./recovery"
 import type { RouterTables } from "./routes"
 import { InstanceRuntime } from "./services"
+import { endsSession } from "./session"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
 export interface SocketRegistry extends AttachmentStore {
@@ -69,6 +70,9 @@ export class Instance implements ContextHost {
       write: (socket, attachment) => {
         registry.write(socket, attachment)
         recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
+      },
+      closing: (clientId, code) => {
+        if (endsSession(code)) recovery.endSession(clientId)
       }
     }
     this.pubsub = new DurablePubSub(
@@ -79,7 +83,11 @@ export class Instance implements ContextHost {
     )
     const builtins = Context.make(
       Connections.Connections,
-      Connections.make({ connections: () => this.connections(), count: () => this.openCount() })
+      Connections.make({
+        connections: () => this.connections(),
+        count: () => this.openCount(),
+        endSession: (clientId, code) => this.endSession(clientId, code)
+      })
     ).pipe(Context.add(PubSub, this.pubsub.service))
     this.runtime = new InstanceRuntime(
       (config.storage === undefined
@@ -138,7 +146,9 @@ export class Instance implements ContextHost {
   adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
     const session = resumption?.session
     const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store)
-    if (resumption !== undefined && session === undefined) this.recovery?.createSession(data.clientId, resumption.tokenHash, data)
+    if (resumption !== undefined && session === undefined) {
+      this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
+    }
     connection.resuming = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
@@ -163,11 +173,20 @@ export class Instance implements ContextHost {
     return new HandlerContext(this, connection, "", undefined, {}, undefined, undefined, code, reason)
   }
 
-  /** An rpc was answered: with recovery the answer is kept, and sockets of its session waiting for it get it. */
-  answered(connection: LiveConnection, correlationId: string, frame: string): void {
+  /** A recorded rpc was answered: the answer is kept, and sockets of its session waiting for it get it. */
+  answered(record: number, frame: string): void {
     if (this.recovery === undefined) return
-    this.recovery.storeReply(connection.clientId, correlationId, frame)
-    this.pendingReplies.finish(connection.clientId, correlationId, frame)
+    this.recovery.storeReply(record, frame)
+    this.pendingReplies.finish(record, frame)
+  }
+
+  /**
+   * Ends the session of a client with no open socket here, when `code`
+   * ends sessions (SPEC §11.2); true when there was one to end.
+   */
+  endSession(clientId: string, code: number): boolean {
+    if (this.recovery === undefined || !endsSession(code)) return false
+    return this.recovery.endSession(clientId)
   }
 
   // -- Topics and publishing: the one way in ----------------------------------

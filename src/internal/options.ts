@@ -140,7 +140,26 @@ const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
     maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, recoveryDefaults.maxMessages),
     maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, recoveryDefaults.maxAgeMs),
     sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, recoveryDefaults.sessionTtlMs),
-    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, recoveryDefaults.replyCacheSize)
+    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, recoveryDefaults.replyCacheSize),
+    maxReplayBytes: positiveInteger("recovery.maxReplayBytes", options.maxReplayBytes, recoveryDefaults.maxReplayBytes),
+    maxSessions: positiveInteger("recovery.maxSessions", options.maxSessions, recoveryDefaults.maxSessions),
+    identity: checkIdentity(options.identity),
+    resumeBurst: positiveInteger("recovery.resumeRate.burst", options.resumeRate?.burst, recoveryDefaults.resumeBurst),
+    resumeIntervalMs: positiveInteger(
+      "recovery.resumeRate.intervalMs",
+      options.resumeRate?.intervalMs,
+      recoveryDefaults.resumeIntervalMs
+    )
+  }
+}
+
+const checkIdentity = (identity: unknown): ResolvedRecovery["identity"] => {
+  if (identity === undefined) return recoveryDefaults.identity
+  if (typeof identity !== "function") throw new TypeError("durable-ws: recovery.identity must be a function")
+  return (authData) => {
+    const value: unknown = identity(authData)
+    if (typeof value !== "string") throw new TypeError("durable-ws: recovery.identity must return a string")
+    return value
   }
 }
 

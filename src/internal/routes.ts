@@ -10,6 +10,8 @@ export interface Route {
   readonly message: MessageSchema
   readonly handler: AnyHandler
   readonly response: MessageSchema | undefined
+  /** An rpc declared idempotent: with recovery, a resend after a restart cut it off runs it again. */
+  readonly idempotent: boolean
 }
 
 /** What a router holds, as the runtime reads it. */
@@ -20,11 +22,11 @@ export class RouterTables {
   readonly closeHooks: Array<AnyHandler> = []
   readonly errorHooks: Array<AnyErrorHook> = []
 
-  add(message: MessageSchema, handler: AnyHandler, response: MessageSchema | undefined): void {
+  add(message: MessageSchema, handler: AnyHandler, response: MessageSchema | undefined, idempotent = false): void {
     if (this.routes.has(message.type)) {
       throw new Error(`durable-ws: a handler for "${message.type}" is already registered`)
     }
-    this.routes.set(message.type, { message, handler, response })
+    this.routes.set(message.type, { message, handler, response, idempotent })
   }
 }
 
