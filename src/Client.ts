@@ -71,6 +71,9 @@ const maxRefusals = 3
 
 const isRefusal = (status: number | undefined): boolean => status === 401 || status === 403
 
+/** The least wait after a resume refused with 429 (the server's default rate: one resume per 2 s). */
+const resumeRefusedDelayMs = 2000
+
 interface Credentials {
   readonly url: string
   readonly protocols: ReadonlyArray<string> | undefined
@@ -440,8 +443,9 @@ export class Client {
     this.stopHeartbeat()
     // With a session to resume, the requests that went out wait for the resume, which sends them again.
     if (this.session?.resumable !== true) this.failSent(code, reason)
-    // Another socket took the session over (a copy of this page): it is theirs now.
-    if (code === CloseCodes.Replaced) this.session?.clear()
+    // Another socket took the session over (a copy of this page): it is theirs now. Any other
+    // terminal close ended the session on the server: it is forgotten here too.
+    if (status === undefined && isTerminalCloseCode(code)) this.session?.clear()
     const refusal = isRefusal(status)
     if (refusal) {
       const count = (this.refused?.count ?? 0) + 1
@@ -467,7 +471,8 @@ export class Client {
     const info: ResumeInfo = {
       recovered,
       replayed: typeof fields["replayed"] === "number" ? fields["replayed"] : 0,
-      gaps: Array.isArray(fields["gaps"]) ? fields["gaps"].filter((t): t is string => typeof t === "string") : []
+      gaps: Array.isArray(fields["gaps"]) ? fields["gaps"].filter((t): t is string => typeof t === "string") : [],
+      truncated: fields["truncated"] === true
     }
     if (recovered) {
       for (const request of this.pending.sentFrames()) this.transmit({ frame: request.frame, correlationId: request.correlationId })
@@ -482,10 +487,12 @@ export class Client {
     const reconnect = this.options.reconnect
     const maxAttempts = reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
     if (reconnect === false || this.attempt >= maxAttempts) return this.giveUp(code, reason, status)
-    const delay = reconnect?.nextDelay === undefined
+    const planned = reconnect?.nextDelay === undefined
       ? backoffDelay(this.attempt, reconnect, this.options.random)
       : reconnect.nextDelay(this.attempt, close)
-    if (delay === undefined) return this.giveUp(code, reason, status)
+    if (planned === undefined) return this.giveUp(code, reason, status)
+    // 429: the session resumed too often; its token still holds, so wait out the server's rate.
+    const delay = status === 429 ? Math.max(planned, resumeRefusedDelayMs) : planned
     this.attempt++
     this.setState("reconnecting")
     this.reconnectTimer = setTimeout(() => this.openSocket(), delay)

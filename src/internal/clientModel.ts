@@ -54,12 +54,42 @@ export class ConnectionClosedError extends Schema.TaggedError<ConnectionClosedEr
 }) {}
 
 /**
- * Everything a request can reject with.
+ * A request whose handler a server restart cut off before it answered: its
+ * outcome is unknown (it may or may not have taken effect). The server
+ * answers its resend with `RPC_ERROR ABORTED` (`details.reason:
+ * "INTERRUPTED"`) instead of running it twice. The Effect face fails with
+ * this error; the promise face rejects with that `ServerError`, which
+ * {@link isInterrupted} recognises.
  *
  * @since 0.1.0
  * @category errors
  */
-export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError
+export class RequestInterrupted extends Schema.TaggedError<RequestInterrupted>()("RequestInterrupted", {
+  correlationId: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Whether a request failed because a server restart cut its handler off
+ * (`RPC_ERROR ABORTED` with `details.reason: "INTERRUPTED"`): its outcome
+ * is unknown, so check before trying again.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isInterrupted = (error: unknown): error is ServerError | RequestInterrupted =>
+  error instanceof RequestInterrupted ||
+  (error instanceof ServerError && error.code === "ABORTED" && typeof error.details === "object" &&
+    error.details !== null && (error.details as { readonly reason?: unknown }).reason === "INTERRUPTED")
+
+/**
+ * Everything a request can reject with ({@link RequestInterrupted} only in
+ * the Effect face).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError | RequestInterrupted
 
 // ---------------------------------------------------------------------------
 // Options
@@ -242,8 +272,13 @@ export interface ResumeInfo {
   readonly recovered: boolean
   /** Published messages replayed (0 when not recovered). */
   readonly replayed: number
-  /** Topics that lost messages to the server's log limits. */
+  /** Topics that lost messages to the server's log limits, or were cut short by `truncated`. */
   readonly gaps: ReadonlyArray<string>
+  /**
+   * The replay stopped at the server's `maxReplayBytes`: the topics in
+   * `gaps` missed messages after the replayed ones — refetch their state.
+   */
+  readonly truncated: boolean
 }
 
 /**
