@@ -69,7 +69,7 @@ export class Instance implements ContextHost {
       read: registry.read,
       write: (socket, attachment) => {
         registry.write(socket, attachment)
-        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
+        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t, attachment.r)
       },
       closing: (clientId, code) => {
         if (endsSession(code)) recovery.endSession(clientId)
@@ -145,7 +145,7 @@ export class Instance implements ContextHost {
    */
   adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
     const session = resumption?.session
-    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store)
+    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
     if (resumption !== undefined && session === undefined) {
       this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
     }

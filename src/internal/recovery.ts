@@ -13,6 +13,8 @@
 import { CloseCodes } from "../CloseCodes"
 import { encodeFrame, utf8Length } from "../Message"
 import type { ConnectionData } from "./data"
+import type { SavedBucket } from "./rateLimit"
+import { isSavedBucket } from "./rateLimit"
 
 /**
  * The `recovery` option: `true` for the defaults, or any of these.
@@ -108,6 +110,8 @@ export interface ResumedSession {
   readonly topics: ReadonlyMap<string, number>
   /** The client's watermark: the last seq it received. */
   readonly after: number
+  /** The rate-limit bucket as the session's last socket left it: a resume never refills it. */
+  readonly bucket: SavedBucket | undefined
 }
 
 interface ParsedResume {
@@ -207,6 +211,7 @@ interface SessionRow {
   readonly identity: string
   readonly data: string
   readonly topics: string
+  readonly bucket: string | null
   readonly closed_at: number | null
   readonly resumes: number
   readonly resumed_at: number
@@ -298,7 +303,7 @@ export class RecoveryStore {
        CREATE INDEX IF NOT EXISTS _dws_log_topic ON _dws_log (topic, seq);
        CREATE TABLE IF NOT EXISTS _dws_position (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
        CREATE TABLE IF NOT EXISTS _dws_pruned (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL);
-       CREATE TABLE IF NOT EXISTS _dws_sessions (id TEXT PRIMARY KEY, token TEXT NOT NULL, identity TEXT NOT NULL, data TEXT NOT NULL, topics TEXT NOT NULL, closed_at INTEGER, resumes REAL NOT NULL, resumed_at INTEGER NOT NULL);
+       CREATE TABLE IF NOT EXISTS _dws_sessions (id TEXT PRIMARY KEY, token TEXT NOT NULL, identity TEXT NOT NULL, data TEXT NOT NULL, topics TEXT NOT NULL, bucket TEXT, closed_at INTEGER, resumes REAL NOT NULL, resumed_at INTEGER NOT NULL);
        CREATE INDEX IF NOT EXISTS _dws_sessions_closed ON _dws_sessions (closed_at);
        CREATE TABLE IF NOT EXISTS _dws_replies (id INTEGER PRIMARY KEY, session TEXT NOT NULL, correlation TEXT NOT NULL, type TEXT NOT NULL, digest TEXT NOT NULL, frame TEXT, prior INTEGER NOT NULL);
        CREATE UNIQUE INDEX IF NOT EXISTS _dws_replies_request ON _dws_replies (session, correlation);`
@@ -466,7 +471,7 @@ export class RecoveryStore {
     const now = Date.now()
     this.sweep(now)
     const row = this.sql.exec<SessionRow>(
-      "SELECT token, identity, data, topics, closed_at, resumes, resumed_at FROM _dws_sessions WHERE id = ?",
+      "SELECT token, identity, data, topics, bucket, closed_at, resumes, resumed_at FROM _dws_sessions WHERE id = ?",
       sessionId
     ).toArray()[0]
     const tokenRight = sameHash(presentedHash, row?.token ?? absentHash)
@@ -488,7 +493,14 @@ export class RecoveryStore {
     )
     // Requests recorded so far came on an earlier socket: from now on, the same one again is a resend.
     this.sql.exec("UPDATE _dws_replies SET prior = 1 WHERE session = ?", sessionId)
-    return { id: sessionId, data: JSON.parse(row.data) as AnyData, topics: parseTopics(row.topics), after }
+    const bucket: unknown = row.bucket === null ? undefined : JSON.parse(row.bucket)
+    return {
+      id: sessionId,
+      data: JSON.parse(row.data) as AnyData,
+      topics: parseTopics(row.topics),
+      after,
+      bucket: isSavedBucket(bucket) ? bucket : undefined
+    }
   }
 
   /**
@@ -497,14 +509,20 @@ export class RecoveryStore {
    * session remembers the position it was subscribed at: a replay never
    * hands it what was published before.
    */
-  saveSession(id: string, data: AnyData, topics: ReadonlyArray<string>): void {
+  saveSession(id: string, data: AnyData, topics: ReadonlyArray<string>, bucket: SavedBucket | undefined): void {
     this.init()
     const row = this.sql.exec<{ topics: string }>("SELECT topics FROM _dws_sessions WHERE id = ?", id).toArray()[0]
     if (row === undefined) return
     const before = parseTopics(row.topics)
     const after = new Map<string, number>()
     for (const topic of topics) after.set(topic, before.get(topic) ?? this.position)
-    this.sql.exec("UPDATE _dws_sessions SET data = ?, topics = ? WHERE id = ?", JSON.stringify(data), topicsJson(after), id)
+    this.sql.exec(
+      "UPDATE _dws_sessions SET data = ?, topics = ?, bucket = ? WHERE id = ?",
+      JSON.stringify(data),
+      topicsJson(after),
+      bucket === undefined ? null : JSON.stringify(bucket),
+      id
+    )
   }
 
   /** The socket closed without ending the session: it may be resumed for `sessionTtlMs`. */
