@@ -188,8 +188,9 @@ export class LiveConnection {
     sent?: (frame: string) => void
   ): Promise<void> | undefined {
     if (typeof frame === "string") {
-      this.sendFrame(frame)
+      // `sent` first: a write it makes (the reply cache) is then not behind a frame already out.
       sent?.(frame)
+      this.sendFrame(frame)
       return undefined
     }
     return this.hold(frame.then((text) => {

@@ -285,6 +285,8 @@ export class RecoveryStore {
   private nextSweep = 0
   private sessionCount = 0
   private readonly pruneEvery: number
+  private readonly recordsSinceTrim = new Map<string, number>()
+  private readonly trimEvery: number
 
   constructor(
     private readonly sql: SqlStorage,
@@ -293,6 +295,7 @@ export class RecoveryStore {
     private readonly liveClientIds: () => Iterable<string>
   ) {
     this.pruneEvery = Math.max(1, Math.min(100, Math.floor(config.maxMessages / 10)))
+    this.trimEvery = Math.max(1, Math.floor(config.replyCacheSize / 10))
   }
 
   private init(): void {
@@ -541,6 +544,7 @@ export class RecoveryStore {
     const deleted = this.sql.exec("DELETE FROM _dws_sessions WHERE id = ?", id).rowsWritten
     if (deleted === 0) return false
     this.sessionCount -= deleted
+    this.recordsSinceTrim.delete(id)
     this.sql.exec("DELETE FROM _dws_replies WHERE session = ?", id)
     return true
   }
@@ -647,17 +651,29 @@ export class RecoveryStore {
    */
   beginRequest(session: string, correlationId: string, type: string, digest: string): RequestRecord {
     this.init()
+    // The common case, a correlationId new to the session, is one statement.
+    const inserted = this.sql.exec<{ id: number }>(
+      "INSERT INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, NULL, 0) ON CONFLICT (session, correlation) DO NOTHING RETURNING id",
+      session,
+      correlationId,
+      type,
+      digest
+    ).toArray()[0]
+    if (inserted !== undefined) {
+      this.trimReplies(session)
+      return { _tag: "run", record: inserted.id }
+    }
     const row = this.sql.exec<RequestRow>(
       "SELECT id, type, digest, frame, prior FROM _dws_replies WHERE session = ? AND correlation = ?",
       session,
       correlationId
-    ).toArray()[0]
-    if (row !== undefined && row.prior === 1 && row.type === type && row.digest === digest) {
+    ).one()
+    if (row.prior === 1 && row.type === type && row.digest === digest) {
       // Answered once on this socket: the same request again is new.
       this.sql.exec("UPDATE _dws_replies SET prior = 0 WHERE id = ?", row.id)
       return row.frame === null ? { _tag: "started", record: row.id } : { _tag: "cached", frame: row.frame }
     }
-    if (row !== undefined) this.sql.exec("DELETE FROM _dws_replies WHERE id = ?", row.id)
+    this.sql.exec("DELETE FROM _dws_replies WHERE id = ?", row.id)
     const record = this.sql.exec<{ id: number }>(
       "INSERT INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, NULL, 0) RETURNING id",
       session,
@@ -665,18 +681,34 @@ export class RecoveryStore {
       type,
       digest
     ).one().id
+    this.trimReplies(session)
+    return { _tag: "run", record }
+  }
+
+  /**
+   * Keeps the newest `replyCacheSize` records of a session, trimming once
+   * per tenth of that many new records (so up to a tenth more are held
+   * between two trims).
+   */
+  private trimReplies(session: string): void {
+    const since = (this.recordsSinceTrim.get(session) ?? 0) + 1
+    if (since < this.trimEvery) {
+      this.recordsSinceTrim.set(session, since)
+      return
+    }
+    this.recordsSinceTrim.delete(session)
     this.sql.exec(
       "DELETE FROM _dws_replies WHERE session = ? AND id <= (SELECT id FROM _dws_replies WHERE session = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
       session,
       session,
       this.config.replyCacheSize
     )
-    return { _tag: "run", record }
   }
 
   /** A recorded request got its answer: kept for a resend. */
   storeReply(record: number, frame: string): void {
     this.init()
+
     this.sql.exec("UPDATE _dws_replies SET frame = ? WHERE id = ?", frame, record)
   }
 }

@@ -1,15 +1,22 @@
 /**
- * `/room/<name>/…` goes to the object named `<name>` (upgrades, and the
- * fixture's controls: `publish`, `count`); `/` answers 200 once the
- * server is up.
+ * `/room/<name>/…` goes to the `Recovering` object named `<name>`
+ * (upgrades, and the fixture's controls: `publish`, `count`, `tables`),
+ * `/short/<name>/…` to the `Forgetful` one (sessions expire after 400 ms);
+ * `/` answers 200 once the server is up.
  */
-export { Recovering } from "../../fixtures/recovery"
+export { Forgetful, Recovering } from "../../fixtures/recovery"
+
+interface Env {
+  readonly RECOVERING: DurableObjectNamespace
+  readonly FORGETFUL: DurableObjectNamespace
+}
 
 export default {
-  fetch(request: Request, env: { readonly RECOVERING: DurableObjectNamespace }): Promise<Response> | Response {
+  fetch(request: Request, env: Env): Promise<Response> | Response {
     const url = new URL(request.url)
-    const match = /^\/room\/([^/]+)/.exec(url.pathname)
+    const match = /^\/(room|short)\/([^/]+)/.exec(url.pathname)
     if (match === null) return new Response("ok")
-    return env.RECOVERING.get(env.RECOVERING.idFromName(match[1]!)).fetch(request)
+    const namespace = match[1] === "room" ? env.RECOVERING : env.FORGETFUL
+    return namespace.get(namespace.idFromName(match[2]!)).fetch(request)
   }
 }
