@@ -15,10 +15,9 @@ import type { ConnectionData, Socket } from "./data"
 import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
 import type { Resumption } from "./recovery"
-import { PendingReplies, RecoveryStore } from "./recovery"
+import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
 import type { RouterTables } from "./routes"
 import { InstanceRuntime } from "./services"
-import { endsSession } from "./session"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
 export interface SocketRegistry extends AttachmentStore {

@@ -10,7 +10,7 @@
  * here takes the object's alarm (it belongs to the application): expiry is
  * checked when a session is used and whenever the log is pruned.
  */
-import { CloseCodes } from "../CloseCodes"
+import { CloseCodes, isTerminalCloseCode } from "../CloseCodes"
 import { encodeFrame, utf8Length } from "../Message"
 import type { ConnectionData } from "./data"
 import type { SavedBucket } from "./rateLimit"
@@ -85,6 +85,9 @@ export const resumeParameter = "dws_resume"
 
 /** Server-side close of a socket whose session was resumed on a newer one: terminal, so the two do not fight. */
 export const replacedCloseCode = CloseCodes.Replaced
+
+/** Whether a server close with `code` ends the session: terminal codes, except 4409 (the session lives on). */
+export const endsSession = (code: number): boolean => isTerminalCloseCode(code) && code !== replacedCloseCode
 
 type AnyData = ConnectionData<Record<string, unknown>>
 
@@ -627,14 +630,17 @@ export class RecoveryStore {
       if (seq > cursor.from.get(topic)!) gaps.add(topic)
     }
     if (cursor.truncated) {
-      for (
-        const { topic } of this.sql.exec<{ topic: string }>(
-          "SELECT DISTINCT topic FROM _dws_log WHERE seq > ? AND seq <= ? AND topic IN (SELECT value FROM json_each(?))",
-          cursor.after,
-          cursor.end,
-          cursor.names
-        )
-      ) gaps.add(topic)
+      // One indexed probe per topic: the rest of a long log is never scanned.
+      for (const [topic, from] of cursor.from) {
+        if (gaps.has(topic)) continue
+        const left = this.sql.exec(
+          "SELECT 1 FROM _dws_log WHERE topic = ? AND seq > ? AND seq <= ? LIMIT 1",
+          topic,
+          Math.max(cursor.after, from),
+          cursor.end
+        ).toArray()
+        if (left.length > 0) gaps.add(topic)
+      }
     }
     return Array.from(gaps)
   }

@@ -4,7 +4,6 @@
  * its close leaves behind, and the resent rpc requests answered from the
  * reply cache.
  */
-import { isTerminalCloseCode } from "../CloseCodes"
 import type { WireError } from "../Errors"
 import { encodeErrorFrame, encodeFrame } from "../Message"
 import type { LiveConnection } from "./connection"
@@ -107,9 +106,6 @@ const goLive = (
   }
   return step()
 }
-
-/** Whether a server close with `code` ends the session: terminal codes, except 4409 (the session lives on). */
-export const endsSession = (code: number): boolean => isTerminalCloseCode(code) && code !== replacedCloseCode
 
 /**
  * What a close leaves of the session: the client's 1000 ends it; any
