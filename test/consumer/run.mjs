@@ -233,9 +233,10 @@ try {
     }))
   })
 
-  await step("browser bundles of durable-ws/Message, durable-ws/client (both faces), durable-ws/CloseCodes, durable-ws/Errors and the client snippet", async () => {
+  await step("browser bundles of durable-ws/Message, durable-ws/Protocol, durable-ws/client (both faces), durable-ws/CloseCodes, durable-ws/Errors and the client snippet", async () => {
     const entries = {
       "durable-ws/Message": `export * from "durable-ws/Message"`,
+      "durable-ws/Protocol": `export * from "durable-ws/Protocol"`,
       "durable-ws/client": `export * from "durable-ws/client"`,
       "durable-ws/client/effect": `export * from "durable-ws/client/effect"`,
       "durable-ws/CloseCodes": `export * from "durable-ws/CloseCodes"`,

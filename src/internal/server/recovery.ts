@@ -10,40 +10,11 @@
  * here takes the object's alarm (it belongs to the application): expiry is
  * checked when a session is used and whenever the log is pruned.
  */
-import { CloseCodes, isTerminalCloseCode } from "../CloseCodes"
-import { encodeFrame, utf8Length } from "../Message"
-import type { ConnectionData } from "./data"
+import { CloseCodes, isTerminalCloseCode } from "../../CloseCodes"
+import type { ConnectionData } from "../../Connection"
+import { encodeFrame, parseResume, utf8Length } from "../../Protocol"
 import type { SavedBucket } from "./rateLimit"
 import { isSavedBucket } from "./rateLimit"
-
-/**
- * The `recovery` option: `true` for the defaults, or any of these.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RecoveryOptions {
-  /** Log entries kept per topic (default 1000). */
-  readonly maxMessages?: number
-  /** Log entries older than this are pruned (default 120 000 ms). */
-  readonly maxAgeMs?: number
-  /** How long a session stays resumable after its socket closed (default 120 000 ms). */
-  readonly sessionTtlMs?: number
-  /** Answered RPC requests remembered per session (default 100). */
-  readonly replyCacheSize?: number
-  /** Bytes of replayed frames one resume may send (default 1 MiB); past it the replay stops and says `truncated`. */
-  readonly maxReplayBytes?: number
-  /** Sessions kept per object (default 10 000); past it the longest-closed is dropped. */
-  readonly maxSessions?: number
-  /**
-   * Who a session belongs to, from `authenticate`'s result: a resume is
-   * granted only to the same identity. Default: the canonical JSON of the
-   * result (keys sorted), or `""` without `authenticate`.
-   */
-  readonly identity?: (authData: unknown) => string
-  /** Resumes of one session: a burst of `burst` (default 5), then one per `intervalMs` (default 2000). */
-  readonly resumeRate?: { readonly burst?: number; readonly intervalMs?: number }
-}
 
 export interface ResolvedRecovery {
   readonly maxMessages: number
@@ -68,21 +39,6 @@ export const canonicalJson = (value: unknown): string => {
   return JSON.stringify(value) ?? "null"
 }
 
-export const recoveryDefaults: ResolvedRecovery = {
-  maxMessages: 1000,
-  maxAgeMs: 120_000,
-  sessionTtlMs: 120_000,
-  replyCacheSize: 100,
-  maxReplayBytes: 1024 * 1024,
-  maxSessions: 10_000,
-  identity: canonicalJson,
-  resumeBurst: 5,
-  resumeIntervalMs: 2000
-}
-
-/** The query parameter a client resumes with: `<sessionId>.<token>.<seq>`. */
-export const resumeParameter = "dws_resume"
-
 /** Server-side close of a socket whose session was resumed on a newer one: terminal, so the two do not fight. */
 export const replacedCloseCode = CloseCodes.Replaced
 
@@ -96,8 +52,14 @@ export interface Resumption {
   /** The token the `$session` frame carries (new on every socket). */
   readonly token: string
   readonly tokenHash: string
-  /** Set when the resume succeeded. */
+  /**
+   * Set when the credentials and identity were right. Nothing is written
+   * until {@link take} is called: a resume refused afterwards (a full room,
+   * oversized data) leaves the token valid.
+   */
   readonly session: ResumedSession | undefined
+  /** Takes the session over (the new token replaces the old one); a no-op without a session. */
+  readonly take: () => void
   /** Whether the client asked to resume (it then gets a `$resumed` frame). */
   readonly requested: boolean
   /** Set when the credentials were right but the session resumed too often: refused with 429, token kept. */
@@ -117,26 +79,7 @@ export interface ResumedSession {
   readonly bucket: SavedBucket | undefined
 }
 
-interface ParsedResume {
-  readonly sessionId: string
-  readonly token: string
-  readonly after: number
-}
-
-const sessionIdPattern = /^[A-Za-z0-9-]{1,64}$/
-const tokenPattern = /^[A-Za-z0-9_-]{16,64}$/
-const seqPattern = /^(0|[1-9][0-9]{0,15})$/
-
-/** Parses `dws_resume`; anything that is not exactly `<id>.<token>.<seq>` is no resume. */
-export const parseResume = (value: string | null): ParsedResume | undefined => {
-  if (value === null || value.length > 160) return undefined
-  const parts = value.split(".")
-  if (parts.length !== 3) return undefined
-  const [sessionId, token, seq] = parts as [string, string, string]
-  if (!sessionIdPattern.test(sessionId) || !tokenPattern.test(token) || !seqPattern.test(seq)) return undefined
-  const after = Number(seq)
-  return Number.isSafeInteger(after) ? { sessionId, token, after } : undefined
-}
+const ignore = (): void => {}
 
 const base64url = (bytes: Uint8Array): string => {
   let binary = ""
@@ -161,7 +104,7 @@ const sameHash = (a: string, b: string): boolean => {
 const absentHash = "A".repeat(43)
 
 /**
- * Reads a `dws_resume` value and prepares the socket's credentials (the
+ * Reads a resume parameter and prepares the socket's credentials (the
  * hashing is the only part that yields). The returned `claim` is
  * synchronous: called with nothing in between it and the socket's
  * acceptance, it takes the session over or answers that there is none.
@@ -180,8 +123,9 @@ export const prepareResume = async (
       ? undefined
       : store.claim(parsed.sessionId, presentedHash, parsed.after, tokenHash, identity)
     const base = { token, tokenHash, requested: value !== null, identity }
-    if (typeof claimed === "number") return { ...base, session: undefined, retryAfterMs: claimed }
-    return { ...base, session: claimed }
+    if (claimed === undefined) return { ...base, session: undefined, take: ignore }
+    if (typeof claimed === "number") return { ...base, session: undefined, take: ignore, retryAfterMs: claimed }
+    return { ...base, session: claimed.session, take: claimed.take }
   }
 }
 
@@ -472,7 +416,7 @@ export class RecoveryStore {
     after: number,
     newHash: string,
     identity: string
-  ): ResumedSession | number | undefined {
+  ): { readonly session: ResumedSession; readonly take: () => void } | number | undefined {
     this.init()
     const now = Date.now()
     this.sweep(now)
@@ -490,23 +434,26 @@ export class RecoveryStore {
     const { resumeBurst, resumeIntervalMs } = this.config
     const allowance = Math.min(resumeBurst, row.resumes + Math.max(0, now - row.resumed_at) / resumeIntervalMs)
     if (allowance < 1) return Math.ceil((1 - allowance) * resumeIntervalMs)
-    this.sql.exec(
-      "UPDATE _dws_sessions SET token = ?, closed_at = NULL, resumes = ?, resumed_at = ? WHERE id = ?",
-      newHash,
-      allowance - 1,
-      now,
-      sessionId
-    )
-    // Requests recorded so far came on an earlier socket: from now on, the same one again is a resend.
-    this.sql.exec("UPDATE _dws_replies SET prior = 1 WHERE session = ?", sessionId)
     const bucket: unknown = row.bucket === null ? undefined : JSON.parse(row.bucket)
-    return {
+    const session: ResumedSession = {
       id: sessionId,
       data: JSON.parse(row.data) as AnyData,
       topics: parseTopics(row.topics),
       after,
       bucket: isSavedBucket(bucket) ? bucket : undefined
     }
+    const take = () => {
+      this.sql.exec(
+        "UPDATE _dws_sessions SET token = ?, closed_at = NULL, resumes = ?, resumed_at = ? WHERE id = ?",
+        newHash,
+        allowance - 1,
+        now,
+        sessionId
+      )
+      // Requests recorded so far came on an earlier socket: from now on, the same one again is a resend.
+      this.sql.exec("UPDATE _dws_replies SET prior = 1 WHERE session = ?", sessionId)
+    }
+    return { session, take }
   }
 
   /**

@@ -4,18 +4,15 @@
  * its close leaves behind, and the resent rpc requests answered from the
  * reply cache.
  */
-import type { WireError } from "../Errors"
-import { encodeErrorFrame, encodeFrame } from "../Message"
+import type { WireError } from "../../Errors"
+import { encodeErrorFrame, encodeResumedFrame, encodeSessionFrame, interruptedReason, unknownSession } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { HandlerContext } from "./context"
 import type { Instance } from "./instance"
 import type { Resumption } from "./recovery"
 import { payloadDigest, replacedCloseCode, replayDone } from "./recovery"
 
-const sessionFrame = (sessionId: string, token: string, seq: number): string =>
-  encodeFrame("$session", { sessionId, token, seq })
-
-const unknownSession = encodeFrame("$resumed", { recovered: false, reason: "UNKNOWN_SESSION" })
+const refused = encodeResumedFrame({ recovered: false, reason: unknownSession })
 
 /** Older sockets still open on a session that a new socket just resumed: they are closed. */
 export const replacedBy = (instance: Instance, connection: LiveConnection): Array<LiveConnection> => {
@@ -74,9 +71,9 @@ const goLive = (
 ): Promise<void> | undefined => {
   const store = instance.recovery!
   const { session } = resumption
-  connection.sendFrame(sessionFrame(connection.clientId, resumption.token, store.current()))
+  connection.sendFrame(encodeSessionFrame({ sessionId: connection.clientId, token: resumption.token, seq: store.current() }))
   if (session === undefined) {
-    if (resumption.requested) connection.sendFrame(unknownSession)
+    if (resumption.requested) connection.sendFrame(refused)
     return undefined
   }
   if (allowed !== undefined) {
@@ -94,7 +91,7 @@ const goLive = (
     for (const frame of store.replayChunk(cursor)) connection.sendFrame(frame)
     if (!replayDone(cursor) && !connection.closed) return yieldTurn().then(step)
     connection.sendFrame(
-      encodeFrame("$resumed", {
+      encodeResumedFrame({
         recovered: true,
         replayed: cursor.count,
         gaps: store.replayGaps(cursor),
@@ -127,7 +124,7 @@ export const closeSession = (instance: Instance, connection: LiveConnection, cod
 const interrupted: WireError = {
   code: "ABORTED",
   message: "The request was cut off by a restart before it was answered; its outcome is unknown",
-  details: { reason: "INTERRUPTED" }
+  details: { reason: interruptedReason }
 }
 
 /**
