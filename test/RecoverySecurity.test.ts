@@ -268,15 +268,18 @@ describe("recovery: a resume is admitted like any connection, but not counted tw
 
   it("checks the 16 KiB limit on data plus subscriptions on resume", async () => {
     const name = room()
-    const { socket, session } = await open(env.RECOVERING, name)
+    // Bounded's identity is the userId alone: the same user may come back with other data.
+    const { socket, session } = await open(env.BOUNDED, name)
     const topics = Array.from({ length: 60 }, (_, i) => `${i}-${"t".repeat(200)}`)
     await join(socket, ...topics)
     expect((await whoAmI(socket)).topics.length).toBe(60)
     await drop(socket)
-    const refused = await upgradeOn(env.RECOVERING, name, { query: resumeQuery(session, 0, "&pad=6000") })
-    expect(refused.status).not.toBe(101)
-    // The session is untouched: without the oversized data it resumes.
-    expect((await resume(env.RECOVERING, name, session)).outcome).toMatchObject({ recovered: true })
+    const refused = await upgradeOn(env.BOUNDED, name, { query: resumeQuery(session, 0, "&pad=6000") })
+    expect(refused.status).toBe(500)
+    // The session is untouched: without the oversized data it resumes, with its topics.
+    const back = await resume(env.BOUNDED, name, session, 0, "&pad=100")
+    expect(back.outcome).toMatchObject({ recovered: true })
+    expect((await whoAmI(back.socket)).topics.length).toBe(60)
   })
 
   it("carries the rate-limit bucket across a resume (a resume never refills it)", async () => {
