@@ -27,6 +27,13 @@ const server = await startDevServer({ port, config: "test/load/restart/wrangler.
 const base = `http://127.0.0.1:${port}`
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Every wait is bounded: a dev server that reset the object shows up as a timeout, not a hang. */
+const withTimeout = <A>(promise: Promise<A>, what: string, ms = 15_000): Promise<A> =>
+  Promise.race([
+    promise,
+    new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms))
+  ])
+
 /** One upgrade on a raw socket: every byte each way counted, server frames parsed (they are unmasked). */
 interface RawResult {
   readonly status: number
@@ -49,6 +56,7 @@ const rawUpgrade = (path: string, until: (type: string) => boolean): Promise<Raw
       socket.destroy()
       resolve({ status, bytesIn, bytesOut: Buffer.byteLength(request), frames })
     }
+    socket.setTimeout(15_000, () => socket.destroy(new Error(`no answer to ${path}`)))
     socket.on("connect", () => socket.write(request))
     socket.on("error", reject)
     socket.on("close", () => resolve({ status, bytesIn, bytesOut: Buffer.byteLength(request), frames }))
@@ -133,7 +141,7 @@ try {
   let credentials = first.frames[0]!.payload as { sessionId: string; token: string }
   // Join the topics on a real socket of that session (the raw one is gone), confirmed by an rpc.
   const joiner = new WebSocket(`ws://127.0.0.1:${port}/room/${room}?dws_resume=${credentials.sessionId}.${credentials.token}.0`)
-  await new Promise<void>((resolve, reject) => {
+  await withTimeout(new Promise<void>((resolve, reject) => {
     joiner.addEventListener("error", reject)
     joiner.addEventListener("message", (event) => {
       const frame = JSON.parse(String(event.data)) as { type: string; payload?: { token?: string } }
@@ -144,7 +152,7 @@ try {
       }
       if (frame.type === "R_YOU_ARE") resolve()
     })
-  })
+  }), "the joins")
   joiner.close(4000, "away")
   await sleep(200)
   for (let t = 0; t < topics; t++) {
@@ -201,20 +209,6 @@ try {
 
   // -- 3: connect-and-drop, then the first publish ---------------------------------------
   const dropRoom = "drop"
-  const subscriber = new WebSocket(`ws://127.0.0.1:${port}/short/${dropRoom}`)
-  let published: (() => void) | undefined
-  await new Promise<void>((resolve, reject) => {
-    subscriber.addEventListener("error", reject)
-    subscriber.addEventListener("message", (event) => {
-      const frame = JSON.parse(String(event.data)) as { type: string }
-      if (frame.type === "$session") {
-        subscriber.send(JSON.stringify({ type: "R_JOIN", payload: { topic: "after" } }))
-        subscriber.send(JSON.stringify({ type: "R_WHO_AM_I", meta: { correlationId: "joined" } }))
-      }
-      if (frame.type === "R_YOU_ARE") resolve()
-      if (frame.type === "R_SAID") published?.()
-    })
-  })
   const started = Date.now()
   let next = 0
   await Promise.all(Array.from({ length: 50 }, async () => {
@@ -226,13 +220,35 @@ try {
   const tables = async () => (await (await fetch(`${base}/short/${dropRoom}/tables`)).json()) as { sessions: number }
   const rowsAfterCycles = (await tables()).sessions
   await sleep(1000)
+  // The subscriber joins once the sessions have expired (its upgrade deletes one batch of them).
+  const subscriber = new WebSocket(`ws://127.0.0.1:${port}/short/${dropRoom}`)
+  let published: (() => void) | undefined
+  await withTimeout(
+    new Promise<void>((resolve, reject) => {
+      subscriber.addEventListener("error", reject)
+      subscriber.addEventListener("message", (event) => {
+        const frame = JSON.parse(String(event.data)) as { type: string }
+        if (frame.type === "$session") {
+          subscriber.send(JSON.stringify({ type: "R_JOIN", payload: { topic: "after" } }))
+          subscriber.send(JSON.stringify({ type: "R_WHO_AM_I", meta: { correlationId: "joined" } }))
+        }
+        if (frame.type === "R_YOU_ARE") resolve()
+        if (frame.type === "R_SAID") published?.()
+      })
+    }),
+    "the subscriber"
+  )
+  const rowsBeforePublish = (await tables()).sessions
   const start = performance.now()
   const arrived = new Promise<void>((resolve) => published = resolve)
   await post(`/short/${dropRoom}/publish`, { topic: "after", texts: ["first"] })
-  await arrived
+  await withTimeout(arrived, "the first publish")
   const firstPublishMs = performance.now() - start
   console.log(`connect-and-drop: ${cycles} cycles in ${((Date.now() - started) / 1000).toFixed(0)} s`)
-  console.log(`  session rows right after: ${rowsAfterCycles}; after the first publish: ${(await tables()).sessions}`)
+  console.log(
+    `  session rows right after: ${rowsAfterCycles}; expired, when the subscriber joined: ${rowsBeforePublish}; ` +
+      `after the first publish: ${(await tables()).sessions}`
+  )
   console.log(`  first publish after the sessions expired, round trip to a subscriber: ${firstPublishMs.toFixed(1)} ms`)
   subscriber.close(1000)
 } finally {
