@@ -237,8 +237,8 @@ describe("recovery: a resume costs a bounded amount", () => {
 
   it("deletes expired sessions on upgrades, without a publish", async () => {
     const name = room()
+    // Those that expire meanwhile may already go on later upgrades and closes: only the end state is certain.
     for (let i = 0; i < 30; i++) await drop((await open(env.FORGETFUL, name)).socket)
-    expect((await tables(env.FORGETFUL, name)).sessions).toBe(30)
     await sleep(600)
     await open(env.FORGETFUL, name)
     expect((await tables(env.FORGETFUL, name)).sessions).toBe(1)
