@@ -1,5 +1,5 @@
 // What a resume can cost the server, measured through `wrangler dev` (test/load/restart: the
-// recovery fixture at its defaults, and `Forgetful` whose sessions expire after 400 ms):
+// recovery fixture at its defaults, and `Lingering` whose sessions expire after 20 s):
 //
 //   npm run bench:resume
 //
@@ -7,8 +7,9 @@
 //    from seq 0 as fast as the server answers for 10 s (raw sockets, so every byte each way is
 //    counted). Reports bytes out per byte in, and the resumes granted and refused (429).
 // 2. Meanwhile a neighbour sends an rpc every 10 ms: its round trips, p50 and p99, before and during.
-// 3. 20,000 connect-and-drop cycles on a `Forgetful` object, then (the sessions expired) the round
-//    trip of the first publish to a subscriber, and the session rows left.
+// 3. 20,000 connect-and-drop cycles on a `Lingering` object (the sessions of the last 20 s are still
+//    there at the end), then, once they have all expired, the round trip of the first publish to a
+//    subscriber, and the session rows before and after.
 //
 // Everything stays on 127.0.0.1; the run is bounded (a few minutes at most).
 import { randomBytes } from "node:crypto"
@@ -214,14 +215,14 @@ try {
   await Promise.all(Array.from({ length: 50 }, async () => {
     while (next < cycles) {
       next++
-      await rawUpgrade(`/short/${dropRoom}`, (type) => type === "$session")
+      await rawUpgrade(`/linger/${dropRoom}`, (type) => type === "$session")
     }
   }))
-  const tables = async () => (await (await fetch(`${base}/short/${dropRoom}/tables`)).json()) as { sessions: number }
+  const tables = async () => (await (await fetch(`${base}/linger/${dropRoom}/tables`)).json()) as { sessions: number }
   const rowsAfterCycles = (await tables()).sessions
-  await sleep(1000)
+  await sleep(21_000)
   // The subscriber joins once the sessions have expired (its upgrade deletes one batch of them).
-  const subscriber = new WebSocket(`ws://127.0.0.1:${port}/short/${dropRoom}`)
+  const subscriber = new WebSocket(`ws://127.0.0.1:${port}/linger/${dropRoom}`)
   let published: (() => void) | undefined
   await withTimeout(
     new Promise<void>((resolve, reject) => {
@@ -241,7 +242,7 @@ try {
   const rowsBeforePublish = (await tables()).sessions
   const start = performance.now()
   const arrived = new Promise<void>((resolve) => published = resolve)
-  await post(`/short/${dropRoom}/publish`, { topic: "after", texts: ["first"] })
+  await post(`/linger/${dropRoom}/publish`, { topic: "after", texts: ["first"] })
   await withTimeout(arrived, "the first publish")
   const firstPublishMs = performance.now() - start
   console.log(`connect-and-drop: ${cycles} cycles in ${((Date.now() - started) / 1000).toFixed(0)} s`)
