@@ -216,8 +216,8 @@ export interface ReplayCursor {
 export const replayDone = (cursor: ReplayCursor): boolean => cursor.truncated || cursor.after >= cursor.end
 
 /** A chunk of a replay: at most this many log rows, or about this many bytes, between two yields. */
-const replayChunkRows = 256
-const replayChunkBytes = 64 * 1024
+const replayChunkRows = 64
+const replayChunkBytes = 16 * 1024
 
 /**
  * The SQLite side of recovery for one instance. Tables are created on first
