@@ -29,7 +29,11 @@ const promiseRouter = createRouter()
 export const PromiseHandlers = WebSocketDurableObject(promiseRouter, options)
 
 /** The promise contender with resumable delivery on: every publish is logged in SQLite first. */
-export const RecoveringHandlers = WebSocketDurableObject(promiseRouter, { ...options, recovery: true })
+// The resume rounds resume one session back to back: the resume rate limit is raised out of their way.
+export const RecoveringHandlers = WebSocketDurableObject(promiseRouter, {
+  ...options,
+  recovery: { resumeRate: { burst: 100 } }
+})
 
 /**
  * durable-ws, Effect-native: handlers are Effects using the built-in
