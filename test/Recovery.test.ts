@@ -4,66 +4,24 @@ import { createDurableObjectHandler, createRouter, WebSocketDurableObject } from
 import * as Testing from "../src/Testing"
 import { RJoin, RSaid } from "./fixtures/recovery"
 import { eventually, openOn, stubOf, upgradeOn } from "./helpers/durable"
+import type { Session } from "./helpers/recovery"
+import {
+  control,
+  isPublished,
+  join,
+  open,
+  publish,
+  resumeQuery,
+  seqs,
+  texts,
+  untilResumed,
+  whoAmI
+} from "./helpers/recovery"
 import type { Frame, TestSocket } from "./helpers/socket"
 import { sleep } from "./helpers/socket"
 
 let rooms = 0
 const room = () => `recovery-${Date.now()}-${rooms++}`
-
-interface Session {
-  readonly sessionId: string
-  readonly token: string
-  readonly seq: number
-}
-
-const isPublished = (frame: Frame) => frame.type === "R_SAID"
-
-/** Opens a socket and takes its `$session` (the first frame) and `R_OPENED` (from onOpen). */
-const open = async (namespace: DurableObjectNamespace, name: string, query = "") => {
-  const socket = await openOn(namespace, name, { query })
-  const first = await socket.next()
-  expect(first.type).toBe("$session")
-  return { socket, session: first.payload as Session }
-}
-
-const resumeQuery = (session: Session, seq: number, extra = "") =>
-  `?dws_resume=${session.sessionId}.${session.token}.${seq}${extra}`
-
-const join = async (socket: TestSocket, ...topics: ReadonlyArray<string>) => {
-  for (const topic of topics) socket.send({ type: "R_JOIN", payload: { topic } })
-  // An rpc after the joins: its answer means they were handled (one connection's frames run in order).
-  socket.send({ type: "R_WHO_AM_I", meta: { correlationId: `joined-${Math.random()}` } })
-  await socket.next((f) => f.type === "R_YOU_ARE")
-}
-
-const publish = async (namespace: DurableObjectNamespace, name: string, topic: string, texts: ReadonlyArray<string>) => {
-  const res = await stubOf(namespace, name).fetch("http://test.local/publish", {
-    method: "POST",
-    body: JSON.stringify({ topic, texts })
-  })
-  return res.json<Array<{ ok: boolean }>>()
-}
-
-const control = async <A>(namespace: DurableObjectNamespace, name: string, path: string, body?: unknown): Promise<A> => {
-  const res = await stubOf(namespace, name).fetch(`http://test.local/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    body: body === undefined ? null : JSON.stringify(body)
-  })
-  return res.json<A>()
-}
-
-/** Frames until `$resumed`, which ends the resume. */
-const untilResumed = async (socket: TestSocket) => {
-  const frames: Array<Frame> = []
-  for (;;) {
-    const frame = await socket.next()
-    frames.push(frame)
-    if (frame.type === "$resumed") return frames
-  }
-}
-
-const texts = (frames: ReadonlyArray<Frame>) => frames.filter(isPublished).map((f) => f.payload.text as string)
-const seqs = (frames: ReadonlyArray<Frame>) => frames.filter(isPublished).map((f) => f.meta!.seq as number)
 
 describe("recovery: sessions", () => {
   it("sends $session first: the clientId, a token of at least 128 bits, the log position", async () => {
@@ -104,15 +62,6 @@ describe("recovery: sessions", () => {
     expect((await resumed.next()).type).toBe("R_OPENED")
   })
 })
-
-const whoAmI = async (socket: TestSocket) => {
-  const correlationId = `who-${Math.random()}`
-  socket.send({ type: "R_WHO_AM_I", meta: { correlationId } })
-  return (await socket.next((f) => f.meta?.correlationId === correlationId)).payload as {
-    data: Record<string, unknown>
-    topics: Array<string>
-  }
-}
 
 describe("recovery: resume", () => {
   it("replays what was published while away, in order, then goes on live with no hole and no duplicate", async () => {
