@@ -155,6 +155,17 @@ describe("recovery: requests run at most once, and only a true resend is answere
     expect((await back.socket.next(rpcOf(back.socket, "w"))).payload).toMatchObject({ text: "b", run: 3 })
   })
 
+  it("a deferred reply still pending when the socket dropped answers the resend on the resumed socket", async () => {
+    const name = room()
+    const { socket, session } = await open(env.RECOVERING, name)
+    socket.send({ type: "R_LATER", meta: { correlationId: "later" }, payload: { delayMs: 300 } })
+    await sleep(50)
+    await drop(socket)
+    const back = await resume(env.RECOVERING, name, session)
+    back.socket.send({ type: "R_LATER", meta: { correlationId: "later" }, payload: { delayMs: 300 } })
+    expect(await back.socket.next(rpcOf(back.socket, "later"), 3000)).toMatchObject({ type: "R_LATER_DONE", payload: { ok: true } })
+  })
+
   const cutOff = async (type: string) => {
     const name = room()
     const key = `cut-${Math.random()}`

@@ -687,6 +687,11 @@ export class PendingReplies {
     return true
   }
 
+  /** A request that will never be answered here (its socket and session are gone): forgotten. */
+  abandon(record: number): void {
+    this.running.delete(record)
+  }
+
   finish(record: number, frame: string): void {
     const waiting = this.running.get(record)
     this.running.delete(record)
