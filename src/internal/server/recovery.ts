@@ -187,6 +187,9 @@ export type RequestRecord =
 /** Sessions deleted per sweep: a backlog is worked off a batch per event, never at once. */
 const sweepBatch = 64
 
+/** Log entries pruned for age per call, for the same reason. */
+const pruneBatch = 512
+
 const parseTopics = (json: string): Map<string, number> => {
   const topics = new Map<string, number>()
   const parsed = JSON.parse(json) as Record<string, number>
@@ -335,20 +338,35 @@ export class RecoveryStore {
     this.markPruned(topic, cut)
   }
 
-  /** Drops log entries past `maxAgeMs`; runs a few times per `maxAgeMs`. */
+  /**
+   * Drops log entries past `maxAgeMs`, oldest first, at most one batch per
+   * call; runs a few times per `maxAgeMs`, and on the next publish again
+   * while a backlog remains. Entries are appended in time order, so the
+   * old ones are a prefix of the log: no step scans the rest of it.
+   */
   prune(now: number = Date.now()): void {
     this.init()
     this.nextAgePrune = now + Math.max(1000, Math.floor(this.config.maxAgeMs / 4))
     const cutoff = now - this.config.maxAgeMs
-    const old = this.sql.exec<{ topic: string; seq: number }>(
-      "SELECT topic, MAX(seq) AS seq FROM _dws_log WHERE at < ? GROUP BY topic",
-      cutoff
+    const oldest = this.sql.exec<{ seq: number; at: number }>(
+      "SELECT seq, at FROM _dws_log ORDER BY seq LIMIT ?",
+      pruneBatch
     ).toArray()
-    if (old.length > 0) {
-      this.savePosition()
-      this.sql.exec("DELETE FROM _dws_log WHERE at < ?", cutoff)
-      for (const { topic, seq } of old) this.markPruned(topic, seq)
+    let cut: number | undefined
+    for (const { seq, at } of oldest) {
+      if (at >= cutoff) break
+      cut = seq
     }
+    if (cut === undefined) return
+    const old = this.sql.exec<{ topic: string; seq: number }>(
+      "SELECT topic, MAX(seq) AS seq FROM _dws_log WHERE seq <= ? GROUP BY topic",
+      cut
+    ).toArray()
+    this.savePosition()
+    this.sql.exec("DELETE FROM _dws_log WHERE seq <= ?", cut)
+    for (const { topic, seq } of old) this.markPruned(topic, seq)
+    // A full batch was old: more may be, for the next publish.
+    if (cut === oldest.at(-1)?.seq && oldest.length === pruneBatch) this.nextAgePrune = now
   }
 
   /**
