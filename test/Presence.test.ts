@@ -279,6 +279,30 @@ describe("presence: recovery", () => {
   })
 })
 
+describe("presence: ending an away session", () => {
+  it("signing out a client that is away ends its session, and its held place leaves at once", async () => {
+    const name = room()
+    const watcher = await open(env.PRESENCE_RECOVERING, name, "watcher")
+    await watch(watcher, "lobby")
+    const ann = await open(env.PRESENCE_RECOVERING, name, "ann")
+    const session = (await ann.next((f) => f.type === "$session")).payload as { sessionId: string; token: string; seq: number }
+    await join(ann, "lobby")
+    await watcher.next(isDiff("lobby"))
+    ann.close(4000, "network gone")
+    await ann.closed()
+    // Held: nothing yet.
+    expect(await quiet(watcher, 150)).toEqual([])
+    const started = Date.now()
+    watcher.send({ type: "P_SIGN_OUT", payload: { clientId: session.sessionId } })
+    const leave = await watcher.next(isDiff("lobby"), 3000)
+    expect(Object.keys(leave.payload.leaves)).toEqual(["ann"])
+    expect(Date.now() - started).toBeLessThan(400)
+    // And the session is gone: a resume is refused.
+    const back = await open(env.PRESENCE_RECOVERING, name, "ann", `&dws_resume=${session.sessionId}.${session.token}.${session.seq}`)
+    expect((await back.next((f) => f.type === "$resumed")).payload.recovered).toBe(false)
+  })
+})
+
 describe("presence: ACL", () => {
   it("a connection that may not subscribe sees nothing and cannot enter", async () => {
     const name = room()

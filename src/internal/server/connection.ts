@@ -60,6 +60,8 @@ const savedPresence = (entries: ReadonlyMap<string, PresenceEntry>): Record<stri
 export interface AttachmentStore {
   readonly read: (socket: Socket) => unknown
   readonly write: (socket: Socket, attachment: Attachment) => void
+  /** The server is closing a connection with `code` (with recovery, a terminal code ends its session). */
+  readonly closing?: (clientId: string, code: number) => void
 }
 
 export const isAttachment = (u: unknown): u is Attachment =>
@@ -84,7 +86,7 @@ export class LiveConnection {
   private running = 0
   closed = false
   /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
-  readonly awaitingReplies = new Set<{ revoke(): void }>()
+  readonly awaitingReplies = new Set<{ revoke(): void; readonly record: number | undefined }>()
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */
@@ -93,8 +95,6 @@ export class LiveConnection {
   replaced = false
   /** When a presence request of this connection was last answered (requests are throttled). */
   presenceAnsweredAt = Number.NEGATIVE_INFINITY
-  /** The code the server closed this socket with, if it did. */
-  closedByServer: number | undefined = undefined
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
   // The rate limit's state (see rateLimit.ts): the bucket once a frame was counted,
@@ -242,8 +242,9 @@ export class LiveConnection {
     sent?: (frame: string) => void
   ): Promise<void> | undefined {
     if (typeof frame === "string") {
-      this.sendFrame(frame)
+      // `sent` first: a write it makes (the reply cache) is then not behind a frame already out.
       sent?.(frame)
+      this.sendFrame(frame)
       return undefined
     }
     return this.hold(frame.then((text) => {
@@ -271,8 +272,32 @@ export class LiveConnection {
     return tooLarge
   }
 
+  /**
+   * Published frames held back while a resume's replay is sent: they
+   * follow it, in order, once {@link releasePublished} is called.
+   */
+  private heldPublished: Array<string> | undefined = undefined
+
+  holdPublished(): void {
+    this.heldPublished = []
+  }
+
+  releasePublished(): void {
+    const held = this.heldPublished
+    this.heldPublished = undefined
+    if (held !== undefined) for (const frame of held) this.sendFrame(frame)
+  }
+
+  /** Sends a published frame (held back during a replay); false when the socket is gone. */
+  deliver(frame: string): boolean {
+    if (this.heldPublished === undefined) return this.sendFrame(frame)
+    this.heldPublished.push(frame)
+    return true
+  }
+
   close(code?: number, reason?: string): void {
-    this.closedByServer ??= code ?? 1000
+    // A close the server starts (not one it answers): the store hears of it first.
+    if (!this.closed && code !== undefined) this.store.closing?.(this.clientId, code)
     try {
       this.socket.close(code, reason)
     } catch {

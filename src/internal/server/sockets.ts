@@ -3,7 +3,6 @@
  * every front door (the Durable Object handler, `Testing.make`) delivers
  * them: the rate limit, the per-connection order, and the lifecycle hooks.
  */
-import { isTerminalCloseCode } from "../../CloseCodes"
 import type { ConnectionData } from "../../Connection"
 import { RateLimited, toWireError } from "../../Errors"
 import { encodeErrorFrame } from "../../Protocol"
@@ -81,17 +80,20 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed) return settled
   connection.closed = true
-  const byServer = connection.closedByServer
-  // Nobody is left to answer: a deferred reply's deadline would only keep the object awake.
-  for (const waiting of Array.from(connection.awaitingReplies)) waiting.revoke()
   instance.pubsub.remove(connection)
   if (code === noCode) connection.close()
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
-  // A terminal close (kicked, signed out) leaves presence at once, whatever the session says.
-  const terminal = isTerminalCloseCode(code) || (byServer !== undefined && isTerminalCloseCode(byServer))
-  instance.presence?.closed(connection, resumable && !terminal)
+  for (const waiting of Array.from(connection.awaitingReplies)) {
+    // A recorded request of a session that may resume keeps waiting: its one reply goes to the resend.
+    if (resumable && waiting.record !== undefined) continue
+    // Otherwise nobody is left to answer: a deferred reply's deadline would only keep the object awake.
+    waiting.revoke()
+    if (waiting.record !== undefined) instance.pendingReplies.abandon(waiting.record)
+  }
+  // Held while the session may be resumed; a terminal close ended the session, so it leaves at once.
+  instance.presence?.closed(connection, resumable)
   if (instance.router.observers.length > 0) instance.router.observe("onConnectionClose", connection.clientId, { code, reason })
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)
