@@ -476,6 +476,25 @@ describe("recovery: options and Testing.make", () => {
     expect(() => WebSocketDurableObject(router, { recovery: true })).not.toThrow()
   })
 
+  it("drops sessions and reply caches of an older storage format instead of failing on them", async () => {
+    await runInDurableObject(stubOf(env.UNRECOVERED, room()), async (_instance, state) => {
+      // The shape these tables had before sessions were bound to an identity.
+      state.storage.sql.exec(
+        `CREATE TABLE _dws_sessions (id TEXT PRIMARY KEY, token TEXT NOT NULL, data TEXT NOT NULL, topics TEXT NOT NULL, closed_at INTEGER);
+         CREATE TABLE _dws_replies (session TEXT NOT NULL, correlation TEXT NOT NULL, frame TEXT NOT NULL, PRIMARY KEY (session, correlation));
+         INSERT INTO _dws_sessions VALUES ('old', 'x', '{}', '{}', NULL);`
+      )
+      const runtime = Testing.make(router, { storage: state.storage, recovery: true })
+      const first = await runtime.connect()
+      expect(first.frames[0]).toMatchObject({ type: "$session", payload: { sessionId: first.clientId } })
+      const ids = state.storage.sql.exec<{ id: string }>("SELECT id FROM _dws_sessions").toArray().map((row) => row.id)
+      expect(ids).toEqual([first.clientId])
+      const columns = state.storage.sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE name = '_dws_replies'").one().sql
+      expect(columns).toMatch(/\bdigest\b/)
+      await runtime.dispose()
+    })
+  })
+
   it("runs in Testing.make with `storage`: $session, sequenced publishes and a resume", async () => {
     await runInDurableObject(stubOf(env.UNRECOVERED, room()), async (_instance, state) => {
       const runtime = Testing.make(router, { storage: state.storage, recovery: true })

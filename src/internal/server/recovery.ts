@@ -251,6 +251,7 @@ export class RecoveryStore {
   private init(): void {
     if (this.ready) return
     this.ready = true
+    this.dropOlderFormats()
     this.sql.exec(
       `CREATE TABLE IF NOT EXISTS _dws_log (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, at INTEGER NOT NULL, origin TEXT, frame TEXT NOT NULL);
        CREATE INDEX IF NOT EXISTS _dws_log_topic ON _dws_log (topic, seq);
@@ -272,6 +273,22 @@ export class RecoveryStore {
       JSON.stringify(Array.from(this.liveClientIds()))
     )
     this.sessionCount = this.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM _dws_sessions").one().n
+  }
+
+  /**
+   * Sessions and reply caches written before sessions were bound to an
+   * identity, and requests to a payload digest, cannot be honoured safely:
+   * they are dropped (their clients start fresh sessions), never read in
+   * the wrong shape. The log keeps its shape and stays.
+   */
+  private dropOlderFormats(): void {
+    const tables = this.sql.exec<{ name: string; sql: string }>(
+      "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('_dws_sessions', '_dws_replies')"
+    ).toArray()
+    for (const { name, sql } of tables) {
+      const current = name === "_dws_sessions" ? /\bidentity\b/.test(sql) : /\bdigest\b/.test(sql)
+      if (!current) this.sql.exec(`DROP TABLE ${name}`)
+    }
   }
 
   /** The seq of the last publish in this object (0 before the first). */
