@@ -45,6 +45,8 @@ export {
   federateWithFilterPromise as federateWithFilter
 } from "./Federation"
 export type { FederateOptions, Shard, ShardResult } from "./Federation"
+export { SpanningTopicHome } from "./SpanningTopic"
+export type { HomeSettings, SpanOptions, SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
 export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 export type { NamespaceOrEnv } from "./Sharding"
