@@ -47,6 +47,6 @@ export {
 export type { FederateOptions, Shard, ShardResult } from "./Federation"
 export { SpanningTopicHome } from "./SpanningTopic"
 export type { HomeSettings, SpanOptions, SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
-export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
+export { getShardedDoId, getShardedStub, topicToConsistentDoName, topicToDoName } from "./Sharding"
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 export type { NamespaceOrEnv } from "./Sharding"
