@@ -101,7 +101,7 @@ export const jumpHash = (key: bigint, buckets: number): number => {
   let next = 0
   while (next < buckets) {
     bucket = next
-    state = BigInt.asUintN(64, state * 2862933555777618497n + 1n)
+    state = BigInt.asUintN(64, state * 2862933555777941757n + 1n)
     // The reference's double arithmetic, which JavaScript numbers reproduce exactly.
     next = Math.floor((bucket + 1) * (2 ** 31 / (Number(state >> 33n) + 1)))
   }
