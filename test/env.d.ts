@@ -31,6 +31,7 @@ declare namespace Cloudflare {
     readonly AUTH_ROOM: DurableObjectNamespace
     readonly SPAN_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRoom>
     readonly SPAN_RECOVERING_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRecoveringRoom>
+    readonly ANNOUNCEMENTS: DurableObjectNamespace<import("../examples/chat/worker").Announcements>
     readonly FAULTY_HOME: DurableObjectNamespace<import("./fixtures/spanning").FaultyHome>
   }
 }
