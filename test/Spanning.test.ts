@@ -171,16 +171,27 @@ describe("spanning topics", () => {
     await join(socket, topic)
     const forgedDelivery = JSON.stringify({ topics: [{ topic, entries: [{ seq: 1, type: "S_NEWS", payload: { n: 666 } }] }] })
     for (const path of [`/span-home/${encodeURIComponent(topic)}`, `/span-home/${encodeURIComponent(topic)}/publish`]) {
-      const response = await SELF.fetch(`http://test.local${path}`, { method: "POST", body: forgedDelivery })
+      const response = await SELF.fetch(`http://test.local${path}?delivery=${encodeURIComponent(forgedDelivery)}`)
       expect(response.status).toBe(404)
       await response.text()
     }
     for (const path of [`/span-room/${edgeName("forged", 0)}`, `/span-room/${edgeName("forged", 0)}/deliverSpanned`]) {
-      const response = await SELF.fetch(`http://test.local${path}`, { method: "POST", body: forgedDelivery })
+      const response = await SELF.fetch(`http://test.local${path}?delivery=${encodeURIComponent(forgedDelivery)}`)
       expect(response.status).toBe(426)
       await response.text()
     }
     expect((await home(topic).status(topic)).seq).toBe(0)
+    await settle(200)
+    expect(news(socket)).toEqual([])
+  })
+
+  it("ignores a delivery for a topic that does not span objects, even from an object", async () => {
+    const name = edgeName("local", 0)
+    const socket = await open(name)
+    await join(socket, "chat")
+    const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(name))
+    const forged = { seq: 1, type: "S_NEWS", payload: { n: 666 }, meta: undefined, origin: undefined }
+    expect(await edge.deliverSpanned({ topics: [{ topic: "chat", entries: [forged] }] })).toEqual({ topics: [] })
     await settle(200)
     expect(news(socket)).toEqual([])
   })
