@@ -76,7 +76,7 @@ const fnvPrime = 0x100000001b3n
 /**
  * The 64-bit FNV-1a hash of a string's UTF-8 bytes, as a `bigint`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category hashing
  */
 export const fnv1a64 = (text: string): bigint => {
@@ -91,7 +91,7 @@ export const fnv1a64 = (text: string): bigint => {
  * was or moves to the new bucket, and only about `1 / buckets` of the keys
  * move. Throws a `RangeError` when `buckets` is not a positive integer.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category hashing
  */
 export const jumpHash = (key: bigint, buckets: number): number => {
@@ -114,7 +114,7 @@ export const jumpHash = (key: bigint, buckets: number): number => {
  * {@link topicToDoName} (djb2, kept for WS-Kit compatibility), adding a
  * shard moves only the topics that land on the new one.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category sharding
  */
 export const topicToConsistentDoName = (topic: string, shards: number, prefix: string = defaultPrefix): string =>

@@ -17,7 +17,7 @@
  * through a stub): no public request reaches it, since neither class
  * answers those methods through `fetch`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  */
 import { DurableObject } from "cloudflare:workers"
 import { TopicHome } from "./internal/server/spanHome"
@@ -34,7 +34,7 @@ import { TopicHome } from "./internal/server/spanHome"
  * }
  * ```
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface SpanOptions {
@@ -52,7 +52,7 @@ export interface SpanOptions {
 /**
  * One logged publish of a spanning topic, as a home hands it to an edge.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface SpannedEntry {
@@ -68,7 +68,7 @@ export interface SpannedEntry {
  * What a home sends an edge in one call: for each topic, entries in
  * increasing `seq` with no hole between them.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface SpannedDelivery {
@@ -79,7 +79,7 @@ export interface SpannedDelivery {
  * An edge's acknowledgement: for each topic, the last `seq` it has sent to
  * its subscribers (its durable watermark).
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface SpannedAnswer {
@@ -89,7 +89,7 @@ export interface SpannedAnswer {
 /**
  * How a home reaches an edge: its id and the binding of its namespace.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface EdgeAddress {
@@ -101,7 +101,7 @@ export interface EdgeAddress {
  * A home's answer to a registration: the topic's current `seq` (the edge
  * receives everything after it) and whether the edge was new to the home.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface Registration {
@@ -113,7 +113,7 @@ export interface Registration {
  * A home's answer to a gap fetch: the logged entries after the given
  * `seq`, and `from`, the first `seq` the log still holds.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface LoggedEntries {
@@ -126,7 +126,7 @@ export interface LoggedEntries {
  * have it; a class built with `createDurableObjectHandler` forwards it to
  * its handler's `deliverSpanned`.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface SpanningEdge {
@@ -136,7 +136,7 @@ export interface SpanningEdge {
 /**
  * A home's tuning; a subclass overrides {@link SpanningTopicHome.settings}.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category models
  */
 export interface HomeSettings {
@@ -159,7 +159,7 @@ export interface HomeSettings {
 }
 
 /**
- * @since 0.2.0
+ * @since 0.1.0
  * @category constants
  */
 export const defaultHomeSettings: HomeSettings = {
@@ -183,7 +183,7 @@ export const defaultHomeSettings: HomeSettings = {
  * so a public request routed to it reaches nothing. Its alarm is the
  * library's: the home retries deliveries from it.
  *
- * @since 0.2.0
+ * @since 0.1.0
  * @category constructors
  */
 export class SpanningTopicHome extends DurableObject<Cloudflare.Env> {
