@@ -38,7 +38,7 @@ import { TopicHome } from "./internal/server/spanHome"
  * @category models
  */
 export interface SpanOptions {
-  /** The topics that span objects: a predicate or a pattern tested against the whole topic. */
+  /** The topics that span objects: a predicate, or a RegExp (used with `test`, so anchor it: `/^news(:|$)/`). */
   readonly topics: ((topic: string) => boolean) | RegExp
   /** The namespace of the home objects (a class extending {@link SpanningTopicHome}). */
   readonly home: (env: Cloudflare.Env) => DurableObjectNamespace<SpanningTopicHome>

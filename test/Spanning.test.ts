@@ -83,6 +83,20 @@ describe("spanning topics", () => {
     expect(failures.some((line) => line.includes("did not answer within"))).toBe(true)
   }, 60_000)
 
+  it("honours excludeSelf: the publisher alone is skipped, on its own edge too", async () => {
+    const topic = newTopic("exclude")
+    const here = edgeName("exclude", 0)
+    const editor = await open(here, "editor")
+    const neighbour = await open(here)
+    const remote = await open(edgeName("exclude", 1))
+    for (const socket of [editor, neighbour, remote]) await join(socket, topic)
+    const reply = await call(editor, "S_PUBLISH", { topic, n: 1, excludeSelf: true })
+    expect(reply.payload).toMatchObject({ ok: true, seq: 1 })
+    await eventually(async () => [news(neighbour), news(remote)], ([a, b]) => a!.length === 1 && b!.length === 1)
+    await settle(200)
+    expect(news(editor)).toEqual([])
+  })
+
   it("fetches a gap from the home and drops what it already sent", async () => {
     const topic = newTopic("gap")
     const name = edgeName("gap", 0)
