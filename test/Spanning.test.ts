@@ -97,6 +97,24 @@ describe("spanning topics", () => {
     expect(news(editor)).toEqual([])
   })
 
+  it("resumes owed deliveries from the home's alarm after a restart, with no further publish", async () => {
+    captureConsole("warn")
+    const topic = newTopic("alarm")
+    const socket = await open(edgeName("alarm", 0))
+    await join(socket, topic)
+    const editor = await open(edgeName("alarm-publisher", 0), "editor")
+    await home(topic).setFaults({ failBefore: 1, failAfter: 0, late: 0 })
+    for (let n = 1; n <= 3; n++) expect(await publish(editor, topic, n)).toMatchObject({ ok: true, seq: n })
+    await settle(100)
+    expect(news(socket)).toEqual([])
+    // Everything the home knew in memory is gone; only its SQLite and its alarm remain.
+    await evictDurableObject(home(topic))
+    await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+    await eventually(async () => news(socket), (ns) => ns.length >= 3, 8000)
+    await settle(200)
+    expect(news(socket)).toEqual([1, 2, 3])
+  })
+
   it("fetches a gap from the home and drops what it already sent", async () => {
     const topic = newTopic("gap")
     const name = edgeName("gap", 0)
