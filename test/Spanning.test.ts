@@ -1,4 +1,4 @@
-import { env, evictDurableObject, SELF } from "cloudflare:test"
+import { env, evictDurableObject, runInDurableObject, SELF } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
 import { captureConsole } from "./helpers/console"
 import { eventually, openOn, stubOf } from "./helpers/durable"
@@ -113,6 +113,18 @@ describe("spanning topics", () => {
     await eventually(async () => news(socket), (ns) => ns.length >= 3, 8000)
     await settle(200)
     expect(news(socket)).toEqual([1, 2, 3])
+  })
+
+  it("costs the home one log row and no alarm when nobody subscribes anywhere", async () => {
+    const topic = newTopic("nobody")
+    const editor = await open(edgeName("nobody", 0), "editor")
+    expect(await publish(editor, topic, 1)).toEqual({ ok: true, seq: 1, matched: 0 })
+    await runInDurableObject(home(topic), async (_instance, state) => {
+      expect(await state.storage.getAlarm()).toBeNull()
+      const rows = state.storage.sql.exec<{ topic: string; seq: number }>("SELECT topic, seq FROM _dws_span_log").toArray()
+      expect(rows).toEqual([{ topic, seq: 1 }])
+      expect(state.storage.sql.exec("SELECT * FROM _dws_span_edges").toArray()).toEqual([])
+    })
   })
 
   it("fetches a gap from the home and drops what it already sent", async () => {
