@@ -89,6 +89,7 @@ export class Instance {
       config.env,
       {
         subscriberCount: (topic) => this.pubsub.subscriberCount(topic),
+        logged: recovery !== undefined,
         frameOf: (topic, entry) =>
           recovery === undefined
             ? encodeFrame(entry.type, entry.payload, entry.meta)

@@ -32,6 +32,8 @@ export interface ResolvedSpan {
 /** What the edge needs from its instance's pub/sub. */
 export interface LocalTopics {
   readonly subscriberCount: (topic: string) => number
+  /** Whether `frameOf` logs the entry (recovery is on). */
+  readonly logged: boolean
   /** Serializes an entry once (into the recovery log when it is on). */
   readonly frameOf: (topic: string, entry: SpannedEntry) => string
   readonly fanOut: (topic: string, frame: string, origin: string | undefined) => void
@@ -172,8 +174,17 @@ export class SpanEdge {
     const missing = fresh[0]!.seq - mark - 1
     if (missing > 0) fresh = [...await this.fetchGap(topic, mark, missing), ...fresh]
     const end = fresh[fresh.length - 1]!.seq
+    if (!this.local.logged) {
+      // The frames leave before the watermark is written, in the same synchronous turn: nothing,
+      // an eviction included, comes between the two, and the write does not hold the frames back
+      // behind the output gate. The answer to the home is held until the write is stored.
+      for (const entry of fresh) this.local.fanOut(topic, this.local.frameOf(topic, entry), entry.origin)
+      this.setMark(topic, end)
+      return end
+    }
     let frames: Array<string> = []
-    // One transaction: the watermark moves with the recovery log's rows, or neither does.
+    // One transaction: the watermark moves with the recovery log's rows, or neither does; the
+    // frames wait for it, as every logged publish does.
     this.state.storage.transactionSync(() => {
       frames = fresh.map((entry) => this.local.frameOf(topic, entry))
       this.setMark(topic, end)
