@@ -169,6 +169,34 @@ describe("spanning topics", () => {
     expect(seqs[1]).toBe(seqs[0]! + 1)
   })
 
+  it("lets a client of a recovering edge resume and get the spanning messages it missed, then live ones", async () => {
+    const topic = newTopic("resume")
+    const name = edgeName("resume", 0)
+    const away = await open(name, "reader", env.SPAN_RECOVERING_ROOM)
+    const session = (await away.next((frame) => frame.type === "$session")).payload
+    const stays = await open(name, "reader", env.SPAN_RECOVERING_ROOM)
+    await join(away, topic)
+    await join(stays, topic)
+    const editor = await open(edgeName("resume-publisher", 0), "editor")
+    await publish(editor, topic, 1)
+    const first = await away.next((frame) => frame.type === "S_NEWS")
+    // Dropped, not ended: 1001 leaves the session resumable.
+    away.close(1001, "network change")
+    await away.closed()
+    await publish(editor, topic, 2)
+    await publish(editor, topic, 3)
+    await eventually(async () => news(stays), (ns) => ns.length === 3)
+    const back = await openOn(env.SPAN_RECOVERING_ROOM, name, {
+      query: `?user=reader&dws_resume=${session.sessionId}.${session.token}.${first.meta!.seq}`
+    })
+    const resumed = await back.next((frame) => frame.type === "$resumed")
+    expect(resumed.payload).toMatchObject({ recovered: true, replayed: 2 })
+    expect(news(back)).toEqual([2, 3])
+    await publish(editor, topic, 4)
+    await eventually(async () => news(back), (ns) => ns.length === 3)
+    expect(news(back)).toEqual([2, 3, 4])
+  })
+
   it("applies authorizeSubscribe and authorizePublish at the edge", async () => {
     const staffTopic = "news:staff"
     const reader = await open(edgeName("acl", 0))
