@@ -257,6 +257,22 @@ describe("spanning topics", () => {
     expect(news(socket)).toEqual([])
   })
 
+  it("refuses, at construction, a span.edge that is not the object's own binding", async () => {
+    const { createDurableObjectHandler, createRouter } = await import("../src/index")
+    const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(edgeName("binding", 0)))
+    await runInDurableObject(edge, (_instance, state) => {
+      const make = (binding: string) => () =>
+        createDurableObjectHandler(createRouter(), {
+          state,
+          env,
+          span: { topics: /^news/, home: (e) => e.FAULTY_HOME, edge: binding }
+        })
+      expect(make("NO_SUCH_BINDING")).toThrow(/no Durable Object binding/)
+      expect(make("FAULTY_HOME")).toThrow(/own binding/)
+      expect(make("SPAN_ROOM")).not.toThrow()
+    })
+  })
+
   it("ignores a delivery for a topic that does not span objects, even from an object", async () => {
     const name = edgeName("local", 0)
     const socket = await open(name)

@@ -39,6 +39,19 @@ export interface LocalTopics {
   readonly fanOut: (topic: string, frame: string, origin: string | undefined) => void
 }
 
+/** A home reaches this object through `env[edge]`: a wrong name would fail only there, retried forever. */
+const checkOwnBinding = (env: Cloudflare.Env, edge: string, id: DurableObjectId): void => {
+  const namespace = (env as unknown as Record<string, Partial<DurableObjectNamespace> | undefined>)[edge]
+  if (typeof namespace?.idFromString !== "function") {
+    throw new TypeError(`durable-ws: span.edge is "${edge}", but env has no Durable Object binding of that name`)
+  }
+  try {
+    namespace.idFromString(id.toString())
+  } catch {
+    throw new TypeError(`durable-ws: span.edge must be this object's own binding; "${edge}" is another class's`)
+  }
+}
+
 const unavailable = (topic: string): PublishResult => ({
   ok: false,
   error: "UNAVAILABLE",
@@ -59,6 +72,7 @@ export class SpanEdge {
     private readonly local: LocalTopics
   ) {
     this.address = { id: state.id.toString(), binding: span.edge }
+    checkOwnBinding(env, span.edge, state.id)
   }
 
   spans(topic: string): boolean {
