@@ -257,6 +257,18 @@ describe("spanning topics", () => {
     expect(news(socket)).toEqual([])
   })
 
+  it("stops delivering a topic that the edge does not count as spanning, after one call", async () => {
+    const topic = `other:${fresh++}`
+    const id = env.SPAN_ROOM.idFromName(edgeName("other", 0)).toString()
+    const stale = home(topic)
+    // A registration the edge's code no longer stands behind (its `topics` changed).
+    await stale.register(topic, { id, binding: "SPAN_ROOM" })
+    await stale.publish(topic, "S_NEWS", { n: 1 }, undefined, undefined)
+    await eventually(() => stale.status(topic), (status) => status.edges.length === 0)
+    await settle(200)
+    expect(await stale.callsTo(id)).toBe(1)
+  })
+
   it("refuses, at construction, a span.edge that is not the object's own binding", async () => {
     const { createDurableObjectHandler, createRouter } = await import("../src/index")
     const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(edgeName("binding", 0)))

@@ -238,12 +238,17 @@ export class TopicHome {
         cursor.inFlight = false
         cursor.failures = 0
         cursor.retryAt = 0
+        const answered = new Set<string>()
         for (const { topic, seq } of answer.topics) {
+          answered.add(topic)
           const position = cursor.topics.get(topic)
           if (position === undefined || seq <= position.acked) continue
           position.acked = seq
           if (seq - position.written >= this.settings.ackWriteEvery) this.writeAck(topic, cursor, position)
         }
+        // An edge that no longer counts a topic as spanning (its code changed) leaves it out of
+        // the answer: stop sending it, or the same entries would go round forever.
+        for (const { topic } of topics) if (!answered.has(topic)) this.unregister(topic, cursor.address.id)
         this.forgetIfIdle(cursor)
         this.pump(cursor)
       },
