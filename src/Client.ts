@@ -22,10 +22,10 @@
 import * as Schema from "effect/Schema"
 import { CloseCodes } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcSchema } from "./Message"
-import { decodePayload, encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcLike, RpcOf, RpcSchema } from "./Message"
+import { decodePayload, encodePayload, isPendingResult, messageOf, rpcOf } from "./Message"
 import type { ServerFrame } from "./Protocol"
-import { decodeServerFrame, encodeFrame, isErrorType, progressType, ReservedTypes } from "./Protocol"
+import { decodeServerFrame, encodeFrame, isErrorType, isProgressType, ReservedTypes } from "./Protocol"
 import { Handlers } from "./internal/client/handlers"
 import { PendingRequests } from "./internal/client/requests"
 import { ClientSession } from "./internal/client/session"
@@ -293,9 +293,10 @@ export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOpt
   readonly timeoutMs?: number
   /**
    * Called with every progress payload the handler sends (`ctx.progress`)
-   * before its reply; only for an rpc declared with a `progress` schema.
+   * before its reply: decoded by the rpc's `progress` schema, or as it came
+   * (`unknown`) for an rpc that declares none.
    */
-  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
+  readonly onProgress?: (progress: ProgressOf<M>) => void
   /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
   readonly signal?: AbortSignal
 }
@@ -495,8 +496,8 @@ export class Client {
    * in order; if it is not, or it then finds the queue full, the error goes to
    * `onError`.
    */
-  send<M extends MessageSchema>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
-    return this.submit(this.encode(message, payload, options?.meta), undefined, (error) => this.emitError(error))
+  send<M extends MessageLike>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
+    return this.submit(this.encode(messageOf(message), payload, options?.meta), undefined, (error) => this.emitError(error))
   }
 
   /**
@@ -506,10 +507,11 @@ export class Client {
    * went out, or it could not be queued) or `ValidationError` (an invalid
    * request or reply payload).
    */
-  request<M extends RpcSchema>(
-    rpc: M,
-    ...[payload, options]: PayloadArgs<M, RequestOptions<M>>
-  ): Promise<Payload<M["response"]>> {
+  request<M extends RpcLike>(
+    definition: M,
+    ...[payload, options]: PayloadArgs<M, RequestOptions<RpcOf<M>>>
+  ): Promise<Payload<RpcOf<M>["response"]>> {
+    const rpc = rpcOf(definition)
     if (this.state === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
@@ -523,7 +525,7 @@ export class Client {
       return Promise.reject(error)
     }
     const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
-    return new Promise<Payload<M["response"]>>((resolve, reject) => {
+    return new Promise<Payload<RpcOf<M>["response"]>>((resolve, reject) => {
       const giveUp = (error: unknown) => {
         if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
@@ -559,8 +561,8 @@ export class Client {
   }
 
   /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
-  on<M extends MessageSchema>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
-    return this.handlers.add(message, handler as (payload: unknown, frame: InboundFrame) => void)
+  on<M extends MessageLike>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
+    return this.handlers.add(messageOf(message), handler as (payload: unknown, frame: InboundFrame) => void)
   }
 
   /**
@@ -728,7 +730,7 @@ export class Client {
     }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const report = (error: unknown) => this.emitError(error)
-    if (type === progressType) return this.pending.progress(correlationId, payload, report)
+    if (isProgressType(type)) return this.pending.progress(correlationId, payload, report)
     const isError = isErrorType(type)
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {

@@ -21,7 +21,8 @@ import { hibernatingRegistry, memoryRegistry } from "./internal/server/registry"
 import { tablesOf } from "./internal/server/routes"
 import { infoOf } from "./internal/server/services"
 import * as Sockets from "./internal/server/sockets"
-import type { MessageSchema, PayloadArgs } from "./Message"
+import type { MessageLike, MessageSchema, PayloadArgs } from "./Message"
+import { messageOf } from "./Message"
 import type { DurableObjectHandlerOptions, HandlerOptions, LayerOption } from "./Options"
 import { heartbeat, resumeParameter } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
@@ -52,7 +53,7 @@ export interface DurableObjectHandler<TData = {}> {
   webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
   webSocketError(ws: WebSocket, error: unknown): Promise<void>
   /** Publishes to this instance's subscribers of `topic`, from no connection. Never rejects. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** The open connections of this instance. */
   connections(): ReadonlyArray<ConnectionInfo<TData>>
   /**
@@ -139,7 +140,7 @@ export const createDurableObjectHandler = <TData, R>(
   ...[options]: [R] extends [never] ? [options?: DurableObjectHandlerOptions<TData, R>]
     : [options: DurableObjectHandlerOptions<TData, R>]
 ): DurableObjectHandler<TData> => {
-  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0])
+  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0], false, tablesOf(router).limits)
   const { state } = config
   const instance = new Instance(
     tablesOf(router),
@@ -162,7 +163,7 @@ export const createDurableObjectHandler = <TData, R>(
     webSocketClose: (ws, code, reason) => Sockets.close(instance, ws, code, reason),
     webSocketError: (ws, error) => Sockets.error(instance, ws, error),
     publish: (topic, message, ...[payload, publishOptions]) =>
-      instance.publish(topic, message, payload, publishOptions, undefined),
+      instance.publish(topic, messageOf(message), payload, publishOptions, undefined),
     connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>),
     deliverSpanned: (delivery) =>
       instance.span === undefined
@@ -201,7 +202,7 @@ export const WebSocketDurableObject = <TData, R>(
   options: Omit<HandlerOptions<TData, R>, "state" | "env"> & LayerOption<R>
 ): WebSocketDurableObjectClass<TData> => {
   // Checked once, when the class is defined, not first when an object is constructed.
-  resolveOptions(options as Parameters<typeof resolveOptions>[0], true)
+  resolveOptions(options as Parameters<typeof resolveOptions>[0], true, tablesOf(router).limits)
   return class WebSocketRouterObject extends DurableObject<Cloudflare.Env> {
     readonly ws: DurableObjectHandler<TData>
     constructor(state: DurableObjectState, env: Cloudflare.Env) {

@@ -11,18 +11,48 @@
  * @since 0.1.0
  */
 export { message, rpc } from "./Message"
-export type { MessageSchema, OutgoingPayload, Payload, ProgressOf, RpcOptions, RpcSchema } from "./Message"
+export type {
+  DefinesMessage,
+  MessageLike,
+  MessageSchema,
+  MetaOf,
+  OutgoingPayload,
+  Payload,
+  ProgressOf,
+  RpcLike,
+  RpcOptions,
+  RpcSchema
+} from "./Message"
 export type { StandardSchemaV1 } from "./StandardSchema"
 export { createRouter, Router } from "./Router"
-export type { Handler, Middleware } from "./Router"
+export type {
+  ComposeOptions,
+  ErrorHook,
+  Handler,
+  Middleware,
+  PublishRecord,
+  RouteBuilder,
+  RouterObserver,
+  RouterOptions
+} from "./Router"
 export { createDurableObjectHandler, WebSocketDurableObject } from "./DurableObject"
 export type { DurableObjectHandler, DurableObjectHandlerOptions, RecoveryOptions } from "./DurableObject"
-export type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext, Topics } from "./HandlerContext"
+export type {
+  CloseContext,
+  ConnectionContext,
+  ErrorOptions,
+  MessageContext,
+  OpenContext,
+  ProgressOptions,
+  ReplyOptions,
+  RpcContext,
+  Topics
+} from "./HandlerContext"
 export { Connection } from "./Connection"
-export type { ConnectionData } from "./Connection"
+export type { ConnectionData, DurableObjectWebSocketData } from "./Connection"
 export { Connections } from "./Connections"
 export { DurablePubSub, PubSub } from "./PubSub"
-export type { PublishOptions, PublishResult } from "./PubSub"
+export type { ChannelListener, PublishOptions, PublishResult } from "./PubSub"
 export { Storage } from "./Storage"
 export {
   ConnectionLimitExceeded,
@@ -31,6 +61,7 @@ export {
   NotSubscribed,
   PayloadTooLarge,
   RateLimited,
+  SentError,
   StorageError,
   TopicError,
   Unauthorized,
@@ -38,7 +69,7 @@ export {
   ValidationError,
   WsError
 } from "./Errors"
-export type { ErrorCode, WireError } from "./Errors"
+export type { CustomWireError, ErrorCode, WireError } from "./Errors"
 export {
   federatePromise as federate,
   federateWithErrorsPromise as federateWithErrors,

@@ -137,7 +137,10 @@ try {
       type: "module",
       dependencies: {
         "durable-ws": `file:${tarball}`,
-        effect: await versionOf("effect")
+        effect: await versionOf("effect"),
+        // The optional peers of durable-ws/zod and durable-ws/valibot: every entry is typechecked below.
+        valibot: await versionOf("valibot"),
+        zod: await versionOf("zod")
       },
       devDependencies: {
         "@cloudflare/workers-types": await versionOf("@cloudflare/workers-types"),
@@ -194,6 +197,7 @@ try {
     await writeFile(join(app, "src/effect-handlers.ts"), block(blocks, "effect-handlers"))
     await writeFile(join(app, "src/migrate-quick-start.ts"), block(blocks, "migrate-quick-start"))
     await writeFile(join(app, "src/migrate-chat.ts"), block(blocks, "migrate-chat"))
+    await writeFile(join(app, "src/migrate-zod.ts"), block(blocks, "migrate-zod"))
     await writeFile(join(app, "src/effect-storage.d.ts"), block(blocks, "storage-shim"))
     // Every public entry, so that every published declaration file is checked.
     const { exports } = JSON.parse(await readFile(join(app, "node_modules/durable-ws/package.json"), "utf8"))

@@ -75,7 +75,7 @@ export class PendingRequests {
   progress(correlationId: string | undefined, payload: unknown, report: (error: unknown) => void): Promise<void> | undefined {
     const entry = correlationId === undefined ? undefined : this.byId.get(correlationId)
     const onProgress = entry?.onProgress
-    if (entry?.progress === undefined || onProgress === undefined) return undefined
+    if (entry === undefined || onProgress === undefined) return undefined
     const hand = (decoded: PayloadResult): void => {
       if (!decoded.ok) return report(decoded.error)
       // A request answered or given up while an asynchronous validator decided hears nothing more.
@@ -86,7 +86,8 @@ export class PendingRequests {
         report(error)
       }
     }
-    const decoded = decodePayload(entry.progress, payload)
+    // An rpc that declares no progress schema hears its progress as it came.
+    const decoded = entry.progress === undefined ? { ok: true as const, value: payload } : decodePayload(entry.progress, payload)
     if (isPendingResult(decoded)) return decoded.then(hand)
     hand(decoded)
     return undefined

@@ -48,6 +48,8 @@ export class LiveConnection {
   private tail: Promise<void> = settled
   private running = 0
   closed = false
+  /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
+  readonly awaitingReplies = new Set<{ revoke(): void }>()
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */
@@ -84,10 +86,32 @@ export class LiveConnection {
 
   /** Sends a frame; false when the socket is gone (a closed peer never breaks a fan-out). */
   sendFrame(frame: string): boolean {
+    if (this.collected !== undefined) {
+      this.collected.push(frame)
+      return true
+    }
     if (this.held === undefined) return this.write(frame)
     void this.hold(Promise.resolve(frame))
     return true
   }
+
+  /**
+   * Runs `f` with the frames this connection would write meanwhile kept
+   * aside, and returns them: the caller sends its own frame first, then
+   * these (an `onError` hook's sends follow the error frame it decided on).
+   */
+  collect<A>(f: () => A): { readonly result: A; readonly frames: ReadonlyArray<string> } {
+    const outer = this.collected
+    const frames: Array<string> = []
+    this.collected = frames
+    try {
+      return { result: f(), frames }
+    } finally {
+      this.collected = outer
+    }
+  }
+
+  private collected: Array<string> | undefined = undefined
 
   private write(frame: string): boolean {
     try {
@@ -216,6 +240,11 @@ export class LiveConnection {
    * idle connection runs it at once, so a synchronous handler costs no
    * promise at all. Tasks never reject.
    */
+  /** How many of this connection's tasks are waiting or running. */
+  get pending(): number {
+    return this.running
+  }
+
   enqueue(task: () => Promise<void> | undefined): Promise<void> {
     if (this.running === 0) {
       const result = task()

@@ -1,5 +1,6 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type { SentError } from "../../Errors"
 import type { MessageSchema } from "../../Message"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import { Connections } from "../../Connections"
@@ -191,6 +192,10 @@ export class Instance {
     this.pendingReplies.finish(connection.clientId, correlationId, frame)
   }
 
+  errorSent(error: SentError, ctx: HandlerContext): void {
+    this.router.notifyError(error, ctx, { clientId: ctx.clientId, type: ctx.type })
+  }
+
   // -- Topics and publishing: the one way in ----------------------------------
 
   subscribe(connection: LiveConnection, topic: string): Promise<void> {
@@ -213,7 +218,12 @@ export class Instance {
     options: PublishOptions | undefined,
     from: LiveConnection | undefined
   ): Promise<PublishResult> {
-    return this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
+    const published = this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
+    if (this.router.observers.length === 0) return published
+    return published.then((result) => {
+      if (result.ok) this.router.observe("onPublish", { topic, type: message.type, payload, meta: options?.meta })
+      return result
+    })
   }
 
   /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */

@@ -7,6 +7,7 @@ import type { ResolvedRecovery } from "./recovery"
 import type { ResolvedRateLimit } from "./rateLimit"
 import type { ResolvedSpan } from "./span"
 import { checkRateLimit } from "./rateLimit"
+import type { RouterLimits } from "../../Router"
 
 type TopicHook = (ctx: HandlerContext, topic: string) => boolean | PromiseLike<boolean>
 
@@ -18,6 +19,8 @@ export interface InstanceConfig {
   readonly authenticate: ((request: Request) => unknown) | undefined
   readonly maxConnections: number
   readonly maxPayloadBytes: number
+  /** Frames one connection may have waiting or running at once (`createRouter({ limits: { maxPending } })`). */
+  readonly maxPending: number | undefined
   readonly allowedOrigins: ReadonlySet<string> | undefined
   readonly onRequest: ((request: Request) => Response | Promise<Response>) | undefined
   readonly handlerTimeoutMs: number | undefined
@@ -82,7 +85,9 @@ const checkSpan = (value: unknown): ResolvedSpan | undefined => {
 export const resolveOptions = (
   options: HandlerOptions<unknown, unknown> & { readonly layer?: unknown; readonly storage?: DurableObjectStorage },
   /** True when the state is supplied later (a class defined before any object exists). */
-  stateLater = false
+  stateLater = false,
+  /** The router's own limits (`createRouter({ limits })`): the handler's options win over them. */
+  limits: RouterLimits = {}
 ): InstanceConfig => {
   const { state } = options
   if (options.allowedOrigins !== undefined && !Array.isArray(options.allowedOrigins)) {
@@ -110,7 +115,12 @@ export const resolveOptions = (
     span,
     authenticate: optionalFunction("authenticate", options.authenticate),
     maxConnections: positiveInteger("maxConnections", options.maxConnections, defaults.maxConnections),
-    maxPayloadBytes: positiveInteger("maxPayloadBytes", options.maxPayloadBytes, defaults.maxPayloadBytes),
+    maxPayloadBytes: positiveInteger(
+      "maxPayloadBytes",
+      options.maxPayloadBytes ?? limits.maxPayloadBytes,
+      defaults.maxPayloadBytes
+    ),
+    maxPending: limits.maxPending === undefined ? undefined : positiveInteger("limits.maxPending", limits.maxPending, 0),
     allowedOrigins: options.allowedOrigins === undefined ? undefined : new Set(options.allowedOrigins),
     onRequest: optionalFunction("onRequest", options.onRequest),
     handlerTimeoutMs: options.handlerTimeoutMs === undefined
