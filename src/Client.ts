@@ -20,12 +20,12 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
-import { CloseCodes } from "./CloseCodes"
+import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
 import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcLike, RpcOf, RpcSchema } from "./Message"
 import { decodePayload, encodePayload, isPendingResult, messageOf, rpcOf } from "./Message"
 import type { ServerFrame } from "./Protocol"
-import { decodeServerFrame, encodeFrame, isErrorType, isProgressType, ReservedTypes } from "./Protocol"
+import { decodeServerFrame, encodeFrame, interruptedReason, isErrorType, isProgressType, ReservedTypes } from "./Protocol"
 import { Handlers } from "./internal/client/handlers"
 import { PendingRequests } from "./internal/client/requests"
 import { ClientSession } from "./internal/client/session"
@@ -80,12 +80,42 @@ export class ConnectionClosedError extends Schema.TaggedError<ConnectionClosedEr
 }) {}
 
 /**
- * Everything a request can reject with.
+ * A request whose handler a server restart cut off before it answered: its
+ * outcome is unknown (it may or may not have taken effect). The server
+ * answers its resend with `RPC_ERROR ABORTED` (`details.reason:
+ * "INTERRUPTED"`) instead of running it twice. The Effect face fails with
+ * this error; the promise face rejects with that `ServerError`, which
+ * {@link isInterrupted} recognises.
  *
  * @since 0.1.0
  * @category errors
  */
-export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError
+export class RequestInterrupted extends Schema.TaggedError<RequestInterrupted>()("RequestInterrupted", {
+  correlationId: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Whether a request failed because a server restart cut its handler off
+ * (`RPC_ERROR ABORTED` with `details.reason: "INTERRUPTED"`): its outcome
+ * is unknown, so check before trying again.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isInterrupted = (error: unknown): error is ServerError | RequestInterrupted =>
+  error instanceof RequestInterrupted ||
+  (error instanceof ServerError && error.code === "ABORTED" && isRecord(error.details) &&
+    error.details["reason"] === interruptedReason)
+
+/**
+ * Everything a request can reject with ({@link RequestInterrupted} only in
+ * the Effect face).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError | RequestInterrupted
 
 // ---------------------------------------------------------------------------
 // The socket
@@ -345,8 +375,13 @@ export interface ResumeInfo {
   readonly recovered: boolean
   /** Published messages replayed (0 when not recovered). */
   readonly replayed: number
-  /** Topics that lost messages to the server's log limits. */
+  /** Topics that lost messages to the server's log limits, or were cut short by `truncated`. */
   readonly gaps: ReadonlyArray<string>
+  /**
+   * The replay stopped at the server's `maxReplayBytes`: the topics in
+   * `gaps` missed messages after the replayed ones — refetch their state.
+   */
+  readonly truncated: boolean
 }
 
 /**
@@ -399,13 +434,17 @@ const toServerError = (payload: unknown, correlationId: string | undefined): Ser
   return new ServerError(correlationId === undefined ? fields : { ...fields, correlationId })
 }
 
+/** The least wait after a resume refused with 429 (the server's default rate: one resume per 2 s). */
+const resumeRefusedDelayMs = 2000
+
 /** The resume outcome as the client reports it; a malformed payload reads as not recovered. */
 const resumeInfoOf = (payload: unknown): ResumeInfo => {
-  const fields: Partial<Record<"recovered" | "replayed" | "gaps", unknown>> = isRecord(payload) ? payload : {}
+  const fields: Partial<Record<"recovered" | "replayed" | "gaps" | "truncated", unknown>> = isRecord(payload) ? payload : {}
   return {
     recovered: fields.recovered === true,
     replayed: typeof fields.replayed === "number" ? fields.replayed : 0,
-    gaps: Array.isArray(fields.gaps) ? fields.gaps.filter((t): t is string => typeof t === "string") : []
+    gaps: Array.isArray(fields.gaps) ? fields.gaps.filter((t): t is string => typeof t === "string") : [],
+    truncated: fields.truncated === true
   }
 }
 
@@ -439,9 +478,11 @@ export class Client {
     this.transport = new Transport(options, {
       nextDelay: (attempt, close) => {
         const reconnect = options.reconnect === false ? undefined : options.reconnect
-        return reconnect?.nextDelay === undefined
+        const delay = reconnect?.nextDelay === undefined
           ? backoffDelay(attempt, reconnect, options.random)
           : reconnect.nextDelay(attempt, close)
+        // 429: the session resumed too often; its token still holds, so wait out the server's rate.
+        return delay !== undefined && close.status === 429 ? Math.max(delay, resumeRefusedDelayMs) : delay
       },
       urlFor: (url) => session === undefined ? url : session.urlFor(url),
       opened: () => this.opened(),
@@ -453,8 +494,9 @@ export class Client {
       dropped: (code, reason) => {
         // With a session to resume, the requests that went out wait for the resume, which sends them again.
         if (session?.resumable !== true) this.failSent(code, reason)
-        // Another socket took the session over (a copy of this page): it is theirs now.
-        if (code === CloseCodes.Replaced) session?.clear()
+        // Another socket took the session over (a copy of this page): it is theirs now. Any other
+        // terminal close ended the session on the server: it is forgotten here too.
+        if (isTerminalCloseCode(code)) session?.clear()
       },
       closed: (info) => this.emit(this.closeListeners, info),
       stateChanged: (state) => this.emit(this.stateListeners, state),

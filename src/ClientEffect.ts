@@ -33,7 +33,14 @@ import type {
   ResumeInfo,
   SendOptions
 } from "./Client"
-import { ConnectionClosedError, createClient, ServerError, TimeoutError } from "./Client"
+import {
+  ConnectionClosedError,
+  createClient,
+  isInterrupted,
+  RequestInterrupted,
+  ServerError,
+  TimeoutError
+} from "./Client"
 import { ValidationError } from "./Errors"
 import type { MessageLike, Payload, PayloadArgs, ProgressOf, RpcLike, RpcOf } from "./Message"
 
@@ -129,8 +136,19 @@ const fromListener = <A>(
     )
   )
 
-const failureOf = (error: unknown): Cause.Cause<RequestError> =>
-  isRequestError(error) ? Cause.fail(error) : Cause.die(error)
+// A request a restart cut off is its own typed failure here: its outcome is unknown.
+const failureOf = (error: unknown): Cause.Cause<RequestError> => {
+  if (error instanceof ServerError && isInterrupted(error)) {
+    return Cause.fail(
+      new RequestInterrupted(
+        error.correlationId === undefined
+          ? { message: error.message }
+          : { correlationId: error.correlationId, message: error.message }
+      )
+    )
+  }
+  return isRequestError(error) ? Cause.fail(error) : Cause.die(error)
+}
 
 const fromSend = (send: () => boolean): Effect.Effect<void, ValidationError | ConnectionClosedError> =>
   Effect.suspend((): Effect.Effect<void, ValidationError | ConnectionClosedError> => {

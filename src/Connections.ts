@@ -52,7 +52,10 @@ export class Connections extends Context.Service<Connections, {
   ) => Effect.Effect<number>
   /**
    * Closes one connection (e.g. kicks it with `CloseCodes.Forbidden`, which
-   * tells the client not to come back); false when no open connection has that clientId.
+   * tells the client not to come back). With `recovery`, a terminal code
+   * (1000, 1008, 4400–4499 except 4409) also ends its session, and ends the
+   * session of a client that is away (no open socket), so it cannot resume.
+   * False when there was neither an open connection nor a session to end.
    */
   readonly close: (clientId: string, code?: number, reason?: string) => Effect.Effect<boolean>
 }>()("durable-ws/Connections") {

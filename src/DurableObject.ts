@@ -82,9 +82,11 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
   if (config.allowedOrigins !== undefined && !config.allowedOrigins.has(request.headers.get("Origin") ?? "")) {
     return text(403, "Origin not allowed")
   }
-  const refused = full(instance)
-  if (refused !== undefined) return tooMany()
-  let authenticated: unknown = {}
+  const url = new URL(request.url)
+  const resume = url.searchParams.get(resumeParameter)
+  // Refused before `authenticate` runs, unless it is a resume, which does not count the socket it replaces.
+  if (resume === null && full(instance) !== undefined) return tooMany()
+  let authenticated: unknown = undefined
   if (config.authenticate !== undefined) {
     try {
       authenticated = await runAuthenticate(instance, request)
@@ -94,11 +96,10 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
     }
     if (authenticated === undefined || authenticated === null) return text(401, "Unauthorized")
   }
-  const url = new URL(request.url)
   let client: WebSocket | undefined
   const admitted = await admit(
     instance,
-    { authenticated, resourceId: resourceIdOf(url), resume: url.searchParams.get(resumeParameter) },
+    { authenticated, resourceId: resourceIdOf(url), resume },
     (clientId) => {
       const { 0: peer, 1: server } = new WebSocketPair()
       client = peer
@@ -107,7 +108,17 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
     }
   )
   if (isRefusal(admitted)) {
-    return admitted._tag === "ConnectionLimitExceeded" ? tooMany() : text(500, "Connection data too large")
+    switch (admitted._tag) {
+      case "ConnectionLimitExceeded":
+        return tooMany()
+      case "RateLimited":
+        // The session resumed too often; its token still holds.
+        return text(429, "Too many resumes", { "retry-after": String(Math.ceil(admitted.retryAfterMs / 1000)) })
+      case "Unauthorized":
+        return text(401, "Unauthorized")
+      case "PayloadTooLarge":
+        return text(500, "Connection data too large")
+    }
   }
   return new Response(null, { status: 101, webSocket: client! })
 }

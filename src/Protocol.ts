@@ -328,7 +328,10 @@ export type ResumedPayload =
   | {
     readonly recovered: true
     readonly replayed: number
+    /** Topics that lost entries after the watermark (pruned, or cut short by `truncated`). */
     readonly gaps: ReadonlyArray<string>
+    /** The replay stopped at the server's `maxReplayBytes`. */
+    readonly truncated: boolean
   }
   | { readonly recovered: false; readonly reason: typeof unknownSession }
 
@@ -339,6 +342,15 @@ export type ResumedPayload =
  * @category constants
  */
 export const unknownSession = "UNKNOWN_SESSION"
+
+/**
+ * `details.reason` of the `RPC_ERROR ABORTED` that answers a resent request
+ * whose handler a restart cut off: its outcome is unknown.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const interruptedReason = "INTERRUPTED"
 
 /**
  * @since 0.1.0

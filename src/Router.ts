@@ -188,6 +188,22 @@ const outsideHandler: PublishResult = {
 }
 
 /**
+ * Options of one rpc route.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RpcRouteOptions {
+  /**
+   * Running the handler twice for one request does no harm. With
+   * `recovery`, a resend of a request whose handler a restart cut off runs
+   * it again instead of getting `RPC_ERROR ABORTED` (`details.reason:
+   * "INTERRUPTED"`).
+   */
+  readonly idempotent?: boolean
+}
+
+/**
  * A typed WebSocket router. Define it once (usually at module level) and
  * hand it to `createDurableObjectHandler` or `WebSocketDurableObject`.
  *
@@ -208,10 +224,15 @@ export class Router<TData = {}, R = never> {
     return this
   }
 
-  /** Handles an RPC request; the handler answers with `ctx.reply(...)`. */
-  rpc<M extends RpcLike>(message: M, handler: Handler<RpcContext<M, TData>, R>): this {
+  /**
+   * Handles an RPC request; the handler answers with `ctx.reply(...)`.
+   * With `recovery`, a request runs at most once; declare it
+   * `{ idempotent: true }` to have a resend run it again when a restart cut
+   * its handler off (instead of answering `ABORTED`).
+   */
+  rpc<M extends RpcLike>(message: M, handler: Handler<RpcContext<M, TData>, R>, options?: RpcRouteOptions): this {
     const rpc = rpcOf(message)
-    this.#tables.add(rpc, handler as unknown as AnyHandler, rpc.response)
+    this.#tables.add(rpc, handler as unknown as AnyHandler, rpc.response, [], options?.idempotent === true)
     return this
   }
 

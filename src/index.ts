@@ -33,7 +33,8 @@ export type {
   PublishRecord,
   RouteBuilder,
   RouterObserver,
-  RouterOptions
+  RouterOptions,
+  RpcRouteOptions
 } from "./Router"
 export { createDurableObjectHandler, WebSocketDurableObject } from "./DurableObject"
 export type { DurableObjectHandler, DurableObjectHandlerOptions, RecoveryOptions } from "./DurableObject"

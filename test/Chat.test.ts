@@ -24,7 +24,7 @@ import {
 import { CloseCodes } from "../src/CloseCodes"
 import type { CloseInfo } from "../src/Client"
 import { eventually, workerdSockets } from "./helpers/clientSocket"
-import { eventually as eventuallyHolds } from "./helpers/durable"
+import { eventually as eventuallyHolds, openOn } from "./helpers/durable"
 
 let n = 0
 const clients: Array<Client> = []
@@ -187,6 +187,25 @@ describe("chat example", () => {
     const { members } = await grace.client.request(Join, { name: "Grace" })
     expect(members.map((m) => m.name).sort()).toEqual(["Ada", "Grace"])
     expect(ada.closes).toEqual([])
+  })
+
+  it("a removed member cannot come back by resuming its session", async () => {
+    const name = room()
+    const ada = member(name)
+    await ada.client.request(Join, { name: "Ada" })
+    // Linus on a raw socket, so the resume credentials are at hand.
+    const linus = await openOn(env.CHAT, name)
+    const session = (await linus.next((f) => f.type === "$session")).payload as { sessionId: string; token: string; seq: number }
+    linus.send({ type: "JOIN", meta: { correlationId: "join" }, payload: { name: "Linus" } })
+    await linus.next((f) => f.type === "JOINED")
+    ada.client.send(Kick, { name: "Linus" })
+    expect((await linus.closed()).code).toBe(CloseCodes.Forbidden)
+    const back = await openOn(env.CHAT, name, { query: `?dws_resume=${session.sessionId}.${session.token}.${session.seq}` })
+    expect((await back.next((f) => f.type === "$session")).payload.sessionId).not.toBe(session.sessionId)
+    expect((await back.next((f) => f.type === "$resumed")).payload).toEqual({ recovered: false, reason: "UNKNOWN_SESSION" })
+    // Not a member any more: it may not speak.
+    back.send({ type: "SAY", payload: { text: "I am back" } })
+    expect((await back.next((f) => f.type === "ERROR")).payload.code).toBe("FAILED_PRECONDITION")
   })
 
   it("loads older history in chunks, reporting progress before the reply", async () => {

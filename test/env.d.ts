@@ -22,6 +22,8 @@ declare namespace Cloudflare {
     readonly DAM: DurableObjectNamespace
     readonly RECOVERING: DurableObjectNamespace
     readonly FORGETFUL: DurableObjectNamespace
+    readonly CUTOFF: DurableObjectNamespace
+    readonly BOUNDED: DurableObjectNamespace
     readonly UNRECOVERED: DurableObjectNamespace
     readonly VALIDATORS: DurableObjectNamespace
     readonly VALIDATORS_TIMED: DurableObjectNamespace

@@ -25,6 +25,8 @@ export interface Attachment {
 export interface AttachmentStore {
   readonly read: (socket: Socket) => unknown
   readonly write: (socket: Socket, attachment: Attachment) => void
+  /** The server is closing a connection with `code` (with recovery, a terminal code ends its session). */
+  readonly closing?: (clientId: string, code: number) => void
 }
 
 export const isAttachment = (u: unknown): u is Attachment =>
@@ -49,7 +51,7 @@ export class LiveConnection {
   private running = 0
   closed = false
   /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
-  readonly awaitingReplies = new Set<{ revoke(): void }>()
+  readonly awaitingReplies = new Set<{ revoke(): void; readonly record: number | undefined }>()
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */
@@ -198,8 +200,9 @@ export class LiveConnection {
     sent?: (frame: string) => void
   ): Promise<void> | undefined {
     if (typeof frame === "string") {
-      this.sendFrame(frame)
+      // `sent` first: a write it makes (the reply cache) is then not behind a frame already out.
       sent?.(frame)
+      this.sendFrame(frame)
       return undefined
     }
     return this.hold(frame.then((text) => {
@@ -227,7 +230,32 @@ export class LiveConnection {
     return tooLarge
   }
 
+  /**
+   * Published frames held back while a resume's replay is sent: they
+   * follow it, in order, once {@link releasePublished} is called.
+   */
+  private heldPublished: Array<string> | undefined = undefined
+
+  holdPublished(): void {
+    this.heldPublished = []
+  }
+
+  releasePublished(): void {
+    const held = this.heldPublished
+    this.heldPublished = undefined
+    if (held !== undefined) for (const frame of held) this.sendFrame(frame)
+  }
+
+  /** Sends a published frame (held back during a replay); false when the socket is gone. */
+  deliver(frame: string): boolean {
+    if (this.heldPublished === undefined) return this.sendFrame(frame)
+    this.heldPublished.push(frame)
+    return true
+  }
+
   close(code?: number, reason?: string): void {
+    // A close the server starts (not one it answers): the store hears of it first.
+    if (!this.closed && code !== undefined) this.store.closing?.(this.clientId, code)
     try {
       this.socket.close(code, reason)
     } catch {

@@ -70,6 +70,8 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   recovered = false
   /** `onClose`: the session may still be resumed. */
   resumable = false
+  /** With recovery: the durable record of this rpc request, which keeps its answer. */
+  record: number | undefined = undefined
   /** The progress message of an rpc that declares one. */
   progressMessage: MessageSchema | undefined = undefined
   /** When progress last went out, for `throttleMs`. */
@@ -158,17 +160,14 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     return copy
   }
 
-  /** Sends the answer to this message; an rpc's answer is also reported to the instance. */
   /**
    * Sends the answer to this message (a Promise of it while an asynchronous
    * validator checks a reply); an rpc's answer is also reported to the
    * instance once it is known.
    */
   answer(frame: string | Promise<string>): Promise<void> | undefined {
-    const { response, correlationId } = this
-    const answered = response === undefined || correlationId === undefined
-      ? undefined
-      : (sent: string) => this.host.answered(this.connection, correlationId, sent)
+    const { record } = this
+    const answered = record === undefined ? undefined : (sent: string) => this.host.answered(record, sent)
     const sent = this.connection.sendEncoded(frame, this, answered)
     this.track(sent)
     return sent

@@ -149,6 +149,8 @@ interface Prepared {
   readonly route: Route
   /** Set while an asynchronous validator is still deciding on the payload. */
   readonly validating: Promise<PayloadResult> | undefined
+  /** The payload as the client sent it (what a resend is compared by). */
+  readonly sent: unknown
 }
 
 /** An rpc that declares progress gives its context `progress`. */
@@ -208,11 +210,11 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   }
   if (isPendingResult(payload)) {
     const ctx = new HandlerContext(instance, connection, type, undefined, meta, correlationId, route.response)
-    return { ctx: withProgress(ctx, route), route, validating: payload }
+    return { ctx: withProgress(ctx, route), route, validating: payload, sent: envelope.payload }
   }
   if (!payload.ok) return invalidPayload(connection, payload.error, correlationId)
   const ctx = new HandlerContext(instance, connection, type, payload.value, meta, correlationId, route.response)
-  return { ctx: withProgress(ctx, route), route, validating: undefined }
+  return { ctx: withProgress(ctx, route), route, validating: undefined, sent: envelope.payload }
 }
 
 /**
@@ -371,7 +373,8 @@ export const dispatch = (
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
-  if (prepared === undefined || answeredBefore(instance, prepared.ctx)) return undefined
+  if (prepared === undefined) return undefined
+  if (answeredBefore(instance, prepared.ctx, prepared.sent, prepared.route.idempotent)) return undefined
   if (
     instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||
     instance.config.handlerTimeoutMs !== undefined

@@ -17,7 +17,7 @@ import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
 import type { Resumption } from "./recovery"
-import { PendingReplies, RecoveryStore } from "./recovery"
+import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
 import { InstancePubSub } from "./pubsub"
 import { SpanEdge } from "./span"
 import type { RouterTables } from "./routes"
@@ -75,7 +75,10 @@ export class Instance {
       read: registry.read,
       write: (socket, attachment) => {
         registry.write(socket, attachment)
-        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
+        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t, attachment.r)
+      },
+      closing: (clientId, code) => {
+        if (endsSession(code)) recovery.endSession(clientId)
       }
     }
     this.pubsub = new InstancePubSub(
@@ -101,7 +104,11 @@ export class Instance {
     this.pubsub.span = this.span
     const builtins = Context.make(
       Connections,
-      connectionsService({ connections: () => this.connections(), count: () => this.openCount() })
+      connectionsService({
+        connections: () => this.connections(),
+        count: () => this.openCount(),
+        endSession: (clientId, code) => this.endSession(clientId, code)
+      })
     ).pipe(Context.add(PubSub, pubSubService(this.pubsub)))
     this.runtime = new InstanceRuntime(
       (config.storage === undefined
@@ -145,10 +152,15 @@ export class Instance {
     }
   }
 
-  /** Open connections of ours, counted from the runtime's sockets (correct after hibernation). */
-  openCount(): number {
+  /**
+   * Open connections of ours, counted from the runtime's sockets (correct
+   * after hibernation); those of the client `except` are left out.
+   */
+  openCount(except?: string): number {
     let open = 0
-    for (const connection of this.connections()) if (connection.socket.readyState === OPEN) open++
+    for (const connection of this.connections()) {
+      if (connection.socket.readyState === OPEN && connection.clientId !== except) open++
+    }
     return open
   }
 
@@ -159,8 +171,10 @@ export class Instance {
    */
   adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
     const session = resumption?.session
-    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store)
-    if (resumption !== undefined && session === undefined) this.recovery?.createSession(data.clientId, resumption.tokenHash, data)
+    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
+    if (resumption !== undefined && session === undefined) {
+      this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
+    }
     connection.resuming = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
@@ -185,11 +199,20 @@ export class Instance {
     return new HandlerContext(this, connection, "", undefined, {}, undefined, undefined, code, reason)
   }
 
-  /** An rpc was answered: with recovery the answer is kept, and sockets of its session waiting for it get it. */
-  answered(connection: LiveConnection, correlationId: string, frame: string): void {
+  /** A recorded rpc was answered: the answer is kept, and sockets of its session waiting for it get it. */
+  answered(record: number, frame: string): void {
     if (this.recovery === undefined) return
-    this.recovery.storeReply(connection.clientId, correlationId, frame)
-    this.pendingReplies.finish(connection.clientId, correlationId, frame)
+    this.recovery.storeReply(record, frame)
+    this.pendingReplies.finish(record, frame)
+  }
+
+  /**
+   * Ends the session of a client with no open socket here, when `code`
+   * ends sessions (SPEC §11.2); true when there was one to end.
+   */
+  endSession(clientId: string, code: number): boolean {
+    if (this.recovery === undefined || !endsSession(code)) return false
+    return this.recovery.endSession(clientId)
   }
 
   errorSent(error: SentError, ctx: HandlerContext): void {

@@ -4,6 +4,7 @@ import type { SpanOptions } from "../../SpanningTopic"
 import { defaults } from "../../Options"
 import type { HandlerContext } from "./context"
 import type { ResolvedRecovery } from "./recovery"
+import { canonicalJson } from "./recovery"
 import type { ResolvedRateLimit } from "./rateLimit"
 import type { ResolvedSpan } from "./span"
 import { checkRateLimit } from "./rateLimit"
@@ -48,16 +49,36 @@ const optionalFunction = <F>(name: string, value: unknown): F | undefined => {
 
 const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
   if (value === undefined || value === false) return undefined
-  if (value === true) return defaults.recovery
-  if (typeof value !== "object" || value === null) {
+  if (value !== true && (typeof value !== "object" || value === null)) {
     throw new TypeError("durable-ws: recovery must be true or an object of options")
   }
-  const options = value as RecoveryOptions
+  const options: RecoveryOptions = value === true ? {} : value as RecoveryOptions
+  const fallback = defaults.recovery
   return {
-    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, defaults.recovery.maxMessages),
-    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, defaults.recovery.maxAgeMs),
-    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, defaults.recovery.sessionTtlMs),
-    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, defaults.recovery.replyCacheSize)
+    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, fallback.maxMessages),
+    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, fallback.maxAgeMs),
+    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, fallback.sessionTtlMs),
+    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, fallback.replyCacheSize),
+    maxReplayBytes: positiveInteger("recovery.maxReplayBytes", options.maxReplayBytes, fallback.maxReplayBytes),
+    maxSessions: positiveInteger("recovery.maxSessions", options.maxSessions, fallback.maxSessions),
+    identity: checkIdentity(options.identity),
+    resumeBurst: positiveInteger("recovery.resumeRate.burst", options.resumeRate?.burst, fallback.resumeBurst),
+    resumeIntervalMs: positiveInteger(
+      "recovery.resumeRate.intervalMs",
+      options.resumeRate?.intervalMs,
+      fallback.resumeIntervalMs
+    )
+  }
+}
+
+/** `recovery.identity`, checked; by default the canonical JSON of `authenticate`'s result. */
+const checkIdentity = (identity: unknown): ResolvedRecovery["identity"] => {
+  const given = optionalFunction<(authData: unknown) => unknown>("recovery.identity", identity)
+  if (given === undefined) return canonicalJson
+  return (authData) => {
+    const value = given(authData)
+    if (typeof value !== "string") throw new TypeError("durable-ws: recovery.identity must return a string")
+    return value
   }
 }
 

@@ -72,6 +72,12 @@ export class InstancePubSub {
   }
 
   /** Registers a connection that just opened or resumed (its topics, if any, are already in its attachment). */
+  /** A resumed connection joins the fan-out on every topic it has (its replay is about to be sent). */
+  join(connection: LiveConnection): void {
+    this.ensureIndex()
+    for (const topic of connection.topics) this.add(topic, connection)
+  }
+
   track(connection: LiveConnection): void {
     if (this.indexed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
     // A resumed session may bring a spanning topic this object had unregistered from.
@@ -174,7 +180,7 @@ export class InstancePubSub {
     if (subscribers === undefined) return 0
     let matched = 0
     for (const connection of subscribers) {
-      if (connection !== exclude && connection.sendFrame(frame)) matched++
+      if (connection !== exclude && connection.deliver(frame)) matched++
     }
     return matched
   }

@@ -13,6 +13,8 @@ export interface Route {
   readonly message: MessageSchema
   readonly handler: AnyHandler
   readonly response: MessageSchema | undefined
+  /** An rpc declared idempotent: with recovery, a resend after a restart cut it off runs it again. */
+  readonly idempotent: boolean
   /** Middleware of this route only (`router.route(m).use(mw).on(h)`), after the router's own. */
   readonly middleware: ReadonlyArray<AnyMiddleware>
 }
@@ -40,9 +42,10 @@ export class RouterTables {
     message: MessageSchema,
     handler: AnyHandler,
     response: MessageSchema | undefined,
-    middleware: ReadonlyArray<AnyMiddleware> = []
+    middleware: ReadonlyArray<AnyMiddleware> = [],
+    idempotent = false
   ): void {
-    this.put({ message, handler, response, middleware }, "error", "a handler")
+    this.put({ message, handler, response, middleware, idempotent }, "error", "a handler")
   }
 
   /** Takes every route of `other`, each type under `prefix`; `other`'s router-wide middleware and hooks stay there. */

@@ -46,6 +46,8 @@ export const connectionService = (connection: LiveConnection): Connection["Servi
 export interface ConnectionSource {
   readonly connections: () => Iterable<LiveConnection>
   readonly count: () => number
+  /** With recovery: ends the session of a client that is away, when `code` ends sessions. */
+  readonly endSession?: (clientId: string, code: number) => boolean
 }
 
 /** A snapshot of one live connection. */
@@ -91,9 +93,11 @@ export const connectionsService = (source: ConnectionSource): Connections["Servi
     close: (clientId, code, reason) =>
       Effect.sync(() => {
         const connection = find(clientId)
-        if (connection === undefined) return false
-        connection.close(code, reason)
-        return true
+        if (connection !== undefined) {
+          connection.close(code, reason)
+          return true
+        }
+        return code !== undefined && source.endSession?.(clientId, code) === true
       })
   })
 }

@@ -78,13 +78,18 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed) return settled
   connection.closed = true
-  // Nobody is left to answer: a deferred reply's deadline would only keep the object awake.
-  for (const waiting of Array.from(connection.awaitingReplies)) waiting.revoke()
   instance.pubsub.remove(connection)
   if (code === noCode) connection.close()
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
+  for (const waiting of Array.from(connection.awaitingReplies)) {
+    // A recorded request of a session that may resume keeps waiting: its one reply goes to the resend.
+    if (resumable && waiting.record !== undefined) continue
+    // Otherwise nobody is left to answer: a deferred reply's deadline would only keep the object awake.
+    waiting.revoke()
+    if (waiting.record !== undefined) instance.pendingReplies.abandon(waiting.record)
+  }
   if (instance.router.observers.length > 0) instance.router.observe("onConnectionClose", connection.clientId, { code, reason })
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)
