@@ -11,6 +11,7 @@ import type * as Layer from "effect/Layer"
 import type { Connections } from "./Connections"
 import type { ConnectionContext } from "./HandlerContext"
 import type { PubSub } from "./PubSub"
+import type { SpanOptions } from "./SpanningTopic"
 import type { Storage } from "./Storage"
 
 /**
@@ -130,6 +131,11 @@ export interface HandlerOptions<TData, R> {
    * object's SQLite); off by default, needs `state`.
    */
   readonly recovery?: boolean | RecoveryOptions
+  /**
+   * Topics that span objects (a home object per topic sequences, logs and
+   * delivers them to every object with subscribers); needs `state`.
+   */
+  readonly span?: SpanOptions
 }
 
 /**

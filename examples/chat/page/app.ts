@@ -5,7 +5,20 @@
  */
 import { CloseCodes, createClient, ServerError, TimeoutError } from "../../../src/Client"
 import type { ChatLine, Member } from "../protocol"
-import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  Kick,
+  Leave,
+  LoadOlder,
+  MemberJoined,
+  MemberLeft,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "../protocol"
 
 const element = <T extends HTMLElement>(id: string): T => {
   const found = document.getElementById(id)
@@ -242,6 +255,7 @@ client.on(Said, (line) => {
   renderTyping()
   renderLine(line)
 })
+client.on(Announced, ({ name, text }) => notice(`📣 ${name} to every room: ${text}`))
 client.on(MemberJoined, ({ member }) => {
   members.set(member.clientId, member)
   renderMembers()
@@ -283,6 +297,12 @@ ui.sayForm.addEventListener("submit", (event) => {
   const kick = /^\/kick\s+(.+)$/.exec(text)
   if (kick !== null) {
     client.send(Kick, { name: kick[1]!.trim() })
+    ui.text.value = ""
+    return
+  }
+  const announce = /^\/announce\s+(.+)$/.exec(text)
+  if (announce !== null) {
+    client.send(Announce, { text: announce[1]!.trim() })
     ui.text.value = ""
     return
   }
