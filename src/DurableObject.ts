@@ -27,6 +27,7 @@ import type { DurableObjectHandlerOptions, HandlerOptions, LayerOption } from ".
 import { heartbeat, resumeParameter } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
+import type { SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
 
 export type {
   AuthResult,
@@ -55,6 +56,12 @@ export interface DurableObjectHandler<TData = {}> {
   publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** The open connections of this instance. */
   connections(): ReadonlyArray<ConnectionInfo<TData>>
+  /**
+   * What a spanning topic's home calls (SPEC §14). A class built with
+   * `createDurableObjectHandler` forwards its own `deliverSpanned` method
+   * here; never route a public request to it.
+   */
+  deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer>
 }
 
 const text = (status: number, body: string, headers?: Record<string, string>) =>
@@ -168,7 +175,11 @@ export const createDurableObjectHandler = <TData, R>(
     webSocketError: (ws, error) => Sockets.error(instance, ws, error),
     publish: (topic, message, ...[payload, publishOptions]) =>
       instance.publish(topic, messageOf(message), payload, publishOptions, undefined),
-    connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>)
+    connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>),
+    deliverSpanned: (delivery) =>
+      instance.span === undefined
+        ? Promise.reject(new Error("durable-ws: this object has no spanning topics (no `span` option)"))
+        : instance.span.deliver(delivery)
   }
 }
 
@@ -185,6 +196,7 @@ export interface WebSocketDurableObjectClass<TData> {
     webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void>
     webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
     webSocketError(ws: WebSocket, error: unknown): Promise<void>
+    deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer>
   }
 }
 
@@ -219,6 +231,10 @@ export const WebSocketDurableObject = <TData, R>(
     }
     override webSocketError(ws: WebSocket, error: unknown): Promise<void> {
       return this.ws.webSocketError(ws, error)
+    }
+    /** Called by a spanning topic's home through a stub (Durable Object RPC); no request reaches it. */
+    deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer> {
+      return this.ws.deliverSpanned(delivery)
     }
   }
 }

@@ -217,7 +217,7 @@ export class ConnectionLimitExceeded extends Schema.TaggedError<ConnectionLimitE
  */
 export class TopicError extends Schema.TaggedError<TopicError>()("TopicError", {
   topic: Schema.String,
-  code: Schema.Literals(["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED"]),
+  code: Schema.Literals(["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAVAILABLE"]),
   message: Schema.String
 }) {}
 

@@ -12,6 +12,7 @@ import type { Connections } from "./Connections"
 import type { ConnectionContext } from "./HandlerContext"
 import type { Presence, PresenceOptions } from "./Presence"
 import type { PubSub } from "./PubSub"
+import type { SpanOptions } from "./SpanningTopic"
 import type { Storage } from "./Storage"
 
 /**
@@ -131,6 +132,11 @@ export interface HandlerOptions<TData, R> {
    * object's SQLite); off by default, needs `state`.
    */
   readonly recovery?: boolean | RecoveryOptions
+  /**
+   * Topics that span objects (a home object per topic sequences, logs and
+   * delivers them to every object with subscribers); needs `state`.
+   */
+  readonly span?: SpanOptions
   /**
    * Presence: who is in each topic (`ctx.presence`, the `Presence` service,
    * `$presence` frames to subscribers); off by default.

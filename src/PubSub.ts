@@ -35,13 +35,15 @@ export interface PublishOptions {
 
 /**
  * The outcome of a publish; it never throws. `matched` counts the sockets
- * the frame was handed to.
+ * the frame was handed to. For a topic that spans objects, the publish is
+ * done once the topic's home logged it: `seq` is its place in the topic's
+ * order and `matched` counts the edge objects it is being delivered to.
  *
  * @since 0.1.0
  * @category models
  */
 export type PublishResult =
-  | { readonly ok: true; readonly matched: number }
+  | { readonly ok: true; readonly matched: number; readonly seq?: number }
   | { readonly ok: false; readonly error: ErrorCode; readonly message: string }
 
 /**

@@ -80,6 +80,8 @@ export {
   federateWithFilterPromise as federateWithFilter
 } from "./Federation"
 export type { FederateOptions, Shard, ShardResult } from "./Federation"
-export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
+export { SpanningTopicHome } from "./SpanningTopic"
+export type { HomeSettings, SpanOptions, SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
+export { getShardedDoId, getShardedStub, topicToConsistentDoName, topicToDoName } from "./Sharding"
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 export type { NamespaceOrEnv } from "./Sharding"

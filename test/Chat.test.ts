@@ -7,11 +7,23 @@ import { createClient, ServerError } from "../src/Client"
 import { Storage } from "../src/Storage"
 import { ChatHistory } from "../examples/chat/History"
 import type { ChatLine } from "../examples/chat/protocol"
-import { Join, Kick, Leave, LoadOlder, roomTopic, Said, Say, Typing, TypingChanged } from "../examples/chat/protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  Kick,
+  Leave,
+  LoadOlder,
+  roomTopic,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "../examples/chat/protocol"
 import { CloseCodes } from "../src/CloseCodes"
 import type { CloseInfo } from "../src/Client"
 import { eventually, workerdSockets } from "./helpers/clientSocket"
-import { openOn } from "./helpers/durable"
+import { eventually as eventuallyHolds, openOn } from "./helpers/durable"
 
 let n = 0
 const clients: Array<Client> = []
@@ -38,6 +50,8 @@ const member = (room: string, reconnect = false) => {
   const typing: Array<{ name: string; typing: boolean }> = []
   const errors: Array<unknown> = []
   const closes: Array<CloseInfo> = []
+  const announced: Array<string> = []
+  client.on(Announced, ({ name, text }) => void announced.push(`${name}: ${text}`))
   client.onClose((info) => void closes.push(info))
   client.on(Said, (line) => void said.push(line))
   presence.onChange((change) => {
@@ -48,12 +62,32 @@ const member = (room: string, reconnect = false) => {
   client.onError((error) => void errors.push(error))
   void client.connect()
   const members = () => Object.keys(presence.members).sort()
-  return { client, sockets, said, joined, left, members, typing, errors, closes }
+  return { client, sockets, said, joined, left, members, typing, errors, closes, announced }
 }
 
 const room = () => `chat-${n++}`
 
 describe("chat example", () => {
+  it("delivers announcements to every room, in order, and not to a member who left", async () => {
+    const rooms = [room(), room(), room()]
+    const [ada, grace, linus] = rooms.map((name) => member(name))
+    await ada!.client.request(Join, { name: "Ada" })
+    await grace!.client.request(Join, { name: "Grace" })
+    await linus!.client.request(Join, { name: "Linus" })
+    linus!.client.send(Leave, undefined)
+    // Leave is a message: the Join after it on another socket proves nothing, so wait for its effect.
+    const home = env.ANNOUNCEMENTS.get(env.ANNOUNCEMENTS.idFromName("announcements"))
+    const linusRoom = env.CHAT.idFromName(rooms[2]!).toString()
+    const { edges } = await eventuallyHolds(() => home.status("announcements"), ({ edges }) => !edges.includes(linusRoom))
+    expect(edges).toContain(env.CHAT.idFromName(rooms[0]!).toString())
+    ada!.client.send(Announce, { text: "maintenance at noon" })
+    grace!.client.send(Announce, { text: "all clear" })
+    await eventually(() => ada!.announced.length === 2 && grace!.announced.length === 2, "ANNOUNCED in both rooms")
+    expect(ada!.announced).toEqual(grace!.announced)
+    expect([...ada!.announced].sort()).toEqual(["Ada: maintenance at noon", "Grace: all clear"])
+    expect(linus!.announced).toEqual([])
+  })
+
   it("joins, announces the newcomer, and delivers messages to everyone in the room", async () => {
     const name = room()
     const ada = member(name)

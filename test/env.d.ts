@@ -34,6 +34,10 @@ declare namespace Cloudflare {
     readonly PRESENCE_ROOM: DurableObjectNamespace
     readonly PRESENCE_RECOVERING: DurableObjectNamespace
     readonly PRESENCE_COUNTED: DurableObjectNamespace
+    readonly SPAN_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRoom>
+    readonly SPAN_RECOVERING_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRecoveringRoom>
+    readonly ANNOUNCEMENTS: DurableObjectNamespace<import("../examples/chat/worker").Announcements>
+    readonly FAULTY_HOME: DurableObjectNamespace<import("./fixtures/spanning").FaultyHome>
   }
 }
 

@@ -63,3 +63,9 @@ export const Kick = message("KICK", { name: Name })
 export const LoadOlder = rpc("LOAD_OLDER", { before: Schema.Number }, "OLDER", { lines: Schema.Array(ChatLine) }, {
   progress: { loaded: Schema.Number, total: Schema.Number }
 })
+
+/** Sent to every room at once: `/announce <text>` in any room (a spanning topic, see worker.ts). */
+export const Announce = message("ANNOUNCE", { text: Text })
+
+/** Broadcast on the site-wide announcements topic, in every room, in one order. */
+export const Announced = message("ANNOUNCED", { name: Schema.String, text: Schema.String })

@@ -9,13 +9,40 @@
  * place while the page resumes its session; one that does not come back
  * within `awayMs` leaves, and one that closed for good or was removed
  * leaves at once. The pages hear it all as presence diffs.
+ *
+ * Announcements (`/announce` in any room) go to every room: the
+ * `announcements` topic spans the rooms' objects, with its home in an
+ * `Announcements` object (`SpanningTopicHome`), so every member of every
+ * room gets them in one order, each once.
  */
 import * as Effect from "effect/Effect"
-import { CloseCodes, Connection, Connections, createRouter, Presence, PubSub, WebSocketDurableObject, WsError } from "../../src/index"
+import {
+  CloseCodes,
+  Connection,
+  Connections,
+  createRouter,
+  Presence,
+  PubSub,
+  SpanningTopicHome,
+  WebSocketDurableObject,
+  WsError
+} from "../../src/index"
 import type { ConnectionContext } from "../../src/index"
 import { ChatHistory } from "./History"
 import type { ChatLine, Member } from "./protocol"
-import { Join, Kick, Leave, LoadOlder, roomTopic, Said, Say, Typing, TypingChanged } from "./protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  Kick,
+  Leave,
+  LoadOlder,
+  roomTopic,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "./protocol"
 
 /** How many lines each room keeps. */
 const historyLimit = 1000
@@ -24,6 +51,9 @@ const joinHistory = 20
 /** LOAD_OLDER reads at most this many lines, this many at a time, reporting progress after each chunk. */
 const olderLimit = 100
 const olderChunk = 10
+
+/** Every member of every room is subscribed to this topic, which spans the rooms' objects. */
+const announcementsTopic = "announcements"
 
 /** How long a dropped member may take to come back before the others hear that they left. */
 const awayMs = 5000
@@ -65,6 +95,7 @@ export const router = createRouter<ChatData, ChatHistory>()
       // Subscribing sends this page the room's presence; tracking tells the others (a page reloaded on
       // a resumed session tracks the same name again: no change, nothing is announced).
       yield* pubsub.subscribe(roomTopic)
+      yield* pubsub.subscribe(announcementsTopic)
       yield* presence.track(roomTopic, you.name, { clientId: you.clientId })
       ctx.reply({ you, history: yield* history.recent(joinHistory) })
     }))
@@ -74,6 +105,14 @@ export const router = createRouter<ChatData, ChatHistory>()
       const pubsub = yield* PubSub
       yield* presence.untrack(roomTopic)
       yield* pubsub.unsubscribe(roomTopic)
+      yield* pubsub.unsubscribe(announcementsTopic)
+    }))
+  .on(Announce, (ctx) =>
+    Effect.gen(function*() {
+      const member = yield* requireMember(ctx)
+      const pubsub = yield* PubSub
+      const result = yield* pubsub.publish(announcementsTopic, Announced, { name: member.name, text: ctx.payload.text })
+      if (!result.ok) return yield* new WsError({ code: result.error, message: result.message })
     }))
   .on(Say, (ctx) =>
     Effect.gen(function*() {
@@ -125,8 +164,12 @@ export class ChatRoom extends WebSocketDurableObject(router, {
   maxPayloadBytes: 16 * 1024,
   rateLimit: { capacity: 20, refillPerSecond: 5 },
   recovery: { sessionTtlMs: 10 * 60_000, maxAgeMs: 10 * 60_000 },
-  presence: { awayMs }
+  presence: { awayMs },
+  span: { topics: (topic) => topic === announcementsTopic, home: (env) => env.ANNOUNCEMENTS, edge: "CHAT" }
 }) {}
+
+/** The home of the `announcements` topic: it numbers, logs and delivers every announcement to the rooms. */
+export class Announcements extends SpanningTopicHome {}
 
 interface ChatEnv {
   readonly CHAT: DurableObjectNamespace<ChatRoom>

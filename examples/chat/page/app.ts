@@ -7,7 +7,20 @@ import { CloseCodes, createClient, ServerError, TimeoutError } from "../../../sr
 import type { PresenceChange } from "../../../src/Client"
 import * as Schema from "effect/Schema"
 import type { ChatLine } from "../protocol"
-import { Join, Kick, Leave, LoadOlder, PresenceMeta, roomTopic, Said, Say, Typing, TypingChanged } from "../protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  Kick,
+  Leave,
+  LoadOlder,
+  PresenceMeta,
+  roomTopic,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "../protocol"
 
 const element = <T extends HTMLElement>(id: string): T => {
   const found = document.getElementById(id)
@@ -63,7 +76,7 @@ const rememberId = (clientId: string) => {
 /** Who is here: the room topic's presence, kept by the client (a member per name, a meta per tab). */
 const presence = client.presence(roomTopic)
 /** Set while joining: the presence that arrives then is the room as found, not news to announce. */
-let announce = false
+let announceChanges = false
 const typists = new Map<string, { readonly name: string; readonly timer: ReturnType<typeof setTimeout> }>()
 
 // -- Rendering ---------------------------------------------------------------
@@ -166,7 +179,7 @@ const join = async (name: string) => {
     ui.messages.replaceChildren()
     for (const line of joined.history) renderLine(line)
     renderMembers()
-    announce = true
+    announceChanges = true
     setJoined(true)
   } catch (error) {
     showError(error)
@@ -253,9 +266,10 @@ client.on(Said, (line) => {
   renderTyping()
   renderLine(line)
 })
+client.on(Announced, ({ name, text }) => notice(`📣 ${name} to every room: ${text}`))
 presence.onChange((change: PresenceChange) => {
   renderMembers()
-  if (!announce) return
+  if (!announceChanges) return
   for (const name of change.joined) notice(`${name} joined`)
   for (const name of change.left) {
     for (const [clientId, typist] of typists) {
@@ -297,6 +311,12 @@ ui.sayForm.addEventListener("submit", (event) => {
     ui.text.value = ""
     return
   }
+  const announce = /^\/announce\s+(.+)$/.exec(text)
+  if (announce !== null) {
+    client.send(Announce, { text: announce[1]!.trim() })
+    ui.text.value = ""
+    return
+  }
   if (client.send(Say, { text })) ui.text.value = ""
   else showError(new Error("Offline and too many messages are waiting; try again shortly"))
 })
@@ -313,7 +333,7 @@ ui.leave.addEventListener("click", () => {
   client.send(Leave)
   wantedName = undefined
   sessionStorage.removeItem(nameKey)
-  announce = false
+  announceChanges = false
   ui.members.replaceChildren()
   notice("You left the room")
   setJoined(false)

@@ -11,6 +11,7 @@ import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection, presenceOf } from "./connection"
 import { HandlerContext } from "./context"
+import { encodeFrame } from "../../Protocol"
 import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
@@ -19,6 +20,7 @@ import type { Resumption } from "./recovery"
 import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
 import { InstancePresence } from "./presence"
 import { InstancePubSub } from "./pubsub"
+import { SpanEdge } from "./span"
 import type { RouterTables } from "./routes"
 import { connectionsService, presenceService, pubSubService } from "./services"
 import { Presence } from "../../Presence"
@@ -61,6 +63,8 @@ export class Instance {
   /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
   readonly recovery: RecoveryStore | undefined
   readonly pendingReplies = new PendingReplies()
+  /** The edge side of spanning topics (SPEC §14), when `span` is set. */
+  readonly span: SpanEdge | undefined
   /** Where connections persist: the registry, and with recovery their session too. */
   private readonly store: AttachmentStore
   // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
@@ -103,6 +107,21 @@ export class Instance {
       authorize: hook(config.authorizeSubscribe),
       sql: recovery === undefined ? undefined : this.storage.sql
     }, presence)
+    this.span = config.span === undefined || config.state === undefined ? undefined : new SpanEdge(
+      config.span,
+      config.state,
+      config.env,
+      {
+        subscriberCount: (topic) => this.pubsub.subscriberCount(topic),
+        logged: recovery !== undefined,
+        frameOf: (topic, entry) =>
+          recovery === undefined
+            ? encodeFrame(entry.type, entry.payload, entry.meta)
+            : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin),
+        fanOut: (topic, frame, origin) => void this.pubsub.fanOutFrom(topic, frame, origin)
+      }
+    )
+    this.pubsub.span = this.span
     const builtins = Context.make(
       Connections,
       connectionsService({

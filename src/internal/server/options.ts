@@ -1,5 +1,6 @@
 import type * as Layer from "effect/Layer"
 import type { HandlerOptions, RecoveryOptions } from "../../Options"
+import type { SpanOptions } from "../../SpanningTopic"
 import { defaults } from "../../Options"
 import type { HandlerContext } from "./context"
 import type { ResolvedRecovery } from "./recovery"
@@ -8,6 +9,7 @@ import type { ResolvedPresence } from "./presence"
 import type { PresenceOptions } from "../../Presence"
 import { defaults as presenceDefaults } from "../../Presence"
 import type { ResolvedRateLimit } from "./rateLimit"
+import type { ResolvedSpan } from "./span"
 import { checkRateLimit } from "./rateLimit"
 import type { RouterLimits } from "../../Router"
 
@@ -32,6 +34,7 @@ export interface InstanceConfig {
   readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
   readonly recovery: ResolvedRecovery | undefined
   readonly presence: ResolvedPresence | undefined
+  readonly span: ResolvedSpan | undefined
 }
 
 const positiveInteger = (name: string, value: unknown, fallback: number): number => {
@@ -104,6 +107,23 @@ const checkPresence = (value: unknown, recovery: ResolvedRecovery | undefined): 
   }
 }
 
+const checkSpan = (value: unknown): ResolvedSpan | undefined => {
+  if (value === undefined) return undefined
+  if (typeof value !== "object" || value === null) throw new TypeError("durable-ws: span must be an object")
+  const { edge, home, topics } = value as Partial<SpanOptions>
+  if (typeof home !== "function") throw new TypeError("durable-ws: span.home must be a function of env returning a namespace")
+  if (typeof edge !== "string" || edge.length === 0) {
+    throw new TypeError("durable-ws: span.edge must name this object's own binding in env")
+  }
+  if (topics instanceof RegExp) {
+    // A copy without the global and sticky flags: `test` must not carry a position from one topic to the next.
+    const pattern = new RegExp(topics.source, topics.flags.replace(/[gy]/g, ""))
+    return { spans: (topic) => pattern.test(topic), home, edge }
+  }
+  if (typeof topics !== "function") throw new TypeError("durable-ws: span.topics must be a predicate or a RegExp")
+  return { spans: (topic) => topics(topic) === true, home, edge }
+}
+
 /**
  * Validates the options once, in one place, whichever front door they came
  * through: a bad value fails at construction with a message naming it.
@@ -121,6 +141,12 @@ export const resolveOptions = (
   }
   const storage = state?.storage ?? options.storage
   const recovery = checkRecovery(options.recovery)
+  const span = checkSpan(options.span)
+  if (span !== undefined && !stateLater && typeof state?.storage?.sql?.exec !== "function") {
+    throw new TypeError(
+      "durable-ws: span needs the object's state (a SQLite-backed Durable Object's ctx): an edge keeps its watermarks there"
+    )
+  }
   if (recovery !== undefined && !stateLater && typeof storage?.sql?.exec !== "function") {
     throw new TypeError(
       "durable-ws: recovery keeps its sessions and log in the object's SQLite: pass `state` (a SQLite-backed Durable Object's ctx)" +
@@ -133,6 +159,7 @@ export const resolveOptions = (
     storage,
     recovery,
     presence: checkPresence(options.presence, recovery),
+    span,
     authenticate: optionalFunction("authenticate", options.authenticate),
     maxConnections: positiveInteger("maxConnections", options.maxConnections, defaults.maxConnections),
     maxPayloadBytes: positiveInteger(
