@@ -550,7 +550,8 @@ export class Client {
       },
       dropped: (code, reason) => {
         // With a session to resume, the requests that went out wait for the resume, which sends them again.
-        if (session?.resumable !== true) this.failSent(code, reason)
+        this.pending.markLost()
+        if (session?.resumable !== true) this.failLost(code, reason)
         // Another socket took the session over (a copy of this page): it is theirs now. Any other
         // terminal close ended the session on the server: it is forgotten here too.
         if (isTerminalCloseCode(code)) session?.clear()
@@ -649,6 +650,7 @@ export class Client {
         reject: settle(reject),
         timer,
         sent: false,
+        lost: false,
         // Kept only when it may be sent again after a resume (once validated, if its validator is asynchronous).
         frame: this.session === undefined || typeof frame !== "string" ? undefined : frame
       })
@@ -775,8 +777,8 @@ export class Client {
     for (const waiter of waiters) waiter.reject(error)
   }
 
-  private failSent(code: number | undefined, reason: string | undefined): void {
-    this.pending.failSent((request) =>
+  private failLost(code: number | undefined, reason: string | undefined): void {
+    this.pending.failLost((request) =>
       new ConnectionClosedError({ code, reason, message: `The connection closed before "${request.type}" was answered` })
     )
   }
@@ -785,9 +787,9 @@ export class Client {
   private resumed(payload: unknown): void {
     const info = resumeInfoOf(payload)
     if (info.recovered) {
-      for (const request of this.pending.sentFrames()) this.transport.transmit(request)
+      for (const request of this.pending.lostFrames()) this.transport.transmit(request)
     } else {
-      this.failSent(undefined, "The session could not be resumed")
+      this.failLost(undefined, "The session could not be resumed")
     }
     this.emit(this.resumeListeners, info)
   }

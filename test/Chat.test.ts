@@ -101,7 +101,7 @@ describe("chat example", () => {
     expect(ada.joined).toEqual(["Ada", "Grace"])
     expect(grace.members()).toEqual(["Ada", "Grace"])
 
-    ada.client.send(Say, { text: "hello" })
+    await ada.client.request(Say, { text: "hello" })
     await eventually(() => ada.said.length === 1 && grace.said.length === 1, "SAID on both")
     expect(grace.said[0]).toMatchObject({ name: "Ada", text: "hello", clientId: first.you.clientId })
     expect(grace.said[0]!.sentAt).toBeInstanceOf(Date)
@@ -111,7 +111,7 @@ describe("chat example", () => {
     const name = room()
     const ada = member(name)
     await ada.client.request(Join, { name: "Ada" })
-    for (const text of ["one", "two", "three"]) ada.client.send(Say, { text })
+    for (const text of ["one", "two", "three"]) await ada.client.request(Say, { text })
     await eventually(() => ada.said.length === 3, "three SAID")
     await evictDurableObject(env.CHAT.get(env.CHAT.idFromName(name)), { webSockets: "close" })
     const late = member(name)
@@ -137,10 +137,9 @@ describe("chat example", () => {
 
   it("refuses to post before joining, with a typed ServerError", async () => {
     const stranger = member(room())
-    stranger.client.send(Say, { text: "hi?" })
-    await eventually(() => stranger.errors.length === 1, "an error")
-    expect(stranger.errors[0]).toBeInstanceOf(ServerError)
-    expect(stranger.errors[0]).toMatchObject({ code: "FAILED_PRECONDITION", message: "Join the room first" })
+    const refused = stranger.client.request(Say, { text: "hi?" })
+    await expect(refused).rejects.toBeInstanceOf(ServerError)
+    await expect(refused).rejects.toMatchObject({ code: "FAILED_PRECONDITION", message: "Join the room first" })
     await expect(stranger.client.request(Join, { name: " padded " })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" })
   })
 
@@ -212,8 +211,8 @@ describe("chat example", () => {
     expect((await back.next((f) => f.type === "$session")).payload.sessionId).not.toBe(session.sessionId)
     expect((await back.next((f) => f.type === "$resumed")).payload).toEqual({ recovered: false, reason: "UNKNOWN_SESSION" })
     // Not a member any more: it may not speak.
-    back.send({ type: "SAY", payload: { text: "I am back" } })
-    expect((await back.next((f) => f.type === "ERROR")).payload.code).toBe("FAILED_PRECONDITION")
+    back.send({ type: "SAY", meta: { correlationId: "back" }, payload: { text: "I am back" } })
+    expect((await back.next((f) => f.type === "RPC_ERROR")).payload.code).toBe("FAILED_PRECONDITION")
   })
 
   it("loads older history in chunks, reporting progress before the reply", async () => {

@@ -88,6 +88,23 @@ describe("client: recovery", () => {
     expect(events.runs).toBe(1)
   })
 
+  it("a request made while offline reaches the server once after the resume, not once more as a resend", async () => {
+    const name = `client-recovery-${n++}`
+    const { client, resumes } = setup(name, { reconnect: { initialDelayMs: 200, maxDelayMs: 200 } })
+    await client.connect()
+    const offline = new Promise<void>((resolve) => {
+      client.onStateChange((state) => {
+        if (state === "reconnecting") resolve()
+      })
+    })
+    await control(name, "drop")
+    await offline
+    // Queued now, and sent on the new socket when it opens: the resume must not send it again.
+    expect(await client.request(RCount, { key: "offline" })).toEqual({ runs: 1 })
+    expect(resumes.map((r) => r.recovered)).toEqual([true])
+    expect(await client.request(RCount, { key: "offline" })).toEqual({ runs: 2 })
+  })
+
   it("resumes across an eviction that closed every socket", async () => {
     const name = `client-recovery-${n++}`
     const { client, sockets, said, resumes } = setup(name)

@@ -24,6 +24,12 @@ export const ChatLine = Schema.Struct({
 })
 export type ChatLine = typeof ChatLine.Type
 
+/** How many recent lines a join brings; a page that got this many may load older ones. */
+export const joinHistory = 20
+
+/** The most lines one "Load older messages" brings. */
+export const olderLimit = 100
+
 /** Every member of a room is subscribed to this topic of the room's object; its presence is who is here. */
 export const roomTopic = "room"
 
@@ -42,7 +48,11 @@ export const Join = rpc("JOIN", { name: Name }, "JOINED", {
 /** Leaves the room but keeps the connection. */
 export const Leave = message("LEAVE")
 
-export const Say = message("SAY", { text: Text })
+/**
+ * Says a line. An rpc, so the page knows the line arrived (its reply is the
+ * line's id) and keeps it, visibly pending, until it did.
+ */
+export const Say = rpc("SAY", { text: Text }, "HEARD", { id: Schema.Number })
 
 /** Sent when the user starts or stops typing. */
 export const Typing = message("TYPING", { typing: Schema.Boolean })

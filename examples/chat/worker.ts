@@ -34,9 +34,11 @@ import {
   Announce,
   Announced,
   Join,
+  joinHistory,
   Kick,
   Leave,
   LoadOlder,
+  olderLimit,
   roomTopic,
   Said,
   Say,
@@ -47,9 +49,7 @@ import {
 /** How many lines each room keeps. */
 const historyLimit = 1000
 /** How many recent lines a member gets on joining; older ones come with LOAD_OLDER. */
-const joinHistory = 20
 /** LOAD_OLDER reads at most this many lines, this many at a time, reporting progress after each chunk. */
-const olderLimit = 100
 const olderChunk = 10
 
 /** Every member of every room is subscribed to this topic, which spans the rooms' objects. */
@@ -114,13 +114,15 @@ export const router = createRouter<ChatData, ChatHistory>()
       const result = yield* pubsub.publish(announcementsTopic, Announced, { name: member.name, text: ctx.payload.text })
       if (!result.ok) return yield* new WsError({ code: result.error, message: result.message })
     }))
-  .on(Say, (ctx) =>
+  .rpc(Say, (ctx) =>
     Effect.gen(function*() {
       const member = yield* requireMember(ctx)
       const history = yield* ChatHistory
       const pubsub = yield* PubSub
       const line = yield* history.append({ ...member, text: ctx.payload.text, sentAt: new Date() })
+      // Published first: the sender's page shows the line before it hears the reply that confirms it.
       yield* pubsub.publish(roomTopic, Said, line)
+      ctx.reply({ id: line.id })
     }))
   .on(Typing, (ctx) =>
     Effect.gen(function*() {
