@@ -73,7 +73,7 @@ const upgrade = async (instance: Instance, config: InstanceConfig, request: Requ
   if (config.allowedOrigins !== undefined && !config.allowedOrigins.has(request.headers.get("Origin") ?? "")) {
     return text(403, "Origin not allowed")
   }
-  if (instance.openCount() >= config.maxConnections) return text(503, "Too many connections")
+  if (!instance.hasRoom(config.maxConnections)) return text(503, "Too many connections")
   let authenticated: unknown = {}
   if (config.authenticate !== undefined) {
     try {
@@ -89,7 +89,7 @@ const upgrade = async (instance: Instance, config: InstanceConfig, request: Requ
     ? undefined
     : await prepareResume(instance.recovery, url.searchParams.get(resumeParameter))
   // Authentication may have yielded: other upgrades can have taken the last slots meanwhile.
-  if (instance.openCount() >= config.maxConnections) return text(503, "Too many connections")
+  if (!instance.hasRoom(config.maxConnections)) return text(503, "Too many connections")
   // From here on nothing yields: a session claimed is a session taken over.
   const resumption = claim?.()
   const resourceId = resourceIdOf(url)

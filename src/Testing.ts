@@ -107,7 +107,7 @@ export const make = <TData, R>(
       const claim = instance.recovery === undefined
         ? undefined
         : await prepareResume(instance.recovery, connectOptions?.resume ?? null)
-      if (instance.openCount() >= config.maxConnections) {
+      if (!instance.hasRoom(config.maxConnections)) {
         throw new ConnectionLimitExceeded({ limit: config.maxConnections, message: "Too many connections" })
       }
       const resumption = claim?.()
