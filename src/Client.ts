@@ -8,42 +8,356 @@
  * exponential backoff and jitter, frames sent while offline wait in a
  * bounded queue, and a heartbeat notices connections that died silently.
  *
- * Only the schema and codec modules are imported, never the Durable Object
- * runtime, so the client bundles for any JavaScript environment with a
- * `WebSocket`.
+ * This module is the client's vocabulary (its options, events and errors)
+ * and its protocol layer, the {@link Client}: messages, requests, progress
+ * and resumes. Underneath, a reconnecting transport (internal) moves opaque
+ * frames over whatever socket the {@link WebSocketLike} contract admits.
+ *
+ * Only the schema, codec and protocol modules are imported, never the
+ * Durable Object runtime, so the client bundles for any JavaScript
+ * environment with a `WebSocket`.
  *
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
-import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
+import { CloseCodes } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, PayloadResult, RpcSchema } from "./Message"
-import { decodePayload, encodeFrame, encodePayload, heartbeat, isPendingResult, progressType } from "./Message"
-import { ClientSession } from "./internal/clientSession"
-import type { SessionStore } from "./internal/clientSession"
-import { Heartbeat } from "./internal/heartbeat"
-import type { HeartbeatSettings } from "./internal/heartbeat"
-import { PendingRequests } from "./internal/requests"
-import type {
-  ClientOptions,
-  PerAttempt,
-  CloseDetails,
-  CloseInfo,
-  ClientState,
-  InboundFrame,
-  ReconnectOptions,
-  RequestOptions,
-  ResumeInfo,
-  SendOptions,
-  WebSocketFactory,
-  WebSocketLike
-} from "./internal/clientModel"
-import { ConnectionClosedError, ServerError, TimeoutError } from "./internal/clientModel"
+import type { MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcSchema } from "./Message"
+import { decodePayload, encodePayload, isPendingResult } from "./Message"
+import type { ServerFrame } from "./Protocol"
+import { decodeServerFrame, encodeFrame, isErrorType, progressType, ReservedTypes } from "./Protocol"
+import { Handlers } from "./internal/client/handlers"
+import { PendingRequests } from "./internal/client/requests"
+import { ClientSession } from "./internal/client/session"
+import { Transport } from "./internal/client/transport"
+import type { Ended } from "./internal/client/transport"
 
-export * from "./internal/clientModel"
-export type { SessionStore } from "./internal/clientSession"
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 
+// ---------------------------------------------------------------------------
+// Errors
+// ---------------------------------------------------------------------------
+
+/**
+ * The server answered with an `ERROR` or `RPC_ERROR` frame. Requests reject
+ * with it; error frames that answer no request reach `onError` listeners.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ServerError extends Schema.TaggedError<ServerError>()("ServerError", {
+  code: ErrorCode,
+  message: Schema.String,
+  details: Schema.optional(Schema.Unknown),
+  retryable: Schema.optional(Schema.Boolean),
+  retryAfterMs: Schema.optional(Schema.Number),
+  correlationId: Schema.optional(Schema.String)
+}) {}
+
+/**
+ * A request got no reply within its timeout.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class TimeoutError extends Schema.TaggedError<TimeoutError>()("TimeoutError", {
+  type: Schema.String,
+  timeoutMs: Schema.Number,
+  message: Schema.String
+}) {}
+
+/**
+ * The connection closed before a request was answered, the client was
+ * closed, or it gave up reconnecting.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ConnectionClosedError extends Schema.TaggedError<ConnectionClosedError>()("ConnectionClosedError", {
+  code: Schema.optional(Schema.Number),
+  reason: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Everything a request can reject with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError
+
+// ---------------------------------------------------------------------------
+// The socket
+// ---------------------------------------------------------------------------
+
+/**
+ * An event as the client reads it from a socket: `data` for messages,
+ * `code`/`reason` for closes.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SocketEvent {
+  readonly data?: unknown
+  readonly code?: number
+  readonly reason?: string
+  /**
+   * On a close: the HTTP status of a refused upgrade, when the socket can
+   * see it. Browsers' and Node's built-in `WebSocket` cannot (a refused
+   * upgrade is a plain 1006 there); a custom `webSocket` factory may report it.
+   */
+  readonly status?: number
+}
+
+/**
+ * The part of `WebSocket` the client uses. The browser's, Node's and
+ * workerd's global `WebSocket` fit it; tests may pass anything that does.
+ * `readyState` 1 means open; the client listens once to `open`, `message`
+ * (`data`: text or `ArrayBuffer`), `close` (`code`, `reason`, `status`) and
+ * `error` (ignored: a `close` must follow), and a socket must emit `close`
+ * once it has stopped.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface WebSocketLike {
+  readonly readyState: number
+  binaryType?: string
+  send(data: string): void
+  close(code?: number, reason?: string): void
+  addEventListener(type: "open" | "message" | "close" | "error", listener: (event: SocketEvent) => void): void
+}
+
+/**
+ * Opens a socket. The default uses the global `WebSocket`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type WebSocketFactory = (url: string, protocols: ReadonlyArray<string> | undefined) => WebSocketLike
+
+// ---------------------------------------------------------------------------
+// Options
+// ---------------------------------------------------------------------------
+
+/**
+ * Reconnect backoff: attempt `n` (from 0) waits
+ * `min(maxDelayMs, initialDelayMs · multiplierⁿ)`, of which the fraction
+ * `jitter` is random, so clients dropped together do not return together.
+ * The count starts over once a connection has stayed open for
+ * `stableAfterMs`, so a server that accepts and at once closes is not
+ * hammered.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReconnectOptions {
+  /** Default 250. */
+  readonly initialDelayMs?: number
+  /** Default 10 000. */
+  readonly maxDelayMs?: number
+  /** Default 2. */
+  readonly multiplier?: number
+  /** 0 (none) to 1 (full jitter); default 0.5. */
+  readonly jitter?: number
+  /** Consecutive failed attempts before giving up; default unlimited. */
+  readonly maxAttempts?: number
+  /** How long a connection must last to reset the backoff; default 5 000. */
+  readonly stableAfterMs?: number
+  /**
+   * Replaces the backoff above: the wait before attempt `attempt` (from 0)
+   * after `close`, or `undefined` to give up. The Effect face maps a
+   * `Schedule` onto it.
+   */
+  readonly nextDelay?: (attempt: number, close: CloseDetails) => number | undefined
+}
+
+/**
+ * A close as the reconnect policy sees it. `terminal` is the default
+ * verdict: the code is one of the "do not reconnect" codes (1000, 1008,
+ * 4400–4499, see `CloseCodes`), or the upgrade was refused with 401/403
+ * while the credentials cannot change (`url` and `protocols` are not
+ * functions).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CloseDetails {
+  readonly code: number
+  readonly reason: string
+  /** The HTTP status of a refused upgrade, when the socket reported one. */
+  readonly status?: number
+  readonly terminal: boolean
+}
+
+/**
+ * A value, or a function computing it before every connect attempt
+ * (possibly asynchronously: a token refresh).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PerAttempt<A> = A | (() => A | PromiseLike<A>)
+
+/**
+ * After `intervalMs` without any inbound frame the client sends a
+ * heartbeat; when nothing arrives within `timeoutMs` after it, the
+ * connection is treated as dead and replaced.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeartbeatOptions {
+  /** Default 25 000. */
+  readonly intervalMs?: number
+  /** Default 10 000. */
+  readonly timeoutMs?: number
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface ClientOptions {
+  /**
+   * The server's URL. A function (sync or async) is called before every
+   * connect attempt, so a token in the URL can be fresh each time.
+   */
+  readonly url: PerAttempt<string | URL>
+  /** Subprotocols; a function is called before every attempt, like `url`. */
+  readonly protocols?: PerAttempt<ReadonlyArray<string> | undefined>
+  /** Opens sockets; defaults to the global `WebSocket`. */
+  readonly webSocket?: WebSocketFactory
+  /** Backoff settings, or `false` to never reconnect. */
+  readonly reconnect?: ReconnectOptions | false
+  /**
+   * Overrides the close policy: return true to reconnect after this close.
+   * The default is `!close.terminal`. The client's own `close()` never
+   * reconnects.
+   */
+  readonly shouldReconnect?: (close: CloseDetails) => boolean
+  /** Heartbeat settings, or `false` to send none. */
+  readonly heartbeat?: HeartbeatOptions | false
+  /** Frames kept while offline (default 1000); beyond it `send` returns false. */
+  readonly maxQueueSize?: number
+  /** Default timeout of `request` (default 10 000 ms). */
+  readonly requestTimeoutMs?: number
+  /** The source of jitter; defaults to `Math.random`. */
+  readonly random?: () => number
+  /**
+   * Resumable delivery (the server must run with `recovery`): every
+   * reconnect resumes the session, published messages missed meanwhile are
+   * replayed and handed to `on` handlers once and in order, and requests in
+   * flight are sent again and answered once.
+   */
+  readonly recovery?: boolean
+  /** With `recovery`: keeps the session across page loads (e.g. `sessionStorage`). */
+  readonly store?: SessionStore
+  /**
+   * The key the session is stored under (default: `durable-ws:` and the
+   * URL; `durable-ws:session` when `url` is a function, so a changing token
+   * does not change the key — give one key per client on a page with several).
+   */
+  readonly storeKey?: string
+}
+
+/**
+ * Where a client keeps its session between page loads: `sessionStorage`
+ * fits, as does any object with these three methods.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SessionStore {
+  getItem(key: string): string | null
+  setItem(key: string, value: string): void
+  removeItem(key: string): void
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface SendOptions {
+  /** Extra fields for the frame's `meta`. */
+  readonly meta?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOptions {
+  /** Overrides the client's `requestTimeoutMs`. */
+  readonly timeoutMs?: number
+  /**
+   * Called with every progress payload the handler sends (`ctx.progress`)
+   * before its reply; only for an rpc declared with a `progress` schema.
+   */
+  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
+  /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
+  readonly signal?: AbortSignal
+}
+
+// ---------------------------------------------------------------------------
+// Events
+// ---------------------------------------------------------------------------
+
+/**
+ * `idle` until `connect()`, `connecting` before the first open, `open`,
+ * `reconnecting` between a close and the next open, `closed` after
+ * `close()` or giving up.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ClientState = "idle" | "connecting" | "open" | "reconnecting" | "closed"
+
+/**
+ * The close a `close` listener sees.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CloseInfo {
+  readonly code: number
+  readonly reason: string
+  /** The HTTP status of a refused upgrade, when the socket reported one. */
+  readonly status?: number
+  /** Whether the client will try again. */
+  readonly willReconnect: boolean
+  /** The wait before the next attempt, when there is one. */
+  readonly retryInMs?: number
+}
+
+/**
+ * What a reconnect with `recovery` ended in. `recovered: false` means a
+ * new session (the old one was ended, expired or unknown): what was
+ * published meanwhile is lost, and so is every topic in `gaps` (the
+ * server's log no longer held all of it) — refetch that state.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ResumeInfo {
+  readonly recovered: boolean
+  /** Published messages replayed (0 when not recovered). */
+  readonly replayed: number
+  /** Topics that lost messages to the server's log limits. */
+  readonly gaps: ReadonlyArray<string>
+}
+
+/**
+ * What an `on` handler receives besides the payload.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InboundFrame {
+  readonly type: string
+  readonly meta: Readonly<Record<string, unknown>>
+}
 
 /**
  * The delay before reconnect attempt `attempt` (counted from 0).
@@ -64,44 +378,7 @@ export const backoffDelay = (attempt: number, options: ReconnectOptions = {}, ra
 // Client
 // ---------------------------------------------------------------------------
 
-const OPEN = 1
-
-/** Consecutive 401/403 refusals, each with fresh credentials, after which the client stops. */
-const maxRefusals = 3
-
-const isRefusal = (status: number | undefined): boolean => status === 401 || status === 403
-
-interface Credentials {
-  readonly url: string
-  readonly protocols: ReadonlyArray<string> | undefined
-  /** Equal keys: the same credentials. */
-  readonly key: string
-}
-
-const resolve = <A>(value: PerAttempt<A>): A | PromiseLike<A> =>
-  typeof value === "function" ? (value as () => A | PromiseLike<A>)() : value
-
-const isPromiseLike = <A>(u: A | PromiseLike<A>): u is PromiseLike<A> =>
-  typeof u === "object" && u !== null && typeof (u as PromiseLike<A>).then === "function"
-
 const settled: Promise<void> = Promise.resolve()
-
-interface Queued {
-  readonly frame: string
-  readonly correlationId: string | undefined
-}
-
-interface Subscription {
-  readonly message: MessageSchema
-  readonly handler: (payload: unknown, frame: InboundFrame) => void
-}
-
-const defaultFactory: WebSocketFactory = (url, protocols) => {
-  if (typeof WebSocket !== "function") {
-    throw new TypeError("durable-ws/client: no global WebSocket here; pass the `webSocket` option")
-  }
-  return new WebSocket(url, protocols === undefined ? undefined : [...protocols]) as unknown as WebSocketLike
-}
 
 const isRecord = (u: unknown): u is Record<string, unknown> => typeof u === "object" && u !== null && !Array.isArray(u)
 
@@ -121,6 +398,16 @@ const toServerError = (payload: unknown, correlationId: string | undefined): Ser
   return new ServerError(correlationId === undefined ? fields : { ...fields, correlationId })
 }
 
+/** The resume outcome as the client reports it; a malformed payload reads as not recovered. */
+const resumeInfoOf = (payload: unknown): ResumeInfo => {
+  const fields: Partial<Record<"recovered" | "replayed" | "gaps", unknown>> = isRecord(payload) ? payload : {}
+  return {
+    recovered: fields.recovered === true,
+    replayed: typeof fields.replayed === "number" ? fields.replayed : 0,
+    gaps: Array.isArray(fields.gaps) ? fields.gaps.filter((t): t is string => typeof t === "string") : []
+  }
+}
+
 /**
  * A connection to a durable-ws server. Create it with {@link createClient}.
  *
@@ -128,28 +415,16 @@ const toServerError = (payload: unknown, correlationId: string | undefined): Ser
  * @category models
  */
 export class Client {
-  private socket: WebSocketLike | undefined = undefined
-  private current: ClientState = "idle"
-  private attempt = 0
-  private openedAt: number | undefined = undefined
-  private reconnectTimer: ReturnType<typeof setTimeout> | undefined = undefined
-  private heartbeat: Heartbeat | undefined = undefined
-  private queue: Array<Queued> = []
+  private readonly transport: Transport
   private readonly pending = new PendingRequests()
-  private readonly subscriptions = new Map<string, Set<Subscription>>()
+  private readonly handlers = new Handlers()
+  private readonly session: ClientSession | undefined
   private readonly openListeners = new Set<() => void>()
   private readonly closeListeners = new Set<(info: CloseInfo) => void>()
   private readonly errorListeners = new Set<(error: unknown) => void>()
   private readonly stateListeners = new Set<(state: ClientState) => void>()
   private readonly resumeListeners = new Set<(info: ResumeInfo) => void>()
-  private readonly session: ClientSession | undefined
   private openWaiters: Array<{ resolve: () => void; reject: (error: ConnectionClosedError) => void }> = []
-  /** The credentials of the socket being opened or open. */
-  private credentials: Credentials | undefined = undefined
-  /** The last upgrade refused with 401/403, and how many in a row were. */
-  private refused: { readonly key: string; readonly count: number } | undefined = undefined
-  /** Bumped by every attempt and by `close()`: an attempt still resolving its credentials checks it. */
-  private generation = 0
   // Set while an asynchronous validator is busy with an outbound (or inbound) payload: what
   // comes after it waits, so frames leave, and handlers run, in order.
   private outbound: Promise<void> | undefined = undefined
@@ -157,19 +432,44 @@ export class Client {
 
   constructor(private readonly options: ClientOptions) {
     const url = options.url
-    this.session = options.recovery === true
+    const session = this.session = options.recovery === true
       ? new ClientSession(options.store, options.storeKey ?? (typeof url === "function" ? "durable-ws:session" : `durable-ws:${String(url)}`))
       : undefined
+    this.transport = new Transport(options, {
+      nextDelay: (attempt, close) => {
+        const reconnect = options.reconnect === false ? undefined : options.reconnect
+        return reconnect?.nextDelay === undefined
+          ? backoffDelay(attempt, reconnect, options.random)
+          : reconnect.nextDelay(attempt, close)
+      },
+      urlFor: (url) => session === undefined ? url : session.urlFor(url),
+      opened: () => this.opened(),
+      received: (data) => this.receive(data),
+      sent: (correlationId) => {
+        const request = this.pending.get(correlationId)
+        if (request !== undefined) request.sent = true
+      },
+      dropped: (code, reason) => {
+        // With a session to resume, the requests that went out wait for the resume, which sends them again.
+        if (session?.resumable !== true) this.failSent(code, reason)
+        // Another socket took the session over (a copy of this page): it is theirs now.
+        if (code === CloseCodes.Replaced) session?.clear()
+      },
+      closed: (info) => this.emit(this.closeListeners, info),
+      stateChanged: (state) => this.emit(this.stateListeners, state),
+      error: (error) => this.emitError(error),
+      ended: (ended) => this.ended(ended)
+    })
   }
 
   /** The connection state. */
   get state(): ClientState {
-    return this.current
+    return this.transport.state
   }
 
   /** Frames waiting for the connection. */
   get queued(): number {
-    return this.queue.length
+    return this.transport.queued
   }
 
   /**
@@ -178,12 +478,12 @@ export class Client {
    * gives up first.
    */
   connect(): Promise<void> {
-    if (this.current === "open") return Promise.resolve()
-    if (this.current === "closed") {
+    if (this.state === "open") return Promise.resolve()
+    if (this.state === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
     const opened = new Promise<void>((resolve, reject) => this.openWaiters.push({ resolve, reject }))
-    if (this.current === "idle") this.openSocket()
+    this.transport.start()
     return opened
   }
 
@@ -210,7 +510,7 @@ export class Client {
     rpc: M,
     ...[payload, options]: PayloadArgs<M, RequestOptions<M>>
   ): Promise<Payload<M["response"]>> {
-    if (this.current === "closed") {
+    if (this.state === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
     const signal = options?.signal
@@ -227,7 +527,7 @@ export class Client {
       const giveUp = (error: unknown) => {
         if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
-        this.queue = this.queue.filter((queued) => queued.correlationId !== correlationId)
+        this.transport.unqueue(correlationId)
         reject(error)
       }
       const timer = setTimeout(() => {
@@ -260,11 +560,7 @@ export class Client {
 
   /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
   on<M extends MessageSchema>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
-    let subscriptions = this.subscriptions.get(message.type)
-    if (subscriptions === undefined) this.subscriptions.set(message.type, subscriptions = new Set())
-    const subscription: Subscription = { message, handler: handler as Subscription["handler"] }
-    subscriptions.add(subscription)
-    return () => void subscriptions.delete(subscription)
+    return this.handlers.add(message, handler as (payload: unknown, frame: InboundFrame) => void)
   }
 
   /**
@@ -308,150 +604,30 @@ export class Client {
 
   /** Closes for good: no reconnect; queued frames are dropped and open requests rejected. */
   close(code: number = CloseCodes.Normal, reason = ""): void {
-    if (this.current === "closed") return
-    this.generation++
-    const socket = this.socket
-    this.socket = undefined
+    if (this.state === "closed") return
     // A close with 1000 tells the server the session is over; the stored one goes with it.
     if (code === CloseCodes.Normal) this.session?.clear()
-    this.shutdown(new ConnectionClosedError({ code, reason, message: "The client was closed" }))
-    if (socket !== undefined) {
-      try {
-        socket.close(code, reason)
-      } catch {
-        // the socket is already closing
-      }
-      this.emit(this.closeListeners, { code, reason, willReconnect: false })
-    }
+    this.transport.close(code, reason, "The client was closed")
   }
 
   // -- Connection ------------------------------------------------------------
 
-  private setState(state: ClientState): void {
-    if (this.current === state) return
-    this.current = state
-    this.emit(this.stateListeners, state)
-  }
-
-  /** Whether a new attempt can bring new credentials (a refusal is then worth retrying). */
-  private get refreshable(): boolean {
-    return typeof this.options.url === "function" || typeof this.options.protocols === "function"
-  }
-
-  /** The URL and protocols of the next attempt, computed now. */
-  private resolveCredentials(): Credentials | PromiseLike<Credentials> {
-    const make = (url: string | URL, protocols: ReadonlyArray<string> | undefined): Credentials => {
-      const text = String(url)
-      return { url: text, protocols, key: JSON.stringify([text, protocols ?? null]) }
-    }
-    const url = resolve(this.options.url)
-    const protocols = resolve(this.options.protocols)
-    if (!isPromiseLike(url) && !isPromiseLike(protocols)) return make(url, protocols)
-    return Promise.all([url, protocols]).then(([u, p]) => make(u, p))
-  }
-
-  private openSocket(): void {
-    this.reconnectTimer = undefined
-    this.setState(this.attempt === 0 ? "connecting" : "reconnecting")
-    const generation = ++this.generation
-    let credentials: Credentials | PromiseLike<Credentials>
-    try {
-      credentials = this.resolveCredentials()
-    } catch (error) {
-      return this.credentialsFailed(error)
-    }
-    if (!isPromiseLike(credentials)) return this.openWith(credentials)
-    credentials.then(
-      (resolved) => {
-        if (this.generation === generation) this.openWith(resolved)
-      },
-      (error: unknown) => {
-        if (this.generation === generation) this.credentialsFailed(error)
-      }
-    )
-  }
-
-  private credentialsFailed(error: unknown): void {
-    this.emitError(error)
-    this.dropped(1006, "Could not compute the URL or protocols", undefined)
-  }
-
-  private openWith(credentials: Credentials): void {
-    // A refusal is retried only with credentials that differ from the refused ones.
-    if (this.refused !== undefined && this.refused.key === credentials.key) {
-      return this.giveUp(1006, "The upgrade was refused and the credentials did not change", undefined)
-    }
-    this.credentials = credentials
-    let socket: WebSocketLike
-    try {
-      const url = this.session === undefined ? credentials.url : this.session.urlFor(credentials.url)
-      socket = (this.options.webSocket ?? defaultFactory)(url, credentials.protocols)
-    } catch (error) {
-      this.emitError(error)
-      this.dropped(1006, "Could not open the socket", undefined)
-      return
-    }
-    this.socket = socket
-    if ("binaryType" in socket) socket.binaryType = "arraybuffer"
-    socket.addEventListener("open", () => {
-      if (this.socket === socket) this.opened(socket)
-    })
-    socket.addEventListener("message", (event) => {
-      if (this.socket === socket) this.receive(event.data)
-    })
-    socket.addEventListener("close", (event) => {
-      if (this.socket === socket) this.dropped(event.code ?? 1006, event.reason ?? "", event.status)
-    })
-    // An error is always followed by a close, which is where recovery happens.
-    socket.addEventListener("error", () => {})
-  }
-
-  private opened(socket: WebSocketLike): void {
-    this.openedAt = Date.now()
-    this.refused = undefined
-    this.setState("open")
+  private opened(): void {
     this.emit(this.openListeners, undefined)
-    if (this.current !== "open") return
-    const queued = this.queue
-    this.queue = []
-    for (let i = 0; i < queued.length; i++) {
-      if (!this.transmit(queued[i]!)) {
-        this.queue = queued.slice(i).concat(this.queue)
-        break
-      }
-    }
-    const settings = this.heartbeatSettings()
-    if (settings !== undefined) {
-      this.heartbeat = new Heartbeat(settings, () => this.probe(socket), () => this.declareDead(socket))
-      this.heartbeat.start()
-    }
+    // An open listener may have closed the client: then the waiters hear that instead.
+    if (this.state !== "open") return
     const waiters = this.openWaiters
     this.openWaiters = []
     for (const waiter of waiters) waiter.resolve()
   }
 
-  /** The socket closed (or was declared dead): fail what was in flight, then maybe reconnect. */
-  private dropped(code: number, reason: string, status: number | undefined): void {
-    const reconnect = this.options.reconnect
-    const stableAfterMs = (reconnect === false ? undefined : reconnect?.stableAfterMs) ?? 5000
-    if (this.openedAt !== undefined && Date.now() - this.openedAt >= stableAfterMs) this.attempt = 0
-    this.openedAt = undefined
-    this.socket = undefined
-    this.stopHeartbeat()
-    // With a session to resume, the requests that went out wait for the resume, which sends them again.
-    if (this.session?.resumable !== true) this.failSent(code, reason)
-    // Another socket took the session over (a copy of this page): it is theirs now.
-    if (code === CloseCodes.Replaced) this.session?.clear()
-    const refusal = isRefusal(status)
-    if (refusal) {
-      const count = (this.refused?.count ?? 0) + 1
-      this.refused = { key: this.credentials?.key ?? "", count }
-      if (count >= maxRefusals) return this.giveUp(code, reason, status)
-    }
-    const terminal = refusal ? !this.refreshable : isTerminalCloseCode(code)
-    const details: CloseDetails = status === undefined ? { code, reason, terminal } : { code, reason, status, terminal }
-    if (!(this.options.shouldReconnect?.(details) ?? !terminal)) return this.giveUp(code, reason, status)
-    this.scheduleReconnect(details)
+  /** The transport stopped for good: fail what waits. */
+  private ended({ code, reason, message }: Ended): void {
+    const error = new ConnectionClosedError({ code, reason, message })
+    this.pending.failAll(error)
+    const waiters = this.openWaiters
+    this.openWaiters = []
+    for (const waiter of waiters) waiter.reject(error)
   }
 
   private failSent(code: number | undefined, reason: string | undefined): void {
@@ -462,95 +638,16 @@ export class Client {
 
   /** The server answered a resume: hand over the outcome, then resend or fail the requests in flight. */
   private resumed(payload: unknown): void {
-    const fields = isRecord(payload) ? payload : {}
-    const recovered = fields["recovered"] === true
-    const info: ResumeInfo = {
-      recovered,
-      replayed: typeof fields["replayed"] === "number" ? fields["replayed"] : 0,
-      gaps: Array.isArray(fields["gaps"]) ? fields["gaps"].filter((t): t is string => typeof t === "string") : []
-    }
-    if (recovered) {
-      for (const request of this.pending.sentFrames()) this.transmit({ frame: request.frame, correlationId: request.correlationId })
+    const info = resumeInfoOf(payload)
+    if (info.recovered) {
+      for (const request of this.pending.sentFrames()) this.transport.transmit(request)
     } else {
       this.failSent(undefined, "The session could not be resumed")
     }
     this.emit(this.resumeListeners, info)
   }
 
-  private scheduleReconnect(close: CloseDetails): void {
-    const { code, reason, status } = close
-    const reconnect = this.options.reconnect
-    const maxAttempts = reconnect === false ? 0 : reconnect?.maxAttempts ?? Number.POSITIVE_INFINITY
-    if (reconnect === false || this.attempt >= maxAttempts) return this.giveUp(code, reason, status)
-    const delay = reconnect?.nextDelay === undefined
-      ? backoffDelay(this.attempt, reconnect, this.options.random)
-      : reconnect.nextDelay(this.attempt, close)
-    if (delay === undefined) return this.giveUp(code, reason, status)
-    this.attempt++
-    this.setState("reconnecting")
-    this.reconnectTimer = setTimeout(() => this.openSocket(), delay)
-    this.emit(this.closeListeners, this.closeInfo(code, reason, status, true, delay))
-  }
-
-  private closeInfo(code: number, reason: string, status: number | undefined, willReconnect: boolean, retryInMs?: number): CloseInfo {
-    const info: CloseInfo = status === undefined ? { code, reason, willReconnect } : { code, reason, status, willReconnect }
-    return retryInMs === undefined ? info : { ...info, retryInMs }
-  }
-
-  /** No further attempt: tell the close listeners, then fail what waits. */
-  private giveUp(code: number, reason: string, status: number | undefined): void {
-    this.emit(this.closeListeners, this.closeInfo(code, reason, status, false))
-    if (this.current !== "closed") {
-      this.shutdown(new ConnectionClosedError({ code, reason, message: "The connection closed and will not reconnect" }))
-    }
-  }
-
-  private shutdown(error: ConnectionClosedError): void {
-    if (this.reconnectTimer !== undefined) clearTimeout(this.reconnectTimer)
-    this.reconnectTimer = undefined
-    this.stopHeartbeat()
-    this.queue = []
-    this.setState("closed")
-    this.pending.failAll(error)
-    const waiters = this.openWaiters
-    this.openWaiters = []
-    for (const waiter of waiters) waiter.reject(error)
-  }
-
-  // -- Heartbeat -------------------------------------------------------------
-
-  private heartbeatSettings(): HeartbeatSettings | undefined {
-    const settings = this.options.heartbeat
-    if (settings === false) return undefined
-    return { intervalMs: settings?.intervalMs ?? 25_000, timeoutMs: settings?.timeoutMs ?? 10_000 }
-  }
-
-  private stopHeartbeat(): void {
-    this.heartbeat?.stop()
-    this.heartbeat = undefined
-  }
-
-  private probe(socket: WebSocketLike): void {
-    try {
-      socket.send(heartbeat.request)
-    } catch {
-      // a failing send means the close event is on its way
-    }
-  }
-
-  /** A half-open connection may never deliver a close event: drop it ourselves. */
-  private declareDead(socket: WebSocketLike): void {
-    if (this.socket !== socket) return
-    this.socket = undefined
-    try {
-      socket.close(4000, "Heartbeat timeout")
-    } catch {
-      // already closing
-    }
-    this.dropped(1006, "Heartbeat timeout", undefined)
-  }
-
-  // -- Frames ----------------------------------------------------------------
+  // -- Outbound --------------------------------------------------------------
 
   /** The frame, or a Promise of it when an asynchronous validator is checking the payload. */
   private encode(
@@ -568,7 +665,7 @@ export class Client {
 
   private notQueued(): ConnectionClosedError {
     return new ConnectionClosedError({
-      message: this.current === "closed" ? "The client is closed" : "Not connected and the send queue is full"
+      message: this.state === "closed" ? "The client is closed" : "Not connected and the send queue is full"
     })
   }
 
@@ -578,19 +675,19 @@ export class Client {
    * that waited and was then invalid or dropped is handed to `failed`.
    */
   private submit(frame: string | Promise<string>, correlationId: string | undefined, failed: (error: unknown) => void): boolean {
-    if (typeof frame === "string" && this.outbound === undefined) return this.write({ frame, correlationId })
-    if (this.current === "closed") return false
+    if (typeof frame === "string" && this.outbound === undefined) return this.transport.write(frame, correlationId)
+    if (this.state === "closed") return false
     // Marked handled at once: a rejection reaches `failed`, never the unhandled-rejection hook.
     if (typeof frame !== "string") frame.catch(() => {})
     const written = (this.outbound ?? settled).then(() => frame).then((text) => {
       // Closing drops what is queued, this too; a request that timed out meanwhile is not sent after all.
-      if (this.current === "closed") return
+      if (this.state === "closed") return
       if (correlationId !== undefined) {
         const request = this.pending.get(correlationId)
         if (request === undefined) return
         if (this.session !== undefined) request.frame = text
       }
-      if (!this.write({ frame: text, correlationId })) failed(this.notQueued())
+      if (!this.transport.write(text, correlationId)) failed(this.notQueued())
     }, failed)
     this.outbound = written
     void written.then(() => {
@@ -599,49 +696,14 @@ export class Client {
     return true
   }
 
-  private write(queued: Queued): boolean {
-    if (this.current === "closed") return false
-    if (this.current === "open" && this.transmit(queued)) return true
-    const limit = this.options.maxQueueSize ?? 1000
-    if (this.queue.length >= limit) return false
-    this.queue.push(queued)
-    return true
-  }
-
-  private transmit(queued: Queued): boolean {
-    const socket = this.socket
-    if (socket === undefined || socket.readyState !== OPEN) return false
-    try {
-      socket.send(queued.frame)
-    } catch {
-      return false
-    }
-    if (queued.correlationId !== undefined) {
-      const entry = this.pending.get(queued.correlationId)
-      if (entry !== undefined) entry.sent = true
-    }
-    return true
-  }
+  // -- Inbound ---------------------------------------------------------------
 
   private receive(data: unknown): void {
-    this.heartbeat?.seen()
-    let text: string
-    if (typeof data === "string") text = data
-    else if (data instanceof ArrayBuffer) text = new TextDecoder().decode(data)
-    else return this.emitError(new ValidationError({ message: "Server frame is neither text nor an ArrayBuffer" }))
-    if (text === heartbeat.response) return
-    let frame: unknown
-    try {
-      frame = JSON.parse(text)
-    } catch {
-      return this.emitError(new ValidationError({ message: "Server frame is not valid JSON" }))
-    }
-    if (!isRecord(frame) || typeof frame["type"] !== "string") {
-      return this.emitError(new ValidationError({ message: "Server frame has no string type" }))
-    }
-    const parsed = frame
-    if (this.inbound !== undefined) return this.holdInbound(this.inbound.then(() => this.deliver(parsed)))
-    const delivering = this.deliver(parsed)
+    const frame = decodeServerFrame(data)
+    if (frame === undefined) return
+    if (frame instanceof ValidationError) return this.emitError(frame)
+    if (this.inbound !== undefined) return this.holdInbound(this.inbound.then(() => this.deliver(frame)))
+    const delivering = this.deliver(frame)
     if (delivering !== undefined) this.holdInbound(delivering)
   }
 
@@ -654,22 +716,20 @@ export class Client {
     })
   }
 
-  /** Hands a parsed frame to its request or its handlers; a Promise while a validator is still deciding. */
-  private deliver(frame: Record<string, unknown>): Promise<void> | undefined {
-    const type = frame["type"] as string
-    const meta = isRecord(frame["meta"]) ? frame["meta"] : {}
+  /** Hands a frame to its request or its handlers; a Promise while a validator is still deciding. */
+  private deliver({ type, meta, payload }: ServerFrame): Promise<void> | undefined {
     if (this.session !== undefined) {
-      if (type === "$session") return void this.session.started(frame["payload"])
-      if (type === "$resumed") return void this.resumed(frame["payload"])
+      if (type === ReservedTypes.session) return void this.session.started(payload)
+      if (type === ReservedTypes.resumed) return void this.resumed(payload)
       // A published frame already handed over (its seq is at or below the watermark) is dropped.
       if (typeof meta["seq"] === "number" && typeof meta["topic"] === "string" && !this.session.accept(meta["seq"])) {
         return undefined
       }
     }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
-    const payload = frame["payload"]
-    if (type === progressType) return this.progressed(correlationId, payload)
-    const isError = type === "ERROR" || type === "RPC_ERROR"
+    const report = (error: unknown) => this.emitError(error)
+    if (type === progressType) return this.pending.progress(correlationId, payload, report)
+    const isError = isErrorType(type)
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {
       this.pending.take(correlationId)
@@ -687,66 +747,7 @@ export class Client {
       this.emitError(toServerError(payload, correlationId))
       return undefined
     }
-    const subscriptions = this.subscriptions.get(type)
-    if (subscriptions === undefined) return undefined
-    return this.handle(Array.from(subscriptions), 0, payload, { type, meta })
-  }
-
-  /** Runs the handlers from `index` on, one after another, each with the payload its schema decoded. */
-  private handle(
-    subscriptions: ReadonlyArray<Subscription>,
-    index: number,
-    payload: unknown,
-    inbound: InboundFrame
-  ): Promise<void> | undefined {
-    for (let i = index; i < subscriptions.length; i++) {
-      const subscription = subscriptions[i]!
-      const decoded = decodePayload(subscription.message, payload)
-      if (isPendingResult(decoded)) {
-        return decoded.then(
-          (settled) => {
-            this.call(subscription, settled, inbound)
-            return this.handle(subscriptions, i + 1, payload, inbound)
-          },
-          (error: unknown) => {
-            this.emitError(error)
-            return this.handle(subscriptions, i + 1, payload, inbound)
-          }
-        )
-      }
-      this.call(subscription, decoded, inbound)
-    }
-    return undefined
-  }
-
-  private call(subscription: Subscription, decoded: PayloadResult, inbound: InboundFrame): void {
-    if (!decoded.ok) return this.emitError(decoded.error)
-    try {
-      subscription.handler(decoded.value, inbound)
-    } catch (error) {
-      this.emitError(error)
-    }
-  }
-
-  /** Progress for a request still waiting; progress for any other correlationId is not ours and is dropped. */
-  private progressed(correlationId: string | undefined, payload: unknown): Promise<void> | undefined {
-    const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
-    const onProgress = entry?.onProgress
-    if (entry?.progress === undefined || onProgress === undefined) return undefined
-    const hand = (decoded: PayloadResult): void => {
-      if (!decoded.ok) return this.emitError(decoded.error)
-      // A request answered or given up while an asynchronous validator decided hears nothing more.
-      if (this.pending.get(correlationId!) !== entry) return
-      try {
-        onProgress(decoded.value)
-      } catch (error) {
-        this.emitError(error)
-      }
-    }
-    const decoded = decodePayload(entry.progress, payload)
-    if (isPendingResult(decoded)) return decoded.then(hand)
-    hand(decoded)
-    return undefined
+    return this.handlers.dispatch(payload, { type, meta }, report)
   }
 
   private emitError(error: unknown): void {

@@ -21,6 +21,7 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type {
+  Client as PromiseClient,
   ClientOptions,
   ClientState,
   CloseDetails,
@@ -32,7 +33,7 @@ import type {
   ResumeInfo,
   SendOptions
 } from "./Client"
-import { Client, ConnectionClosedError, ServerError, TimeoutError } from "./Client"
+import { ConnectionClosedError, createClient, ServerError, TimeoutError } from "./Client"
 import { ValidationError } from "./Errors"
 import type { MessageSchema, Payload, PayloadArgs, ProgressOf, RpcSchema } from "./Message"
 
@@ -50,7 +51,7 @@ export interface Options extends Omit<ClientOptions, "reconnect"> {
 
 /**
  * A request's options in the Effect face: the promise client's, without the
- * callbacks (progress is a Stream: {@link DurableClient.requestStream}) and
+ * callbacks (progress is a Stream: `requestStream`) and
  * the signal (interrupting the Effect gives up on the request).
  *
  * @since 0.1.0
@@ -61,7 +62,7 @@ export interface EffectRequestOptions extends SendOptions {
 }
 
 /**
- * What {@link DurableClient.requestStream} emits: every progress, then the
+ * What `requestStream` emits: every progress, then the
  * one reply (the stream ends with it).
  *
  * @since 0.1.0
@@ -81,46 +82,6 @@ export type RequestEvent<M extends RpcSchema> =
 export interface Inbound<M extends MessageSchema> {
   readonly payload: Payload<M>
   readonly frame: InboundFrame
-}
-
-/**
- * @since 0.1.0
- * @category models
- */
-export interface DurableClient {
-  /** The promise client underneath, for what has no Effect form. */
-  readonly client: Client
-  /** Waits until the connection is open (connecting starts with the client). */
-  readonly connect: Effect.Effect<void, ConnectionClosedError>
-  /** Sends, or queues while offline; fails when the queue is full or the client closed. */
-  readonly send: <M extends MessageSchema>(
-    message: M,
-    ...args: PayloadArgs<M, SendOptions>
-  ) => Effect.Effect<void, ValidationError | ConnectionClosedError>
-  /** An RPC; interrupting it gives up on the reply (a queued request is then never sent). */
-  readonly request: <M extends RpcSchema>(
-    rpc: M,
-    ...args: PayloadArgs<M, EffectRequestOptions>
-  ) => Effect.Effect<Payload<M["response"]>, RequestError>
-  /** An RPC as a Stream: its progress, then its reply. */
-  readonly requestStream: <M extends RpcSchema>(
-    rpc: M,
-    ...args: PayloadArgs<M, EffectRequestOptions>
-  ) => Stream.Stream<RequestEvent<M>, RequestError>
-  /** Every inbound message of this schema, decoded, from now on. */
-  readonly messages: <M extends MessageSchema>(message: M) => Stream.Stream<Payload<M>>
-  /** Like {@link messages}, with each message's frame. */
-  readonly frames: <M extends MessageSchema>(message: M) => Stream.Stream<Inbound<M>>
-  /** The current state, then every change; ends with `closed`. */
-  readonly state: Stream.Stream<ClientState>
-  /** Every close of the socket; ends with the one after which it does not reconnect. */
-  readonly closes: Stream.Stream<CloseInfo>
-  /** With `recovery`: the outcome of every resume. */
-  readonly resumes: Stream.Stream<ResumeInfo>
-  /** Server errors that answer no request, undecodable frames, failures of listeners. */
-  readonly errors: Stream.Stream<unknown>
-  /** Closes for good (the Scope's end does it too). */
-  readonly close: (code?: number, reason?: string) => Effect.Effect<void>
 }
 
 export type { ClientState, CloseDetails, CloseInfo, RequestError, ResumeInfo } from "./Client"
@@ -182,7 +143,7 @@ const fromSend = (send: () => boolean): Effect.Effect<void, ValidationError | Co
     }
   })
 
-const wrap = (client: Client): DurableClient => {
+const wrap = (client: PromiseClient): Client["Service"] => {
   const request = <M extends RpcSchema>(rpc: M, payload: unknown, options: RequestOptions<M>) =>
     (client.request as (rpc: M, payload: unknown, options: RequestOptions<M>) => Promise<Payload<M["response"]>>)(
       rpc,
@@ -253,10 +214,10 @@ const wrap = (client: Client): DurableClient => {
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): Effect.Effect<DurableClient, never, Scope.Scope> =>
+export const make = (options: Options): Effect.Effect<Client["Service"], never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync(() => {
-      const client = new Client(toClientOptions(options))
+      const client = createClient(toClientOptions(options))
       // Failures reach whoever waits on `connect`; starting must not leave an unhandled rejection.
       client.connect().catch(() => {})
       return wrap(client)
@@ -265,17 +226,53 @@ export const make = (options: Options): Effect.Effect<DurableClient, never, Scop
   )
 
 /**
- * The client as a service, for programs that take it from their context.
+ * The Effect client, as a service: what {@link make} returns and
+ * {@link layer} provides. Its `client` is the promise client underneath,
+ * for what has no Effect form.
  *
  * @since 0.1.0
  * @category services
  */
-export class WsClient extends Context.Service<WsClient, DurableClient>()("durable-ws/client/WsClient") {}
+export class Client extends Context.Service<Client, {
+  /** The promise client underneath, for what has no Effect form. */
+  readonly client: PromiseClient
+  /** Waits until the connection is open (connecting starts with the client). */
+  readonly connect: Effect.Effect<void, ConnectionClosedError>
+  /** Sends, or queues while offline; fails when the queue is full or the client closed. */
+  readonly send: <M extends MessageSchema>(
+    message: M,
+    ...args: PayloadArgs<M, SendOptions>
+  ) => Effect.Effect<void, ValidationError | ConnectionClosedError>
+  /** An RPC; interrupting it gives up on the reply (a queued request is then never sent). */
+  readonly request: <M extends RpcSchema>(
+    rpc: M,
+    ...args: PayloadArgs<M, EffectRequestOptions>
+  ) => Effect.Effect<Payload<M["response"]>, RequestError>
+  /** An RPC as a Stream: its progress, then its reply. */
+  readonly requestStream: <M extends RpcSchema>(
+    rpc: M,
+    ...args: PayloadArgs<M, EffectRequestOptions>
+  ) => Stream.Stream<RequestEvent<M>, RequestError>
+  /** Every inbound message of this schema, decoded, from now on. */
+  readonly messages: <M extends MessageSchema>(message: M) => Stream.Stream<Payload<M>>
+  /** Like {@link messages}, with each message's frame. */
+  readonly frames: <M extends MessageSchema>(message: M) => Stream.Stream<Inbound<M>>
+  /** The current state, then every change; ends with `closed`. */
+  readonly state: Stream.Stream<ClientState>
+  /** Every close of the socket; ends with the one after which it does not reconnect. */
+  readonly closes: Stream.Stream<CloseInfo>
+  /** With `recovery`: the outcome of every resume. */
+  readonly resumes: Stream.Stream<ResumeInfo>
+  /** Server errors that answer no request, undecodable frames, failures of listeners. */
+  readonly errors: Stream.Stream<unknown>
+  /** Closes for good (the Scope's end does it too). */
+  readonly close: (code?: number, reason?: string) => Effect.Effect<void>
+}>()("durable-ws/client/Client") {}
 
 /**
- * A layer building {@link WsClient}; the client lives as long as the layer.
+ * A layer building {@link Client}; the client lives as long as the layer.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: Options): Layer.Layer<WsClient> => Layer.effect(WsClient, make(options))
+export const layer = (options: Options): Layer.Layer<Client> => Layer.effect(Client, make(options))

@@ -11,15 +11,52 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { PayloadTooLarge } from "./Errors"
-import type { LiveConnection } from "./internal/connection"
-import { bindService, sendEffect } from "./internal/connection"
-import type { ConnectionData, SendOptions } from "./internal/data"
-import { mergeData } from "./internal/data"
+import { mergeData } from "./internal/server/data"
 import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
 import { encodePayload, isPendingResult } from "./Message"
 
-export type { ConnectionData, SendOptions, Socket, SystemData } from "./internal/data"
-export { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
+/**
+ * The fields durable-ws sets on every connection; `authenticate` cannot
+ * overwrite them.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SystemData {
+  readonly clientId: string
+  readonly resourceId?: string
+  readonly connectedAt: number
+}
+
+/**
+ * The data of a connection: the system fields next to what `authenticate`
+ * returned and `assignData` added.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ConnectionData<TData = {}> = SystemData & TData
+
+/**
+ * Options for `send`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SendOptions {
+  /** Extra fields for the frame's `meta`. */
+  readonly meta?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The largest serialized connection state (data plus subscriptions) a
+ * connection may have: workerd keeps at most this much per hibernatable
+ * socket.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const maxAttachmentBytes = 16 * 1024
 
 /**
  * The connection whose message (or lifecycle event) is being handled.
@@ -78,37 +115,3 @@ export class Connection extends Context.Service<Connection, {
       })
     })
 }
-
-/**
- * The service for one live connection of an instance: what Effect handlers
- * see as `yield* Connection`.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = (connection: LiveConnection): Connection["Service"] =>
-  bindService(
-    Connection.of({
-      clientId: connection.clientId,
-      get data() {
-        return connection.data
-      },
-      topics: connection.topics,
-      send: (message, ...[payload, options]) => sendEffect(connection, message, payload, options),
-      assignData: (partial) =>
-        Effect.suspend(() => {
-          const tooLarge = connection.assignData(partial)
-          return tooLarge === undefined ? Effect.void : Effect.fail(tooLarge)
-        }),
-      close: (code, reason) => Effect.sync(() => connection.close(code, reason))
-    }),
-    connection
-  )
-
-/**
- * A layer providing {@link Connection} for one live connection.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layer = (connection: LiveConnection): Layer.Layer<Connection> => Layer.succeed(Connection, make(connection))

@@ -7,11 +7,8 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import type { LiveConnection } from "./internal/connection"
-import { outboundError, sendEffect } from "./internal/connection"
-import type { ConnectionData, SendOptions } from "./internal/data"
-import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodeFrame, encodePayload, isPendingResult } from "./Message"
+import type { ConnectionData, SendOptions } from "./Connection"
+import type { MessageSchema, PayloadArgs } from "./Message"
 
 /**
  * A snapshot of one connection.
@@ -95,83 +92,3 @@ export class Connections extends Context.Service<Connections, {
       })
     )
 }
-
-/**
- * What {@link make} reads: the instance's open connections, after a wake
- * read back from the runtime's own socket list.
- *
- * @since 0.1.0
- * @category models
- */
-export interface ConnectionSource {
-  readonly connections: () => Iterable<LiveConnection>
-  readonly count: () => number
-}
-
-/**
- * A snapshot of one live connection.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const infoOf = (connection: LiveConnection): ConnectionInfo => ({
-  clientId: connection.clientId,
-  data: connection.data,
-  topics: Array.from(connection.topics)
-})
-
-/**
- * The service over one instance's connections.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = (source: ConnectionSource): Connections["Service"] => {
-  const find = (clientId: string): LiveConnection | undefined => {
-    for (const connection of source.connections()) if (connection.clientId === clientId) return connection
-    return undefined
-  }
-  return Connections.of({
-    count: Effect.sync(source.count),
-    list: Effect.sync(() => Array.from(source.connections(), infoOf)),
-    send: (clientId, message, ...[payload, options]) =>
-      Effect.suspend(() => {
-        const connection = find(clientId)
-        if (connection === undefined) return Effect.succeed(false)
-        return Effect.as(sendEffect(connection, message, payload, options as SendOptions | undefined), true)
-      }),
-    broadcast: (message, ...[payload, options]) =>
-      Effect.suspend(() => {
-        const opts = options as BroadcastOptions | undefined
-        const meta = { timestamp: Date.now(), ...opts?.meta }
-        // Validated and serialized once for everyone.
-        const deliver = (encoded: PayloadResult): number => {
-          if (!encoded.ok) throw outboundError(encoded.error.message)
-          const frame = encodeFrame(message.type, encoded.value, meta)
-          const excluded = new Set(opts?.exclude ?? [])
-          let reached = 0
-          for (const connection of source.connections()) {
-            if (!excluded.has(connection.clientId) && connection.sendFrame(frame)) reached++
-          }
-          return reached
-        }
-        const encoded = encodePayload(message, payload)
-        return isPendingResult(encoded) ? Effect.promise(() => encoded.then(deliver)) : Effect.sync(() => deliver(encoded))
-      }),
-    close: (clientId, code, reason) =>
-      Effect.sync(() => {
-        const connection = find(clientId)
-        if (connection === undefined) return false
-        connection.close(code, reason)
-        return true
-      })
-  })
-}
-
-/**
- * A layer providing {@link Connections} over the given source.
- *
- * @since 0.1.0
- * @category layers
- */
-export const layer = (source: ConnectionSource): Layer.Layer<Connections> => Layer.succeed(Connections, make(source))

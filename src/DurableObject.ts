@@ -1,5 +1,5 @@
 /**
- * The Durable Object runtime: upgrade requests become connections, socket
+ * The Durable Object handler: upgrade requests become connections, socket
  * events become dispatches, and the Hibernation API keeps idle rooms free.
  *
  * With `state`, sockets are accepted with `state.acceptWebSocket`, so the
@@ -12,33 +12,31 @@
  */
 import { DurableObject } from "cloudflare:workers"
 import * as Effect from "effect/Effect"
-import { v7 as uuidv7 } from "uuid"
 import type { ConnectionInfo } from "./Connections"
-import { infoOf } from "./Connections"
-import type { ConnectionData } from "./internal/data"
-import { maxAttachmentBytes, mergeData, resourceIdOf } from "./internal/data"
-import { Instance } from "./internal/instance"
-import type { DurableObjectHandlerOptions, HandlerOptions, InstanceConfig, LayerOption } from "./internal/options"
-import { resolveOptions } from "./internal/options"
-import { prepareResume, resumeParameter } from "./internal/recovery"
-import { hibernatingRegistry, memoryRegistry } from "./internal/registry"
-import { tablesOf } from "./internal/routes"
-import * as Runtime from "./internal/runtime"
+import { admit, full, isRefusal } from "./internal/server/admission"
+import { resourceIdOf } from "./internal/server/data"
+import { Instance } from "./internal/server/instance"
+import { resolveOptions } from "./internal/server/options"
+import { hibernatingRegistry, memoryRegistry } from "./internal/server/registry"
+import { tablesOf } from "./internal/server/routes"
+import { infoOf } from "./internal/server/services"
+import * as Sockets from "./internal/server/sockets"
 import type { MessageSchema, PayloadArgs } from "./Message"
-import { heartbeat, utf8Length } from "./Message"
+import type { DurableObjectHandlerOptions, HandlerOptions, LayerOption } from "./Options"
+import { heartbeat, resumeParameter } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 
-export type { RateLimit } from "./internal/rateLimit"
-export type { RecoveryOptions } from "./internal/recovery"
-export { defaults } from "./internal/options"
 export type {
   AuthResult,
   DurableObjectHandlerOptions,
   HandlerOptions,
   InstanceServices,
-  LayerOption
-} from "./internal/options"
+  LayerOption,
+  RateLimit,
+  RecoveryOptions
+} from "./Options"
+export { defaults } from "./Options"
 
 /**
  * The methods a Durable Object class forwards to, plus `publish` and
@@ -67,13 +65,17 @@ const runAuthenticate = async (instance: Instance, request: Request): Promise<un
   return await result
 }
 
+const tooMany = () => text(503, "Too many connections")
+
 /** The upgrade checks of SPEC §7, in order; a refusal is an HTTP response and no socket. */
-const upgrade = async (instance: Instance, config: InstanceConfig, request: Request): Promise<Response> => {
+const upgrade = async (instance: Instance, request: Request): Promise<Response> => {
+  const { config } = instance
   if (request.method !== "GET") return text(405, "WebSocket upgrades must use GET", { allow: "GET" })
   if (config.allowedOrigins !== undefined && !config.allowedOrigins.has(request.headers.get("Origin") ?? "")) {
     return text(403, "Origin not allowed")
   }
-  if (!instance.hasRoom(config.maxConnections)) return text(503, "Too many connections")
+  const refused = full(instance)
+  if (refused !== undefined) return tooMany()
   let authenticated: unknown = {}
   if (config.authenticate !== undefined) {
     try {
@@ -85,46 +87,38 @@ const upgrade = async (instance: Instance, config: InstanceConfig, request: Requ
     if (authenticated === undefined || authenticated === null) return text(401, "Unauthorized")
   }
   const url = new URL(request.url)
-  const claim = instance.recovery === undefined
-    ? undefined
-    : await prepareResume(instance.recovery, url.searchParams.get(resumeParameter))
-  // Authentication may have yielded: other upgrades can have taken the last slots meanwhile.
-  if (!instance.hasRoom(config.maxConnections)) return text(503, "Too many connections")
-  // From here on nothing yields: a session claimed is a session taken over.
-  const resumption = claim?.()
-  const resourceId = resourceIdOf(url)
-  const data: ConnectionData<Record<string, unknown>> = mergeData(
-    resumption?.session?.data ??
-      (resourceId === undefined
-        ? { clientId: uuidv7(), connectedAt: Date.now() }
-        : { clientId: uuidv7(), resourceId, connectedAt: Date.now() }),
-    typeof authenticated === "object" ? authenticated as Record<string, unknown> : undefined
+  let client: WebSocket | undefined
+  const admitted = await admit(
+    instance,
+    { authenticated, resourceId: resourceIdOf(url), resume: url.searchParams.get(resumeParameter) },
+    (clientId) => {
+      const { 0: peer, 1: server } = new WebSocketPair()
+      client = peer
+      accept(instance, server, clientId)
+      return server
+    }
   )
-  const size = utf8Length(JSON.stringify({ d: data, t: [] }))
-  if (size > maxAttachmentBytes) {
-    console.error(`durable-ws: connection data is ${size} bytes; the limit is ${maxAttachmentBytes}`)
-    return text(500, "Connection data too large")
+  if (isRefusal(admitted)) {
+    return admitted._tag === "ConnectionLimitExceeded" ? tooMany() : text(500, "Connection data too large")
   }
-  const { 0: client, 1: server } = new WebSocketPair()
-  accept(instance, config, server, data.clientId)
-  Runtime.open(instance, server, data, resumption)
-  return new Response(null, { status: 101, webSocket: client })
+  return new Response(null, { status: 101, webSocket: client! })
 }
 
-const accept = (instance: Instance, config: InstanceConfig, server: WebSocket, clientId: string): void => {
-  if (config.state !== undefined) {
-    config.state.acceptWebSocket(server, [clientId])
+const accept = (instance: Instance, server: WebSocket, clientId: string): void => {
+  const { state } = instance.config
+  if (state !== undefined) {
+    state.acceptWebSocket(server, [clientId])
     return
   }
   server.accept()
   instance.registry.add?.(server)
-  server.addEventListener("message", (event) => void Runtime.message(instance, server, event.data))
-  server.addEventListener("close", (event) => void Runtime.close(instance, server, event.code, event.reason))
-  server.addEventListener("error", (event) => void Runtime.error(instance, server, event.error))
+  server.addEventListener("message", (event) => void Sockets.message(instance, server, event.data))
+  server.addEventListener("close", (event) => void Sockets.close(instance, server, event.code, event.reason))
+  server.addEventListener("error", (event) => void Sockets.error(instance, server, event.error))
 }
 
 /**
- * Creates the WebSocket runtime for one Durable Object instance. Call it in
+ * Creates the WebSocket handler of one Durable Object instance. Call it in
  * the object's constructor (or a field initializer) and forward the
  * object's `fetch` and `webSocket*` methods to it. The options may be left
  * out (WS-Kit's `createDurableObjectHandler(router)`) unless the router
@@ -145,7 +139,7 @@ export const createDurableObjectHandler = <TData, R>(
     state === undefined ? memoryRegistry() : hibernatingRegistry(state),
     config
   )
-  // Heartbeats are answered by the runtime itself, so they never wake a hibernated object.
+  // Heartbeats are answered by workerd itself, so they never wake a hibernated object.
   state?.setWebSocketAutoResponse(new WebSocketRequestResponsePair(heartbeat.request, heartbeat.response))
 
   return {
@@ -155,11 +149,11 @@ export const createDurableObjectHandler = <TData, R>(
           ? Promise.resolve(config.onRequest(request))
           : Promise.resolve(text(426, "Expected a WebSocket upgrade", { upgrade: "websocket" }))
       }
-      return upgrade(instance, config, request)
+      return upgrade(instance, request)
     },
-    webSocketMessage: (ws, message) => Runtime.message(instance, ws, message),
-    webSocketClose: (ws, code, reason) => Runtime.close(instance, ws, code, reason),
-    webSocketError: (ws, error) => Runtime.error(instance, ws, error),
+    webSocketMessage: (ws, message) => Sockets.message(instance, ws, message),
+    webSocketClose: (ws, code, reason) => Sockets.close(instance, ws, code, reason),
+    webSocketError: (ws, error) => Sockets.error(instance, ws, error),
     publish: (topic, message, ...[payload, publishOptions]) =>
       instance.publish(topic, message, payload, publishOptions, undefined),
     connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>)

@@ -1,12 +1,12 @@
 /**
  * The `ctx` handed to promise and Effect handlers alike: the message, the
  * connection, and what a handler can do (send, reply, publish, subscribe,
- * close, store). These are the types; the runtime implements them.
+ * close, store). These are the types; the engine implements them.
  *
  * @since 0.1.0
  */
 import type { ErrorCode } from "./Errors"
-import type { ConnectionData, SendOptions } from "./internal/data"
+import type { ConnectionData, SendOptions } from "./Connection"
 import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 

@@ -1,21 +1,21 @@
 /**
- * Message schemas and the wire codec.
+ * Message schemas, and validating payloads against them.
  *
  * A message is a `type` plus an optional payload schema: an Effect Schema,
  * any Standard Schema v1 validator (zod, valibot, arktype, ...), or a
- * record of fields mixing both. The codec turns a raw WebSocket frame into
- * an {@link Envelope} (checking size in bytes before parsing) and turns
- * outbound messages and errors into JSON text frames.
+ * record of fields mixing both. Inbound payloads are decoded with it and
+ * outbound ones encoded (or validated) with it, on the server and in the
+ * client alike; how a payload travels is the business of `Protocol`.
  *
  * @since 0.1.0
  */
 import * as Predicate from "effect/Predicate"
 import * as Schema from "effect/Schema"
 import type * as Types from "effect/Types"
-import type { WireError } from "./Errors"
-import { PayloadTooLarge, ValidationError } from "./Errors"
+import { ValidationError } from "./Errors"
 import type { Outcome, PayloadCodec } from "./internal/codec"
 import { allEffectFields, fieldsCodec, invalidField, isAnySchema, isPending, schemaCodec } from "./internal/codec"
+import { isReservedType, progressType } from "./Protocol"
 import type { StandardSchemaV1 } from "./StandardSchema"
 
 /**
@@ -111,8 +111,8 @@ export interface MessageSchema<
   readonly _tag: "MessageSchema"
   readonly type: Type
   readonly schema: S
-  /** The payload codecs, built once with the message (not part of the wire contract). */
-  readonly [codecs]: PayloadCodec | undefined
+  /** The payload codecs, built once with the message: opaque, and not part of the wire contract. */
+  readonly [codecs]: unknown
 }
 
 /**
@@ -141,15 +141,6 @@ type Outgoing<S> = S extends Schema.Top ? S["Type"]
   : S extends FieldsSchema<infer F> ? FieldsOutgoing<F>
   : S extends StandardSchemaV1 ? StandardSchemaV1.InferInput<S>
   : undefined
-
-/**
- * The wire type of progress frames: `{"type":"$progress","meta":{"correlationId"},"payload"}`.
- * Reserved, so no application message can be mistaken for one.
- *
- * @since 0.1.0
- * @category constants
- */
-export const progressType = "$progress"
 
 /**
  * The decoded progress payload of an rpc (`never` when it declares none).
@@ -188,15 +179,6 @@ export type OutgoingPayload<M extends MessageSchema> = Outgoing<M["schema"]>
 export type PayloadArgs<M extends MessageSchema, Opts> = M["schema"] extends PayloadSchema
   ? [payload: OutgoingPayload<M>, options?: Opts]
   : [payload?: undefined, options?: Opts]
-
-/**
- * Types that clients may not use: `$…` and `__…` are reserved for the
- * protocol itself (heartbeats, control frames).
- *
- * @since 0.1.0
- * @category predicates
- */
-export const isReservedType = (type: string): boolean => type.startsWith("$") || type.startsWith("__")
 
 const checkType = (type: string): void => {
   if (typeof type !== "string" || type.length === 0) {
@@ -388,7 +370,7 @@ const runCodec = (
   input: unknown,
   direction: "decode" | "encode"
 ): PayloadResult | Promise<PayloadResult> => {
-  const c = m[codecs]
+  const c = m[codecs] as PayloadCodec | undefined
   if (c === undefined) return input === undefined || input === null ? { ok: true, value: undefined } : noPayload(m)
   const outcome = c[direction](input)
   return isPending(outcome) ? outcome.then((settled) => toResult(m, settled)) : toResult(m, outcome)
@@ -427,162 +409,3 @@ export const encodePayload = (m: MessageSchema, input: unknown): PayloadResult |
 export const isPendingResult: (
   result: PayloadResult | Promise<PayloadResult>
 ) => result is Promise<PayloadResult> = isPending
-
-// ---------------------------------------------------------------------------
-// Envelope codec
-// ---------------------------------------------------------------------------
-
-/**
- * A decoded inbound frame.
- *
- * @since 0.1.0
- * @category models
- */
-export interface Envelope {
-  readonly type: string
-  readonly meta: Readonly<Record<string, unknown>>
-  readonly payload: unknown
-  readonly correlationId: string | undefined
-}
-
-/**
- * A frame that could not be decoded, with the correlationId when one could
- * be read (so an RPC caller still gets its `RPC_ERROR`).
- *
- * @since 0.1.0
- * @category models
- */
-export interface InvalidFrame {
-  readonly error: ValidationError | PayloadTooLarge
-  readonly correlationId: string | undefined
-}
-
-/**
- * The number of bytes `text` takes in UTF-8, without allocating.
- *
- * @since 0.1.0
- * @category utils
- */
-export const utf8Length = (text: string): number => {
-  let bytes = 0
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i)
-    if (unit < 0x80) bytes += 1
-    else if (unit < 0x800) bytes += 2
-    else if (unit >= 0xd800 && unit <= 0xdbff && i + 1 < text.length) {
-      const next = text.charCodeAt(i + 1)
-      if (next >= 0xdc00 && next <= 0xdfff) {
-        bytes += 4
-        i++
-      } else bytes += 3
-    } else bytes += 3
-  }
-  return bytes
-}
-
-const textSize = (text: string, limit: number): number | undefined => {
-  // Every UTF-16 unit is 1 to 3 UTF-8 bytes: the exact count is needed only in between.
-  if (text.length * 3 <= limit) return undefined
-  if (text.length > limit) return text.length
-  const size = utf8Length(text)
-  return size > limit ? size : undefined
-}
-
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: false })
-
-const invalid = (message: string, correlationId?: string): InvalidFrame => ({
-  error: new ValidationError({ message }),
-  correlationId
-})
-
-const tooLarge = (size: number, limit: number): InvalidFrame => ({
-  error: new PayloadTooLarge({ size, limit, message: `Frame of ${size} bytes exceeds the ${limit}-byte limit` }),
-  correlationId: undefined
-})
-
-/**
- * Decodes a raw frame (text, or binary UTF-8 JSON) into an envelope. Size
- * is checked in bytes before anything is parsed.
- *
- * @since 0.1.0
- * @category decoding
- */
-export const decodeEnvelope = (frame: string | ArrayBuffer, maxBytes: number): Envelope | InvalidFrame => {
-  let text: string
-  if (typeof frame === "string") {
-    const size = textSize(frame, maxBytes)
-    if (size !== undefined) return tooLarge(size, maxBytes)
-    text = frame
-  } else {
-    if (frame.byteLength > maxBytes) return tooLarge(frame.byteLength, maxBytes)
-    try {
-      text = utf8.decode(frame)
-    } catch {
-      return invalid("Binary frame is not valid UTF-8")
-    }
-  }
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    return invalid("Frame is not valid JSON")
-  }
-  if (!Predicate.isObject(parsed) || Array.isArray(parsed)) return invalid("Frame must be a JSON object")
-  const record = parsed as Record<string, unknown>
-  const meta = record["meta"]
-  if (meta !== undefined && (!Predicate.isObject(meta) || Array.isArray(meta))) {
-    return invalid("meta must be an object")
-  }
-  const metaRecord = (meta ?? {}) as Record<string, unknown>
-  const correlationId = metaRecord["correlationId"]
-  if (correlationId !== undefined && typeof correlationId !== "string") {
-    return invalid("meta.correlationId must be a string")
-  }
-  const type = record["type"]
-  if (typeof type !== "string" || type.length === 0) {
-    return invalid("Frame must have a non-empty string type", correlationId)
-  }
-  return { type, meta: metaRecord, payload: record["payload"], correlationId }
-}
-
-/**
- * @since 0.1.0
- * @category guards
- */
-export const isInvalidFrame = (u: Envelope | InvalidFrame): u is InvalidFrame => "error" in u
-
-/**
- * Encodes an outbound frame. `payload` must already be in its encoded form.
- *
- * @since 0.1.0
- * @category encoding
- */
-export const encodeFrame = (type: string, payload: unknown, meta?: Readonly<Record<string, unknown>>): string =>
-  JSON.stringify(
-    payload === undefined
-      ? meta === undefined ? { type } : { type, meta }
-      : meta === undefined
-      ? { type, payload }
-      : { type, meta, payload }
-  )
-
-/**
- * Encodes an `ERROR` frame, or an `RPC_ERROR` frame when the request
- * carried a correlationId.
- *
- * @since 0.1.0
- * @category encoding
- */
-export const encodeErrorFrame = (error: WireError, correlationId: string | undefined): string =>
-  correlationId === undefined
-    ? JSON.stringify({ type: "ERROR", meta: {}, payload: error })
-    : JSON.stringify({ type: "RPC_ERROR", meta: { correlationId }, payload: error })
-
-/**
- * The heartbeat a client sends, and the answer it gets — answered by the
- * runtime (`setWebSocketAutoResponse`) without waking a hibernated object.
- *
- * @since 0.1.0
- * @category constants
- */
-export const heartbeat = { request: "{\"type\":\"__heartbeat\"}", response: "{\"type\":\"__heartbeat_ack\"}" } as const

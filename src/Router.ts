@@ -1,6 +1,6 @@
 /**
  * The router: message routes, middleware and lifecycle hooks. It only
- * records them; the Durable Object runtime (or `Testing.make`) runs them.
+ * records them; the Durable Object handler (or `Testing.make`) runs them.
  *
  * Handlers may return nothing, a Promise, or an Effect. Effect handlers may
  * use the built-in services ({@link Connection}, {@link Connections},
@@ -13,9 +13,9 @@ import type * as Effect from "effect/Effect"
 import type { Connection } from "./Connection"
 import type { Connections } from "./Connections"
 import type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext } from "./HandlerContext"
-import { currentScope } from "./internal/als"
-import type { AnyErrorHook, AnyHandler, AnyMiddleware, RouterTables } from "./internal/routes"
-import { registerTables } from "./internal/routes"
+import { currentScope } from "./internal/server/scope"
+import type { AnyErrorHook, AnyHandler, AnyMiddleware, RouterTables } from "./internal/server/routes"
+import { registerTables } from "./internal/server/routes"
 import type { MessageSchema, PayloadArgs, RpcSchema } from "./Message"
 import type { PublishOptions, PublishResult, PubSub } from "./PubSub"
 import type { Storage } from "./Storage"

@@ -1,23 +1,21 @@
 /**
  * Drive a router without a Durable Object: a test connection runs the same
- * dispatch, lifecycle hooks and pub/sub as the real runtime, with sockets
+ * admission, dispatch, lifecycle hooks and pub/sub as the Durable Object, with sockets
  * and attachments held in memory. It imports nothing from `cloudflare:*`,
  * so unit tests of handlers run in plain Node too.
  *
  * @since 0.1.0
  */
-import { v7 as uuidv7 } from "uuid"
-import { ConnectionLimitExceeded } from "./Errors"
-import type { ConnectionData, Socket } from "./internal/data"
-import { mergeData } from "./internal/data"
-import { Instance } from "./internal/instance"
-import type { HandlerOptions, LayerOption } from "./internal/options"
-import { resolveOptions } from "./internal/options"
-import { prepareResume } from "./internal/recovery"
-import { memoryRegistry } from "./internal/registry"
-import { tablesOf } from "./internal/routes"
-import * as Runtime from "./internal/runtime"
+import type { ConnectionData } from "./Connection"
+import { admit, isRefusal } from "./internal/server/admission"
+import type { Socket } from "./internal/server/data"
+import { Instance } from "./internal/server/instance"
+import { resolveOptions } from "./internal/server/options"
+import { memoryRegistry } from "./internal/server/registry"
+import { tablesOf } from "./internal/server/routes"
+import * as Sockets from "./internal/server/sockets"
 import type { MessageSchema, PayloadArgs } from "./Message"
+import type { HandlerOptions, LayerOption } from "./Options"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 
@@ -55,7 +53,7 @@ export interface TestConnection<TData> {
  * @category models
  */
 export interface ConnectOptions {
-  /** With `recovery`: a `dws_resume` value (`<sessionId>.<token>.<seq>`), as a client would send it. */
+  /** With `recovery`: the resume parameter's value (`<sessionId>.<token>.<seq>`), as a client would send it. */
   readonly resume?: string
 }
 
@@ -66,7 +64,9 @@ export interface ConnectOptions {
 export interface TestRuntime<TData> {
   /**
    * Opens a connection with the given data and resolves once `onOpen` has
-   * run; rejects with `ConnectionLimitExceeded` past `maxConnections`.
+   * run. It is admitted as the Durable Object admits an upgrade: it rejects
+   * with `ConnectionLimitExceeded` past `maxConnections` (the object's 503)
+   * and with `PayloadTooLarge` when the data exceeds 16 KiB (the object's 500).
    */
   connect(data?: TData, resourceId?: string, options?: ConnectOptions): Promise<TestConnection<TData>>
   /** The handler's own publish: from no connection. */
@@ -89,7 +89,7 @@ export type TestRuntimeOptions<TData = unknown, R = never> =
   & { readonly storage?: DurableObjectStorage }
 
 /**
- * Creates an in-memory runtime for a router: one "instance" whose
+ * Creates an in-memory instance for a router: one "instance" whose
  * connections are test connections.
  *
  * @since 0.1.0
@@ -104,13 +104,6 @@ export const make = <TData, R>(
   const instance = new Instance(tablesOf(router), registry, config)
   return {
     connect: async (data, resourceId, connectOptions) => {
-      const claim = instance.recovery === undefined
-        ? undefined
-        : await prepareResume(instance.recovery, connectOptions?.resume ?? null)
-      if (!instance.hasRoom(config.maxConnections)) {
-        throw new ConnectionLimitExceeded({ limit: config.maxConnections, message: "Too many connections" })
-      }
-      const resumption = claim?.()
       const frames: Array<ReceivedFrame> = []
       let closedWith: { code?: number; reason?: string } | undefined
       let open = true
@@ -127,15 +120,18 @@ export const make = <TData, R>(
           closedWith = code === undefined ? {} : reason === undefined ? { code } : { code, reason }
         }
       }
-      const system = resourceId === undefined
-        ? { clientId: uuidv7(), connectedAt: Date.now() }
-        : { clientId: uuidv7(), resourceId, connectedAt: Date.now() }
-      const connectionData = mergeData(resumption?.session?.data ?? system, data as Record<string, unknown> | undefined)
-      registry.add!(socket)
-      const connection = Runtime.open(instance, socket, connectionData, resumption)
+      const connection = await admit(
+        instance,
+        { authenticated: data, resourceId, resume: connectOptions?.resume ?? null },
+        () => {
+          registry.add!(socket)
+          return socket
+        }
+      )
+      if (isRefusal(connection)) throw connection
       await connection.enqueue(() => undefined)
       return {
-        clientId: connectionData.clientId,
+        clientId: connection.clientId,
         get data() {
           return connection.data as ConnectionData<TData>
         },
@@ -143,10 +139,10 @@ export const make = <TData, R>(
         get closedWith() {
           return closedWith
         },
-        send: (frame) => Runtime.message(instance, socket, typeof frame === "string" ? frame : JSON.stringify(frame)),
+        send: (frame) => Sockets.message(instance, socket, typeof frame === "string" ? frame : JSON.stringify(frame)),
         close: (code = 1000, reason = "") => {
           open = false
-          return Runtime.close(instance, socket, code, reason)
+          return Sockets.close(instance, socket, code, reason)
         }
       }
     },

@@ -157,7 +157,7 @@ describe("ClientEffect", () => {
 
   it.effect("provides the client as a service through a layer", () =>
     Effect.gen(function*() {
-      const client = yield* ClientEffect.WsClient
+      const client = yield* ClientEffect.Client
       expect(yield* client.request(Sum, { values: [20, 22] })).toEqual({ total: 42 })
     }).pipe(Effect.provide(ClientEffect.layer(options()))))
 

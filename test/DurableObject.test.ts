@@ -183,6 +183,20 @@ describe("lifecycle", () => {
     expect(await publish.json()).toEqual({ ok: true, matched: 0 })
   })
 
+  it("answers a close frame without a code (1005) at once, so the client closes cleanly", async () => {
+    const name = unique("bare-close")
+    const { client, clientId } = await joined(`/room/${name}`)
+    // A browser's or Node's bare `ws.close()` sends a close frame with no status code.
+    client.close()
+    expect(await client.closed(1500)).toMatchObject({ code: 1005 })
+    let closes: Record<string, { code: number }> = {}
+    for (let i = 0; i < 50 && closes[`closed:${clientId}`] === undefined; i++) {
+      closes = await (await roomRequest(name, "closes")).json()
+      if (closes[`closed:${clientId}`] === undefined) await sleep(20)
+    }
+    expect(closes[`closed:${clientId}`]).toMatchObject({ code: 1005 })
+  })
+
   it("closes from the server with ctx.close(code, reason)", async () => {
     const { client } = await joined(`/room/${unique("server-close")}`)
     client.send({ type: "CLOSE_ME", payload: { code: 4002, reason: "kicked" } })

@@ -5,6 +5,7 @@ import { describe, expect, it } from "vitest"
 import { plainStruct } from "../src/internal/plainStruct"
 import { message, rpc } from "../src/index"
 import * as Message from "../src/Message"
+import * as Protocol from "../src/Protocol"
 import { decodePayload } from "../src/Message"
 
 const encoder = new TextEncoder()
@@ -35,7 +36,7 @@ describe("utf8Length", () => {
     ["a😀€é", 10],
     ["\ud800", 3]
   ])("counts %j as %d bytes", (text, bytes) => {
-    expect(Message.utf8Length(text)).toBe(bytes)
+    expect(Protocol.utf8Length(text)).toBe(bytes)
     if (!text.includes("\ud800")) expect(encoder.encode(text).byteLength).toBe(bytes)
   })
 })
@@ -44,44 +45,44 @@ describe("decodeEnvelope", () => {
   it("decodes text and binary frames", () => {
     const text = JSON.stringify({ type: "PING", meta: { correlationId: "c" }, payload: { a: 1 } })
     const expected = { type: "PING", meta: { correlationId: "c" }, payload: { a: 1 }, correlationId: "c" }
-    expect(Message.decodeEnvelope(text, 1024)).toEqual(expected)
-    expect(Message.decodeEnvelope(encoder.encode(text).buffer as ArrayBuffer, 1024)).toEqual(expected)
+    expect(Protocol.decodeEnvelope(text, 1024)).toEqual(expected)
+    expect(Protocol.decodeEnvelope(encoder.encode(text).buffer as ArrayBuffer, 1024)).toEqual(expected)
   })
 
   it("checks the byte size before parsing, on the exact boundary", () => {
     const frame = JSON.stringify({ type: "T", payload: "€€" })
     const bytes = encoder.encode(frame).byteLength
-    expect(Message.isInvalidFrame(Message.decodeEnvelope(frame, bytes))).toBe(false)
-    const over = Message.decodeEnvelope(frame, bytes - 1)
-    expect(Message.isInvalidFrame(over) && over.error._tag).toBe("PayloadTooLarge")
+    expect(Protocol.isInvalidFrame(Protocol.decodeEnvelope(frame, bytes))).toBe(false)
+    const over = Protocol.decodeEnvelope(frame, bytes - 1)
+    expect(Protocol.isInvalidFrame(over) && over.error._tag).toBe("PayloadTooLarge")
   })
 
   it("refuses invalid UTF-8 in binary frames", () => {
-    const result = Message.decodeEnvelope(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]).buffer as ArrayBuffer, 1024)
-    expect(Message.isInvalidFrame(result) && result.error.message).toMatch(/UTF-8/)
+    const result = Protocol.decodeEnvelope(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d]).buffer as ArrayBuffer, 1024)
+    expect(Protocol.isInvalidFrame(result) && result.error.message).toMatch(/UTF-8/)
   })
 
   it("keeps the correlationId of a frame whose type is missing", () => {
-    const result = Message.decodeEnvelope(JSON.stringify({ meta: { correlationId: "k" } }), 1024)
-    expect(Message.isInvalidFrame(result) && result.correlationId).toBe("k")
+    const result = Protocol.decodeEnvelope(JSON.stringify({ meta: { correlationId: "k" } }), 1024)
+    expect(Protocol.isInvalidFrame(result) && result.correlationId).toBe("k")
   })
 
   it("refuses a correlationId that is not a string", () => {
-    const result = Message.decodeEnvelope(JSON.stringify({ type: "T", meta: { correlationId: 5 } }), 1024)
-    expect(Message.isInvalidFrame(result)).toBe(true)
+    const result = Protocol.decodeEnvelope(JSON.stringify({ type: "T", meta: { correlationId: 5 } }), 1024)
+    expect(Protocol.isInvalidFrame(result)).toBe(true)
   })
 })
 
 describe("outbound frames", () => {
   it("omits absent payload and meta", () => {
-    expect(Message.encodeFrame("T", undefined)).toBe("{\"type\":\"T\"}")
-    expect(Message.encodeFrame("T", 1, { a: 1 })).toBe("{\"type\":\"T\",\"meta\":{\"a\":1},\"payload\":1}")
+    expect(Protocol.encodeFrame("T", undefined)).toBe("{\"type\":\"T\"}")
+    expect(Protocol.encodeFrame("T", 1, { a: 1 })).toBe("{\"type\":\"T\",\"meta\":{\"a\":1},\"payload\":1}")
   })
 
   it("uses RPC_ERROR only when there is a correlationId", () => {
     const error = { code: "NOT_FOUND", message: "m" } as const
-    expect(JSON.parse(Message.encodeErrorFrame(error, undefined))).toEqual({ type: "ERROR", meta: {}, payload: error })
-    expect(JSON.parse(Message.encodeErrorFrame(error, "x"))).toEqual({
+    expect(JSON.parse(Protocol.encodeErrorFrame(error, undefined))).toEqual({ type: "ERROR", meta: {}, payload: error })
+    expect(JSON.parse(Protocol.encodeErrorFrame(error, "x"))).toEqual({
       type: "RPC_ERROR",
       meta: { correlationId: "x" },
       payload: error

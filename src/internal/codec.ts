@@ -1,7 +1,7 @@
 /**
  * Payload codecs: one interface over Effect Schema, Standard Schema
- * validators, and records of fields mixing both, so the rest of the
- * runtime never asks which kind a message was defined with.
+ * validators, and records of fields mixing both, shared by the server
+ * and the client, so neither ever asks which kind a message was defined with.
  *
  * Effect Schema decodes and encodes synchronously, as before. A Standard
  * Schema has no encoder: both directions run its `validate`, and its

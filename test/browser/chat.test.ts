@@ -90,6 +90,26 @@ describe("the chat example in Chromium", () => {
     expect(pageErrors).toEqual([])
   })
 
+  it("answers a page's bare ws.close() at once, and the close is clean", async () => {
+    const page = await browser!.context.newPage()
+    await page.goto(`${server!.url}/?room=bare-close`, wait)
+    const closed = await page.evaluate(async (url) => {
+      const ws = new WebSocket(url)
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve
+        ws.onerror = reject
+      })
+      const event = await new Promise<CloseEvent>((resolve, reject) => {
+        ws.onclose = resolve
+        setTimeout(() => reject(new Error("no close within 3 s")), 3000)
+        ws.close()
+      })
+      return { code: event.code, wasClean: event.wasClean }
+    }, `${server!.url.replace("http:", "ws:")}/ws?room=bare-close`)
+    await page.close()
+    expect(closed).toEqual({ code: 1005, wasClean: true })
+  })
+
   it("talks with a Node client on Node's global WebSocket", async () => {
     const room = "node"
     const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })

@@ -153,6 +153,22 @@ try {
     await npm(["install", "--prefer-offline", "--no-audit", "--no-fund", "--loglevel", "error"], { cwd: app })
   })
 
+  await step("npm publish --dry-run: clean, with what a user needs and nothing else", async () => {
+    const { stdout, stderr } = await npm(["publish", "--dry-run", "--json", "--loglevel", "warn"], { cwd: checkout })
+    // The only complaint allowed is that nobody is logged in to the registry (a dry run needs no login).
+    const complaints = stderr.split("\n").filter((line) => /\b(warn|error)\b/i.test(line) && !/logged in/.test(line))
+    if (complaints.length > 0) throw new Error(`npm publish --dry-run complained:\n${complaints.join("\n")}`)
+    const report = JSON.parse(stdout.slice(stdout.indexOf("{")))
+    const packed = new Set((report.files ?? report["durable-ws"]?.files ?? []).map((file) => file.path))
+    const { exports } = JSON.parse(await readFile(join(checkout, "package.json"), "utf8"))
+    const needed = ["README.md", "CHANGELOG.md", "LICENSE", "package.json"]
+    for (const target of Object.values(exports)) needed.push(target.types.slice(2), target.import.slice(2))
+    const missing = needed.filter((file) => !packed.has(file))
+    if (missing.length > 0) throw new Error(`the package would lack ${missing.join(", ")}`)
+    const stray = [...packed].filter((file) => !/^(dist|src)\//.test(file) && !needed.includes(file))
+    if (stray.length > 0) throw new Error(`the package would ship ${stray.join(", ")}`)
+  })
+
   await step("the installed package: LICENSE, and maps that lead into its src/", async () => {
     const pkgDir = join(app, "node_modules/durable-ws")
     await readFile(join(pkgDir, "LICENSE"), "utf8")
@@ -233,9 +249,10 @@ try {
     }))
   })
 
-  await step("browser bundles of durable-ws/Message, durable-ws/client (both faces), durable-ws/CloseCodes, durable-ws/Errors and the client snippet", async () => {
+  await step("browser bundles of durable-ws/Message, durable-ws/Protocol, durable-ws/client (both faces), durable-ws/CloseCodes, durable-ws/Errors and the client snippet", async () => {
     const entries = {
       "durable-ws/Message": `export * from "durable-ws/Message"`,
+      "durable-ws/Protocol": `export * from "durable-ws/Protocol"`,
       "durable-ws/client": `export * from "durable-ws/client"`,
       "durable-ws/client/effect": `export * from "durable-ws/client/effect"`,
       "durable-ws/CloseCodes": `export * from "durable-ws/CloseCodes"`,

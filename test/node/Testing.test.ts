@@ -6,7 +6,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { describe, expect, it } from "vitest"
-import { ConnectionLimitExceeded } from "../../src/Errors"
+import { ConnectionLimitExceeded, PayloadTooLarge } from "../../src/Errors"
 import { createRouter } from "../../src/Router"
 import { message, rpc } from "../../src/Message"
 import * as Testing from "../../src/Testing"
@@ -71,6 +71,25 @@ describe("Testing.make in plain Node", () => {
     const codes = client.frames.map((f) => (f.payload as { code?: string } | undefined)?.code ?? f.type)
     expect(codes).toEqual(["RESULT", "RESULT", "RESOURCE_EXHAUSTED"])
     await runtime.dispose()
+  })
+
+  it("refuses connection data past 16 KiB as the Durable Object does (its 500), and opens nothing", async () => {
+    const errors: Array<unknown> = []
+    const original = console.error
+    console.error = (...args: Array<unknown>) => void errors.push(args.join(" "))
+    try {
+      const runtime = make()
+      const refused = runtime.connect({ role: "x".repeat(17 * 1024) })
+      await expect(refused).rejects.toBeInstanceOf(PayloadTooLarge)
+      await expect(refused).rejects.toMatchObject({ limit: 16 * 1024 })
+      expect(errors).toEqual([expect.stringMatching(/^durable-ws: connection data is \d+ bytes; the limit is 16384$/)])
+      // The refused connection took no slot: maxConnections (2) still admits two.
+      await runtime.connect({ role: "member" })
+      await runtime.connect({ role: "member" })
+      await runtime.dispose()
+    } finally {
+      console.error = original
+    }
   })
 
   it("validates its options like the Durable Object handler does", () => {

@@ -4,17 +4,14 @@
  * its close leaves behind, and the resent rpc requests answered from the
  * reply cache.
  */
-import { encodeFrame } from "../Message"
+import { encodeResumedFrame, encodeSessionFrame, unknownSession } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { HandlerContext } from "./context"
 import type { Instance } from "./instance"
 import type { Resumption } from "./recovery"
 import { replacedCloseCode } from "./recovery"
 
-const sessionFrame = (sessionId: string, token: string, seq: number): string =>
-  encodeFrame("$session", { sessionId, token, seq })
-
-const unknownSession = encodeFrame("$resumed", { recovered: false, reason: "UNKNOWN_SESSION" })
+const refused = encodeResumedFrame({ recovered: false, reason: unknownSession })
 
 /** Older sockets still open on a session that a new socket just resumed: they are closed. */
 export const replacedBy = (instance: Instance, connection: LiveConnection): Array<LiveConnection> => {
@@ -65,9 +62,9 @@ const goLive = (
 ): void => {
   const store = instance.recovery!
   const { session } = resumption
-  connection.sendFrame(sessionFrame(connection.clientId, resumption.token, store.current()))
+  connection.sendFrame(encodeSessionFrame({ sessionId: connection.clientId, token: resumption.token, seq: store.current() }))
   if (session === undefined) {
-    if (resumption.requested) connection.sendFrame(unknownSession)
+    if (resumption.requested) connection.sendFrame(refused)
     return
   }
   if (allowed !== undefined) {
@@ -81,7 +78,7 @@ const goLive = (
   for (const frame of frames) connection.sendFrame(frame)
   connection.resuming = false
   instance.pubsub.track(connection)
-  connection.sendFrame(encodeFrame("$resumed", { recovered: true, replayed: frames.length, gaps }))
+  connection.sendFrame(encodeResumedFrame({ recovered: true, replayed: frames.length, gaps }))
 }
 
 /**

@@ -3,36 +3,20 @@
  * given, the watermark (the last published seq it handed to handlers), and
  * where both are kept between page loads.
  */
+import type { SessionStore } from "../../Client"
+import type { SessionPayload } from "../../Protocol"
+import { formatResume, resumeParameter } from "../../Protocol"
 
-/**
- * Where a client keeps its session between page loads: `sessionStorage`
- * fits, as does any object with these three methods.
- *
- * @since 0.1.0
- * @category models
- */
-export interface SessionStore {
-  getItem(key: string): string | null
-  setItem(key: string, value: string): void
-  removeItem(key: string): void
-}
-
-interface Saved {
-  readonly sessionId: string
-  readonly token: string
-  readonly seq: number
-}
+/** The session as kept: `seq` is the watermark, the last published seq handed to handlers. */
+type Saved = SessionPayload
 
 const isSaved = (u: unknown): u is Saved =>
   typeof u === "object" && u !== null && typeof (u as Saved).sessionId === "string" &&
   typeof (u as Saved).token === "string" && Number.isSafeInteger((u as Saved).seq)
 
-/** The query parameter the server reads a resume from. */
-const resumeParameter = "dws_resume"
-
 export class ClientSession {
   private saved: Saved | undefined
-  /** The sessionId this socket asked to resume; a `$session` with another id is a fresh start. */
+  /** The sessionId this socket asked to resume; a session frame with another id is a fresh start. */
   private asked: string | undefined = undefined
 
   constructor(private readonly store: SessionStore | undefined, private readonly key: string) {
@@ -59,7 +43,7 @@ export class ClientSession {
     }
   }
 
-  /** Whether there is a session to resume (the server sent `$session`, or a store kept one). */
+  /** Whether there is a session to resume (the server sent one, or a store kept one). */
   get resumable(): boolean {
     return this.saved !== undefined
   }
@@ -69,11 +53,12 @@ export class ClientSession {
     this.asked = this.saved?.sessionId
     if (this.saved === undefined) return url
     const target = new URL(url)
-    target.searchParams.set(resumeParameter, `${this.saved.sessionId}.${this.saved.token}.${this.saved.seq}`)
+    const { sessionId, token, seq } = this.saved
+    target.searchParams.set(resumeParameter, formatResume({ sessionId, token, after: seq }))
     return target.toString()
   }
 
-  /** A `$session` frame: keep the watermark when it continues the session asked for, else start from its seq. */
+  /** A session frame: keep the watermark when it continues the session asked for, else start from its seq. */
   started(payload: unknown): void {
     if (!isSaved(payload)) return
     const continued = this.saved !== undefined && payload.sessionId === this.asked && payload.sessionId === this.saved.sessionId

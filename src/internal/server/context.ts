@@ -1,10 +1,11 @@
-import type { ErrorCode } from "../Errors"
-import type { CloseContext, OpenContext, RpcContext, Topics } from "../HandlerContext"
-import type { MessageSchema, PayloadSchema, RpcSchema } from "../Message"
-import { encodeErrorFrame } from "../Message"
-import type { PublishOptions, PublishResult } from "../PubSub"
+import type { ErrorCode } from "../../Errors"
+import type { CloseContext, OpenContext, RpcContext, Topics } from "../../HandlerContext"
+import type { MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
+import { encodeErrorFrame } from "../../Protocol"
+import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
-import type { ConnectionData, SendOptions } from "./data"
+import type { Instance } from "./instance"
+import type { ConnectionData, SendOptions } from "../../Connection"
 
 type AnyData = Record<string, unknown>
 
@@ -12,21 +13,7 @@ type AnyData = Record<string, unknown>
 type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>, MessageSchema<string, PayloadSchema>>
 
 /** What a context needs from its instance. */
-export interface ContextHost {
-  readonly env: Cloudflare.Env
-  readonly storage: DurableObjectStorage
-  publish(
-    topic: string,
-    message: MessageSchema,
-    payload: unknown,
-    options: PublishOptions | undefined,
-    from: LiveConnection | undefined
-  ): Promise<PublishResult>
-  subscribe(connection: LiveConnection, topic: string): Promise<void>
-  unsubscribe(connection: LiveConnection, topic: string): void
-  /** An rpc request got its one answer (kept for a resent request when recovery is on). */
-  answered(connection: LiveConnection, correlationId: string, frame: string): void
-}
+export type ContextHost = Pick<Instance, "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered">
 
 const revokedPublish: PublishResult = {
   ok: false,

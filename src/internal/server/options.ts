@@ -1,103 +1,14 @@
-import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
-import type { Connections } from "../Connections"
-import type { ConnectionContext } from "../HandlerContext"
-import type { PubSub } from "../PubSub"
-import type { Storage } from "../Storage"
+import type { HandlerOptions, RecoveryOptions } from "../../Options"
+import { defaults } from "../../Options"
 import type { HandlerContext } from "./context"
-import type { RecoveryOptions, ResolvedRecovery } from "./recovery"
-import { recoveryDefaults } from "./recovery"
-import type { RateLimit, ResolvedRateLimit } from "./rateLimit"
+import type { ResolvedRecovery } from "./recovery"
+import type { ResolvedRateLimit } from "./rateLimit"
 import { checkRateLimit } from "./rateLimit"
-
-/**
- * @since 0.1.0
- * @category constants
- */
-export const defaults = {
-  maxConnections: 1000,
-  maxPayloadBytes: 1024 * 1024
-} as const
-
-/**
- * What `authenticate` may return: the connection's data, or
- * `undefined`/`null` to refuse (HTTP 401).
- *
- * @since 0.1.0
- * @category models
- */
-export type AuthResult<TData, R> =
-  | TData
-  | undefined
-  | null
-  | PromiseLike<TData | undefined | null>
-  | Effect.Effect<TData | undefined | null, unknown, R>
-
-/**
- * The options every front door takes (`createDurableObjectHandler`,
- * `WebSocketDurableObject`, `Testing.make`).
- *
- * @since 0.1.0
- * @category models
- */
-export interface HandlerOptions<TData, R> {
-  /** The object's state. With it the Hibernation API is used. */
-  readonly state?: DurableObjectState
-  readonly env?: Cloudflare.Env
-  /** Runs on every upgrade; refusing, throwing or failing answers 401. */
-  readonly authenticate?: (request: Request) => AuthResult<TData, R>
-  /** Open sockets per instance (default 1000); beyond it upgrades get 503. */
-  readonly maxConnections?: number
-  /** Largest inbound frame in bytes (default 1 MiB). */
-  readonly maxPayloadBytes?: number
-  /** When set, upgrades from any other `Origin` get 403. */
-  readonly allowedOrigins?: ReadonlyArray<string>
-  /** Answers requests that are not WebSocket upgrades (default: 426). */
-  readonly onRequest?: (request: Request) => Response | Promise<Response>
-  /** Per-connection token bucket; off by default. */
-  readonly rateLimit?: RateLimit
-  /** Return `true` to allow a subscription. */
-  readonly authorizeSubscribe?: (ctx: ConnectionContext<TData>, topic: string) => boolean | PromiseLike<boolean>
-  /** Return `true` to allow a publish from a connection. */
-  readonly authorizePublish?: (ctx: ConnectionContext<TData>, topic: string) => boolean | PromiseLike<boolean>
-  /** Handlers running longer get `DEADLINE_EXCEEDED`; off by default. */
-  readonly handlerTimeoutMs?: number
-  /**
-   * Resumable delivery (sessions, a publish log and a reply cache in the
-   * object's SQLite); off by default, needs `state`.
-   */
-  readonly recovery?: boolean | RecoveryOptions
-}
-
-/**
- * The built-in services a user layer may depend on: they are provided to it
- * when the instance builds it (the current `Connection` is not, since a
- * layer belongs to the instance, not to one connection).
- *
- * @since 0.1.0
- * @category models
- */
-export type InstanceServices = Connections | PubSub | Storage
-
-/**
- * The `layer` option: required, and required to provide every service the
- * router's Effect handlers need, when the router declares any.
- *
- * @since 0.1.0
- * @category models
- */
-export type LayerOption<R> = [R] extends [never] ? { readonly layer?: Layer.Layer<never, unknown, InstanceServices> }
-  : { readonly layer: Layer.Layer<R, unknown, InstanceServices> }
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type DurableObjectHandlerOptions<TData, R> = HandlerOptions<TData, R> & LayerOption<R>
 
 type TopicHook = (ctx: HandlerContext, topic: string) => boolean | PromiseLike<boolean>
 
-/** The options after validation, as the runtime reads them. */
+/** The options after validation, as the engine reads them. */
 export interface InstanceConfig {
   readonly state: DurableObjectState | undefined
   readonly env: Cloudflare.Env
@@ -131,16 +42,16 @@ const optionalFunction = <F>(name: string, value: unknown): F | undefined => {
 
 const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
   if (value === undefined || value === false) return undefined
-  if (value === true) return recoveryDefaults
+  if (value === true) return defaults.recovery
   if (typeof value !== "object" || value === null) {
     throw new TypeError("durable-ws: recovery must be true or an object of options")
   }
   const options = value as RecoveryOptions
   return {
-    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, recoveryDefaults.maxMessages),
-    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, recoveryDefaults.maxAgeMs),
-    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, recoveryDefaults.sessionTtlMs),
-    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, recoveryDefaults.replyCacheSize)
+    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, defaults.recovery.maxMessages),
+    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, defaults.recovery.maxAgeMs),
+    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, defaults.recovery.sessionTtlMs),
+    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, defaults.recovery.replyCacheSize)
   }
 }
 

@@ -1,13 +1,15 @@
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Fiber from "effect/Fiber"
-import { PayloadTooLarge } from "../Errors"
-import type { MessageSchema } from "../Message"
-import { encodeFrame, encodePayload, isPendingResult, utf8Length } from "../Message"
-import type { ConnectionData, SendOptions, Socket } from "./data"
-import { maxAttachmentBytes, mergeData } from "./data"
-import type { RateLimit, SavedBucket } from "./rateLimit"
-import { TokenBucket } from "./rateLimit"
+import { PayloadTooLarge } from "../../Errors"
+import type { MessageSchema } from "../../Message"
+import { encodePayload, isPendingResult } from "../../Message"
+import { encodeFrame, utf8Length } from "../../Protocol"
+import type { ConnectionData, SendOptions } from "../../Connection"
+import { maxAttachmentBytes } from "../../Connection"
+import type { Socket } from "./data"
+import { mergeData } from "./data"
+import type { SavedBucket, TokenBucket } from "./rateLimit"
 
 /**
  * What is kept in the socket attachment: everything a connection needs to
@@ -57,10 +59,11 @@ export class LiveConnection {
   context: Context.Context<never> | undefined = undefined
   /** Starts a fiber on {@link context}. */
   fork: (<A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>) | undefined = undefined
-  private bucket: TokenBucket | undefined = undefined
-  /** When the current flood began: the first refusal since the bucket was last full. */
+  // The rate limit's state (see rateLimit.ts): the bucket once a frame was counted,
+  // when the current flood began (the first refusal since the bucket was last full),
+  // and until when no plain refusal notice is sent (one per token interval).
+  bucket: TokenBucket | undefined = undefined
   floodingSince: number | undefined = undefined
-  /** No plain refusal notice is sent before this time (one per token interval). */
   quietUntil = 0
 
   constructor(
@@ -68,7 +71,7 @@ export class LiveConnection {
     public data: ConnectionData<Record<string, unknown>>,
     readonly topics: Set<string>,
     private readonly store: AttachmentStore,
-    private readonly savedBucket?: SavedBucket
+    readonly savedBucket?: SavedBucket
   ) {}
 
   get clientId(): string {
@@ -134,21 +137,6 @@ export class LiveConnection {
     this.store.write(this.socket, attachment)
     if (bucket !== undefined) this.bucket?.markSaved(bucket)
     return undefined
-  }
-
-  /**
-   * Takes a rate-limit token: 0 when the frame may go on, else the
-   * milliseconds until one is available. The bucket reaches the attachment
-   * only when it has drifted enough to matter after a wake; a connection
-   * whose data already fills the attachment keeps its bucket in memory only.
-   */
-  takeToken(limit: RateLimit, now: number): number {
-    const bucket = this.bucket ??= TokenBucket.restore(limit, this.savedBucket, now)
-    if (this.floodingSince !== undefined && bucket.isFull(limit, now)) this.floodingSince = undefined
-    const retryAfterMs = bucket.take(limit, now)
-    // A full attachment cannot take the bucket: count it as saved, or every frame would retry.
-    if (bucket.needsSave(limit, retryAfterMs > 0) && this.persist() !== undefined) bucket.markSaved(bucket.state())
-    return retryAfterMs
   }
 
   /**
@@ -290,5 +278,5 @@ export const bindService = <S extends object>(service: S, connection: LiveConnec
   return service
 }
 
-/** The live connection behind a `Connection` service value, if the runtime made it. */
+/** The live connection behind a `Connection` service value, if the engine made it. */
 export const liveConnectionOf = (service: object): LiveConnection | undefined => (service as Bound<object>)[live]

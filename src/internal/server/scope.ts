@@ -1,7 +1,7 @@
 import * as Context from "effect/Context"
 import * as Fiber from "effect/Fiber"
-import type { MessageSchema } from "../Message"
-import type { PublishOptions, PublishResult } from "../PubSub"
+import type { MessageSchema } from "../../Message"
+import type { PublishOptions, PublishResult } from "../../PubSub"
 
 /**
  * Where a publish made without a context (`router.publish`) goes: the

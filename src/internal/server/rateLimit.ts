@@ -1,18 +1,13 @@
 /**
- * Per-connection rate limit: a token bucket that starts full.
+ * The per-connection rate limit: a token bucket that survives hibernation,
+ * and what a connection over it is told, or whether it is cut off.
  */
-export interface RateLimit {
-  /** The burst a connection may send at once. */
-  readonly capacity: number
-  /** Tokens added back per second. */
-  readonly refillPerSecond: number
-  /**
-   * A connection whose bucket has not refilled to full for this long since
-   * its first refusal is closed with 1008 (default 10 000 ms; `Infinity`
-   * never closes).
-   */
-  readonly closeAfterMs?: number
-}
+import { CloseCodes } from "../../CloseCodes"
+import { RateLimited, toWireError } from "../../Errors"
+import type { RateLimit } from "../../Options"
+import { defaults } from "../../Options"
+import { decodeEnvelope, encodeErrorFrame } from "../../Protocol"
+import type { LiveConnection } from "./connection"
 
 /** A rate limit with its defaults filled in. */
 export interface ResolvedRateLimit extends RateLimit {
@@ -21,12 +16,6 @@ export interface ResolvedRateLimit extends RateLimit {
   readonly intervalMs: number
 }
 
-/**
- * @since 0.1.0
- * @category constants
- */
-export const defaultCloseAfterMs = 10_000
-
 export const checkRateLimit = (limit: RateLimit): ResolvedRateLimit => {
   if (!(limit.capacity >= 1) || !Number.isFinite(limit.capacity)) {
     throw new RangeError("durable-ws: rateLimit.capacity must be a finite number >= 1")
@@ -34,7 +23,7 @@ export const checkRateLimit = (limit: RateLimit): ResolvedRateLimit => {
   if (!(limit.refillPerSecond > 0) || !Number.isFinite(limit.refillPerSecond)) {
     throw new RangeError("durable-ws: rateLimit.refillPerSecond must be a finite number > 0")
   }
-  const closeAfterMs = limit.closeAfterMs ?? defaultCloseAfterMs
+  const closeAfterMs = limit.closeAfterMs ?? defaults.closeAfterMs
   if (!(closeAfterMs > 0)) {
     throw new RangeError("durable-ws: rateLimit.closeAfterMs must be a number > 0 (Infinity never closes)")
   }
@@ -110,4 +99,67 @@ export class TokenBucket {
   markSaved(state: SavedBucket): void {
     this.saved = state
   }
+}
+
+/**
+ * Counts a frame against the connection's bucket: true when it is dropped
+ * (over the limit, or the connection is being cut off). The bucket reaches
+ * the attachment only when it has drifted enough to matter after a wake; a
+ * connection whose data already fills the attachment keeps its bucket in
+ * memory only.
+ */
+export const limitFrame = (
+  connection: LiveConnection,
+  limit: ResolvedRateLimit,
+  frame: string | ArrayBuffer,
+  maxPayloadBytes: number
+): boolean => {
+  const now = Date.now()
+  const bucket = connection.bucket ??= TokenBucket.restore(limit, connection.savedBucket, now)
+  if (connection.floodingSince !== undefined && bucket.isFull(limit, now)) connection.floodingSince = undefined
+  const retryAfterMs = bucket.take(limit, now)
+  // A full attachment cannot take the bucket: count it as saved, or every frame would retry.
+  if (bucket.needsSave(limit, retryAfterMs > 0) && connection.persist() !== undefined) bucket.markSaved(bucket.state())
+  if (retryAfterMs === 0 && connection.floodingSince === undefined) return false
+  return refuse(connection, limit, frame, maxPayloadBytes, retryAfterMs, now)
+}
+
+// A refused frame is only looked into when it may be an rpc: the one case that needs its correlationId.
+const correlationIdOf = (frame: string | ArrayBuffer, maxBytes: number): string | undefined => {
+  if (typeof frame === "string" && !frame.includes("correlationId")) return undefined
+  const envelope = decodeEnvelope(frame, maxBytes)
+  return envelope.correlationId
+}
+
+/**
+ * The rate limit's answer to a frame over the limit (true: the frame is
+ * dropped). A plain frame gets at most one notice per token interval, so
+ * a flood is not answered frame for frame; an rpc request always gets its
+ * own `RPC_ERROR`, so its caller stops waiting at once; a connection that
+ * keeps flooding for `closeAfterMs` is closed with 1008.
+ */
+const refuse = (
+  connection: LiveConnection,
+  limit: ResolvedRateLimit,
+  frame: string | ArrayBuffer,
+  maxPayloadBytes: number,
+  retryAfterMs: number,
+  now: number
+): boolean => {
+  const since = connection.floodingSince ??= now
+  if (now - since >= limit.closeAfterMs) {
+    connection.cutOff = true
+    connection.close(CloseCodes.PolicyViolation, "Rate limit exceeded")
+    return true
+  }
+  if (retryAfterMs === 0) return false
+  const refused = toWireError(new RateLimited({ retryAfterMs, message: "Rate limit exceeded" }))
+  const correlationId = correlationIdOf(frame, maxPayloadBytes)
+  if (correlationId !== undefined) {
+    connection.sendFrame(encodeErrorFrame(refused, correlationId))
+  } else if (now >= connection.quietUntil) {
+    connection.quietUntil = now + limit.intervalMs
+    connection.sendFrame(encodeErrorFrame(refused, undefined))
+  }
+  return true
 }

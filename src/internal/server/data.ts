@@ -1,32 +1,11 @@
 /**
- * Connection data and the socket surface, shared by the public services and
- * the runtime (kept apart from both so neither has to import the other).
+ * Connection data as the engine builds it, and the socket surface the
+ * engine talks to.
  */
+import type { SystemData } from "../../Connection"
 
 /**
- * The fields the runtime sets on every connection; `authenticate` cannot
- * overwrite them.
- *
- * @since 0.1.0
- * @category models
- */
-export interface SystemData {
-  readonly clientId: string
-  readonly resourceId?: string
-  readonly connectedAt: number
-}
-
-/**
- * @since 0.1.0
- * @category models
- */
-export type ConnectionData<TData = {}> = SystemData & TData
-
-/**
- * The subset of `WebSocket` the runtime talks to.
- *
- * @since 0.1.0
- * @category models
+ * The subset of `WebSocket` the engine talks to.
  */
 export interface Socket {
   readonly readyState: number
@@ -34,34 +13,12 @@ export interface Socket {
   close(code?: number, reason?: string): void
 }
 
-/**
- * Options for `send`.
- *
- * @since 0.1.0
- * @category models
- */
-export interface SendOptions {
-  /** Extra fields for the frame's `meta`. */
-  readonly meta?: Readonly<Record<string, unknown>>
-}
-
-/**
- * The largest serialized attachment workerd keeps per socket.
- *
- * @since 0.1.0
- * @category constants
- */
-export const maxAttachmentBytes = 16 * 1024
-
 const systemKeys: ReadonlySet<string> = new Set(["clientId", "resourceId", "connectedAt"])
 
 /**
  * Merges user data into connection data. Own-key copy only: `__proto__` and
  * `constructor` arrive as plain keys and never touch a prototype; the
  * system fields always win.
- *
- * @since 0.1.0
- * @category utils
  */
 export const mergeData = <T extends SystemData>(
   base: T,
@@ -84,9 +41,6 @@ const defineOwn = (target: Record<string, unknown>, key: string, value: unknown)
 /**
  * `resourceId` from the upgrade URL: `?room`, else `?id`, else the last
  * non-empty path segment.
- *
- * @since 0.1.0
- * @category utils
  */
 export const resourceIdOf = (url: URL): string | undefined => {
   const fromQuery = url.searchParams.get("room") ?? url.searchParams.get("id")

@@ -8,21 +8,14 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
-import type { WireError } from "../Errors"
-import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../Errors"
-import type { PayloadResult, RpcSchema } from "../Message"
-import {
-  decodeEnvelope,
-  decodePayload,
-  encodeErrorFrame,
-  heartbeat,
-  isInvalidFrame,
-  isPendingResult,
-  isReservedType
-} from "../Message"
-import type { PublishScope } from "./als"
-import { runInScope } from "./als"
-import { answeredBefore } from "./session"
+import type { WireError } from "../../Errors"
+import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../../Errors"
+import type { PayloadResult, RpcSchema } from "../../Message"
+import { decodePayload, isPendingResult } from "../../Message"
+import { decodeEnvelope, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType, ReservedTypes } from "../../Protocol"
+import type { PublishScope } from "./scope"
+import { runInScope } from "./scope"
+import { answeredBefore } from "./resume"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
 import { steadyGenerator } from "./generators"
@@ -155,7 +148,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   const envelope = decodeEnvelope(frame, instance.config.maxPayloadBytes)
   if (isInvalidFrame(envelope)) return reject(connection, envelope.error, envelope.correlationId)
   const { type, correlationId } = envelope
-  if (type === "__heartbeat") {
+  if (type === ReservedTypes.heartbeat) {
     connection.sendFrame(heartbeat.response)
     return undefined
   }
@@ -317,7 +310,7 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
  * Without middleware or a deadline, a handler that returns nothing or a
  * Promise is called directly: starting a fiber only to await a Promise
  * would cost more than the rest of the path. Effect handlers, middleware
- * and deadlines run as one Effect on the instance's runtime.
+ * and deadlines run as one Effect on the instance's Effect runtime.
  */
 export const dispatch = (
   instance: Instance,

@@ -1,7 +1,7 @@
-import type { MessageSchema } from "../Message"
+import type { MessageSchema } from "../../Message"
 import type { HandlerContext } from "./context"
 
-/** Handlers with their context types erased: the runtime hands every one a {@link HandlerContext}. */
+/** Handlers with their context types erased: the engine hands every one a {@link HandlerContext}. */
 export type AnyHandler = (ctx: HandlerContext) => unknown
 export type AnyMiddleware = (ctx: HandlerContext, next: () => Promise<void>) => unknown
 export type AnyErrorHook = (error: unknown, ctx: HandlerContext | undefined) => void
@@ -12,7 +12,7 @@ export interface Route {
   readonly response: MessageSchema | undefined
 }
 
-/** What a router holds, as the runtime reads it. */
+/** What a router holds, as the engine reads it. */
 export class RouterTables {
   readonly routes = new Map<string, Route>()
   readonly middleware: Array<AnyMiddleware> = []

@@ -3,19 +3,20 @@
  * every front door (the Durable Object handler, `Testing.make`) delivers
  * them: the rate limit, the per-connection order, and the lifecycle hooks.
  */
-import { CloseCodes } from "../CloseCodes"
-import { RateLimited, toWireError } from "../Errors"
-import { decodeEnvelope, encodeErrorFrame, isInvalidFrame } from "../Message"
+import type { ConnectionData } from "../../Connection"
 import type { LiveConnection } from "./connection"
-import type { ConnectionData, Socket } from "./data"
+import type { Socket } from "./data"
 import { dispatch, notifyErrorHooks, runLifecycle } from "./dispatch"
 import type { Instance } from "./instance"
-import type { ResolvedRateLimit } from "./rateLimit"
+import { limitFrame } from "./rateLimit"
 import type { Resumption } from "./recovery"
-import { closeSession, replacedBy, replacedReason, startSession } from "./session"
+import { closeSession, replacedBy, replacedReason, startSession } from "./resume"
 
-// Close codes that must not be sent back: they describe the absence of a close frame.
-const unreciprocated: ReadonlySet<number> = new Set([1005, 1006, 1015])
+// 1006 and 1015 say no close frame arrived (the connection dropped, TLS failed): there is nothing to
+// answer. 1005 is a close frame without a code (a bare `ws.close()`): RFC 6455 §5.5.1 wants it
+// answered, and the answer carries no code either.
+const noCloseFrame: ReadonlySet<number> = new Set([1006, 1015])
+const noCode = 1005
 
 const settled: Promise<void> = Promise.resolve()
 
@@ -52,55 +53,9 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed || connection.cutOff) return settled
   const limit = instance.config.rateLimit
-  if (limit !== undefined) {
-    const now = Date.now()
-    const retryAfterMs = connection.takeToken(limit, now)
-    if (retryAfterMs > 0 || connection.floodingSince !== undefined) {
-      if (refuse(instance, connection, limit, frame, retryAfterMs, now)) return settled
-    }
-  }
+  if (limit !== undefined && limitFrame(connection, limit, frame, instance.config.maxPayloadBytes)) return settled
   const { scope, enter } = instance.scopeOf(connection)
   return connection.enqueue(() => enter(() => dispatch(instance, connection, scope, frame)))
-}
-
-// A refused frame is only looked into when it may be an rpc: the one case that needs its correlationId.
-const correlationIdOf = (frame: string | ArrayBuffer, maxBytes: number): string | undefined => {
-  if (typeof frame === "string" && !frame.includes("correlationId")) return undefined
-  const envelope = decodeEnvelope(frame, maxBytes)
-  return envelope.correlationId
-}
-
-/**
- * The rate limit's answer to a frame over the limit (true: the frame is
- * dropped). A plain frame gets at most one notice per token interval, so
- * a flood is not answered frame for frame; an rpc request always gets its
- * own `RPC_ERROR`, so its caller stops waiting at once; a connection that
- * keeps flooding for `closeAfterMs` is closed with 1008.
- */
-const refuse = (
-  instance: Instance,
-  connection: LiveConnection,
-  limit: ResolvedRateLimit,
-  frame: string | ArrayBuffer,
-  retryAfterMs: number,
-  now: number
-): boolean => {
-  const since = connection.floodingSince ??= now
-  if (now - since >= limit.closeAfterMs) {
-    connection.cutOff = true
-    connection.close(CloseCodes.PolicyViolation, "Rate limit exceeded")
-    return true
-  }
-  if (retryAfterMs === 0) return false
-  const refused = toWireError(new RateLimited({ retryAfterMs, message: "Rate limit exceeded" }))
-  const correlationId = correlationIdOf(frame, instance.config.maxPayloadBytes)
-  if (correlationId !== undefined) {
-    connection.sendFrame(encodeErrorFrame(refused, correlationId))
-  } else if (now >= connection.quietUntil) {
-    connection.quietUntil = now + limit.intervalMs
-    connection.sendFrame(encodeErrorFrame(refused, undefined))
-  }
-  return true
 }
 
 export const close = (instance: Instance, socket: Socket, code: number, reason: string): Promise<void> => {
@@ -109,7 +64,8 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   connection.closed = true
   instance.release(connection)
   instance.pubsub.remove(connection)
-  if (!unreciprocated.has(code)) connection.close(code, reason)
+  if (code === noCode) connection.close()
+  else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
   if (instance.router.closeHooks.length === 0) return settled

@@ -10,26 +10,9 @@
  * here takes the object's alarm (it belongs to the application): expiry is
  * checked when a session is used and whenever the log is pruned.
  */
-import { CloseCodes } from "../CloseCodes"
-import { encodeFrame } from "../Message"
-import type { ConnectionData } from "./data"
-
-/**
- * The `recovery` option: `true` for the defaults, or any of these.
- *
- * @since 0.1.0
- * @category models
- */
-export interface RecoveryOptions {
-  /** Log entries kept per topic (default 1000). */
-  readonly maxMessages?: number
-  /** Log entries older than this are pruned (default 120 000 ms). */
-  readonly maxAgeMs?: number
-  /** How long a session stays resumable after its socket closed (default 120 000 ms). */
-  readonly sessionTtlMs?: number
-  /** Answered RPC requests remembered per session (default 100). */
-  readonly replyCacheSize?: number
-}
+import { CloseCodes } from "../../CloseCodes"
+import { encodeFrame, parseResume } from "../../Protocol"
+import type { ConnectionData } from "../../Connection"
 
 export interface ResolvedRecovery {
   readonly maxMessages: number
@@ -37,16 +20,6 @@ export interface ResolvedRecovery {
   readonly sessionTtlMs: number
   readonly replyCacheSize: number
 }
-
-export const recoveryDefaults: ResolvedRecovery = {
-  maxMessages: 1000,
-  maxAgeMs: 120_000,
-  sessionTtlMs: 120_000,
-  replyCacheSize: 100
-}
-
-/** The query parameter a client resumes with: `<sessionId>.<token>.<seq>`. */
-export const resumeParameter = "dws_resume"
 
 /** Server-side close of a socket whose session was resumed on a newer one: terminal, so the two do not fight. */
 export const replacedCloseCode = CloseCodes.Replaced
@@ -73,27 +46,6 @@ export interface ResumedSession {
   readonly after: number
 }
 
-interface ParsedResume {
-  readonly sessionId: string
-  readonly token: string
-  readonly after: number
-}
-
-const sessionIdPattern = /^[A-Za-z0-9-]{1,64}$/
-const tokenPattern = /^[A-Za-z0-9_-]{16,64}$/
-const seqPattern = /^(0|[1-9][0-9]{0,15})$/
-
-/** Parses `dws_resume`; anything that is not exactly `<id>.<token>.<seq>` is no resume. */
-export const parseResume = (value: string | null): ParsedResume | undefined => {
-  if (value === null || value.length > 160) return undefined
-  const parts = value.split(".")
-  if (parts.length !== 3) return undefined
-  const [sessionId, token, seq] = parts as [string, string, string]
-  if (!sessionIdPattern.test(sessionId) || !tokenPattern.test(token) || !seqPattern.test(seq)) return undefined
-  const after = Number(seq)
-  return Number.isSafeInteger(after) ? { sessionId, token, after } : undefined
-}
-
 const base64url = (bytes: Uint8Array): string => {
   let binary = ""
   for (const byte of bytes) binary += String.fromCharCode(byte)
@@ -117,7 +69,7 @@ const sameHash = (a: string, b: string): boolean => {
 const absentHash = "A".repeat(43)
 
 /**
- * Reads a `dws_resume` value and prepares the socket's credentials (the
+ * Reads a resume parameter and prepares the socket's credentials (the
  * hashing is the only part that yields). The returned `claim` is
  * synchronous: called with nothing in between it and the socket's
  * acceptance, it takes the session over or answers that there is none.

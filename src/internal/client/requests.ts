@@ -1,4 +1,10 @@
-import type { MessageSchema } from "../Message"
+/**
+ * The client's requests in flight: their ids, timers and progress, and
+ * which of them went out (only those can be lost with a connection, or
+ * sent again after a resume).
+ */
+import type { MessageSchema, PayloadResult } from "../../Message"
+import { decodePayload, isPendingResult } from "../../Message"
 
 /** One request waiting for its reply. */
 export interface PendingRequest {
@@ -59,6 +65,31 @@ export class PendingRequests {
     for (const [correlationId, request] of this.byId) {
       if (request.sent && request.frame !== undefined) yield { correlationId, frame: request.frame }
     }
+  }
+
+  /**
+   * Hands a progress payload to the request still waiting for it; progress
+   * for any other correlationId is not ours and is dropped. A Promise while
+   * an asynchronous validator decides.
+   */
+  progress(correlationId: string | undefined, payload: unknown, report: (error: unknown) => void): Promise<void> | undefined {
+    const entry = correlationId === undefined ? undefined : this.byId.get(correlationId)
+    const onProgress = entry?.onProgress
+    if (entry?.progress === undefined || onProgress === undefined) return undefined
+    const hand = (decoded: PayloadResult): void => {
+      if (!decoded.ok) return report(decoded.error)
+      // A request answered or given up while an asynchronous validator decided hears nothing more.
+      if (this.byId.get(correlationId!) !== entry) return
+      try {
+        onProgress(decoded.value)
+      } catch (error) {
+        report(error)
+      }
+    }
+    const decoded = decodePayload(entry.progress, payload)
+    if (isPendingResult(decoded)) return decoded.then(hand)
+    hand(decoded)
+    return undefined
   }
 
   failAll(error: unknown): void {

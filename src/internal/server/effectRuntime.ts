@@ -4,10 +4,11 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Connection from "../Connection"
-import type { PublishScope } from "./als"
-import { CurrentScope } from "./als"
+import { Connection } from "../../Connection"
+import type { PublishScope } from "./scope"
+import { CurrentScope } from "./scope"
 import type { LiveConnection } from "./connection"
+import { connectionService } from "./services"
 
 /** Unwraps an Exit for promise callers: the original error, not a wrapper. */
 export const exitToPromise = <A>(exit: Exit.Exit<A, unknown>): Promise<A> =>
@@ -55,7 +56,7 @@ export class InstanceRuntime {
   ): Context.Context<never> {
     if (connection === undefined) return scope === undefined ? services : Context.add(services, CurrentScope, scope)
     return connection.context ??= Context.add(
-      Context.add(services, Connection.Connection, Connection.make(connection)),
+      Context.add(services, Connection, connectionService(connection)),
       CurrentScope,
       scope!
     )

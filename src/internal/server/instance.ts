@@ -1,23 +1,25 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
-import * as Connections from "../Connections"
-import type { MessageSchema } from "../Message"
-import type { PublishOptions, PublishResult } from "../PubSub"
-import { DurablePubSub, PubSub } from "../PubSub"
-import * as Storage from "../Storage"
-import type { Enter, PublishScope } from "./als"
-import { captureScope } from "./als"
+import type { MessageSchema } from "../../Message"
+import type { PublishOptions, PublishResult } from "../../PubSub"
+import { Connections } from "../../Connections"
+import { PubSub } from "../../PubSub"
+import * as Storage from "../../Storage"
+import type { Enter, PublishScope } from "./scope"
+import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection } from "./connection"
-import type { ContextHost } from "./context"
 import { HandlerContext } from "./context"
-import type { ConnectionData, Socket } from "./data"
+import type { ConnectionData } from "../../Connection"
+import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
 import type { Resumption } from "./recovery"
 import { PendingReplies, RecoveryStore } from "./recovery"
+import { InstancePubSub } from "./pubsub"
 import type { RouterTables } from "./routes"
-import { InstanceRuntime } from "./services"
+import { connectionsService, pubSubService } from "./services"
+import { InstanceRuntime } from "./effectRuntime"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
 export interface SocketRegistry extends AttachmentStore {
@@ -37,11 +39,11 @@ interface ConnectionScope {
 
 /**
  * Everything one Durable Object instance knows at run time: its sockets,
- * their live connections, the topic index, and the runtime its Effects run
+ * their live connections, the topic index, and the Effect runtime its Effects run
  * on. Nothing here is shared between instances.
  */
-export class Instance implements ContextHost {
-  readonly pubsub: DurablePubSub
+export class Instance {
+  readonly pubsub: InstancePubSub
   readonly runtime: InstanceRuntime
   /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
   readonly recovery: RecoveryStore | undefined
@@ -79,16 +81,16 @@ export class Instance implements ContextHost {
         recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
       }
     }
-    this.pubsub = new DurablePubSub(
+    this.pubsub = new InstancePubSub(
       () => this.connections(),
       hook(config.authorizeSubscribe),
       hook(config.authorizePublish),
       recovery
     )
     const builtins = Context.make(
-      Connections.Connections,
-      Connections.make({ connections: () => this.connections(), count: () => this.openCount() })
-    ).pipe(Context.add(PubSub, this.pubsub.service))
+      Connections,
+      connectionsService({ connections: () => this.connections(), count: () => this.openCount() })
+    ).pipe(Context.add(PubSub, pubSubService(this.pubsub)))
     this.runtime = new InstanceRuntime(
       (config.storage === undefined
         ? builtins
@@ -223,7 +225,7 @@ export class Instance implements ContextHost {
     return this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
   }
 
-  /** Runs an Effect on this instance's runtime, outside any connection (e.g. `authenticate`). */
+  /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */
   run<A>(effect: Effect.Effect<A, unknown, unknown>): Promise<A> {
     return this.runtime.runPromise(effect)
   }

@@ -1,0 +1,200 @@
+/**
+ * The engine behind the `PubSub` service: subscriptions are stored in each
+ * socket's attachment (so they survive hibernation) and mirrored in an
+ * in-memory index from topic to connections, rebuilt lazily on the first
+ * use after a wake. A publish validates the payload, serializes it once,
+ * and sends the same string to every subscriber; a subscriber whose socket
+ * is gone is skipped.
+ */
+import * as Effect from "effect/Effect"
+import type { ErrorCode } from "../../Errors"
+import { TopicError } from "../../Errors"
+import type { MessageSchema, PayloadResult } from "../../Message"
+import { encodePayload, isPendingResult } from "../../Message"
+import { encodeFrame } from "../../Protocol"
+import type { PublishOptions, PublishResult } from "../../PubSub"
+import { checkTopic, maxTopicsPerConnection } from "../../PubSub"
+import type { LiveConnection } from "./connection"
+import type { RecoveryStore } from "./recovery"
+
+/** A topic authorization hook, given the connection and the topic. */
+export type Authorize = (connection: LiveConnection, topic: string) => boolean | PromiseLike<boolean>
+
+const failed = (error: ErrorCode, message: string): PublishResult => ({ ok: false, error, message })
+
+// A publish never throws, not even when a validator does: that is the server's fault, reported as such.
+const validatorFailed = (message: MessageSchema, error: unknown): PublishResult => {
+  console.error(`durable-ws: the validator of "${message.type}" failed`, error)
+  return failed("INTERNAL", `The validator of "${message.type}" failed`)
+}
+
+const allowed = (authorize: Authorize | undefined, connection: LiveConnection | undefined, topic: string) =>
+  authorize === undefined || connection === undefined
+    ? Effect.succeed(true)
+    : Effect.tryPromise(async () => (await authorize(connection, topic)) === true).pipe(
+      Effect.catch(() => Effect.succeed(false))
+    )
+
+/**
+ * The pub/sub of one instance: the topic index over its connections, the
+ * authorization hooks, and with recovery the log every publish is appended
+ * to before it is sent.
+ */
+export class InstancePubSub {
+  private readonly index = new Map<string, Set<LiveConnection>>()
+  private indexed = false
+
+  constructor(
+    private readonly connections: () => Iterable<LiveConnection>,
+    private readonly authorizeSubscribe?: Authorize,
+    private readonly authorizePublish?: Authorize,
+    /** With recovery, every publish is logged first and its frame carries `meta.topic` and `meta.seq`. */
+    private readonly log?: Pick<RecoveryStore, "append">
+  ) {}
+
+  /** After a wake the index is empty: rebuild it from the attachments once, on first use. */
+  private ensureIndex(): void {
+    if (this.indexed) return
+    this.indexed = true
+    for (const connection of this.connections()) {
+      // A resuming connection joins once its replay is sent (see `track`).
+      if (!connection.closed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
+    }
+  }
+
+  private add(topic: string, connection: LiveConnection): void {
+    let subscribers = this.index.get(topic)
+    if (subscribers === undefined) this.index.set(topic, subscribers = new Set())
+    subscribers.add(connection)
+  }
+
+  /** Registers a connection that just opened or resumed (its topics, if any, are already in its attachment). */
+  track(connection: LiveConnection): void {
+    if (this.indexed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
+  }
+
+  subscribe(connection: LiveConnection, topic: string): Effect.Effect<void, TopicError> {
+    const problem = checkTopic(topic)
+    if (problem !== undefined) {
+      return Effect.fail(new TopicError({ topic: String(topic), code: "INVALID_ARGUMENT", message: problem }))
+    }
+    if (connection.topics.has(topic)) return Effect.void
+    return allowed(this.authorizeSubscribe, connection, topic).pipe(
+      Effect.flatMap((ok) => {
+        if (!ok) {
+          return Effect.fail(
+            new TopicError({ topic, code: "PERMISSION_DENIED", message: `Not allowed to subscribe to "${topic}"` })
+          )
+        }
+        if (connection.topics.has(topic)) return Effect.void
+        if (connection.topics.size >= maxTopicsPerConnection) {
+          return Effect.fail(
+            new TopicError({
+              topic,
+              code: "RESOURCE_EXHAUSTED",
+              message: `A connection may subscribe to at most ${maxTopicsPerConnection} topics`
+            })
+          )
+        }
+        const tooLarge = connection.persist(connection.data, [...connection.topics, topic])
+        if (tooLarge !== undefined) {
+          return Effect.fail(new TopicError({ topic, code: "RESOURCE_EXHAUSTED", message: tooLarge.message }))
+        }
+        this.ensureIndex()
+        connection.topics.add(topic)
+        this.add(topic, connection)
+        return Effect.void
+      })
+    )
+  }
+
+  unsubscribe(connection: LiveConnection, topic: string): void {
+    if (!connection.topics.delete(topic)) return
+    connection.persist()
+    this.index.get(topic)?.delete(connection)
+    if (this.index.get(topic)?.size === 0) this.index.delete(topic)
+  }
+
+  /** Drops a closed connection from every topic (its attachment dies with the socket). */
+  remove(connection: LiveConnection): void {
+    for (const topic of connection.topics) {
+      const subscribers = this.index.get(topic)
+      subscribers?.delete(connection)
+      if (subscribers?.size === 0) this.index.delete(topic)
+    }
+  }
+
+  subscriberCount(topic: string): number {
+    this.ensureIndex()
+    return this.index.get(topic)?.size ?? 0
+  }
+
+  /** Sends one already-serialized frame to every subscriber of `topic`. */
+  fanOut(topic: string, frame: string, exclude: LiveConnection | undefined): number {
+    this.ensureIndex()
+    const subscribers = this.index.get(topic)
+    if (subscribers === undefined) return 0
+    let matched = 0
+    for (const connection of subscribers) {
+      if (connection !== exclude && connection.sendFrame(frame)) matched++
+    }
+    return matched
+  }
+
+  publish(
+    topic: string,
+    message: MessageSchema,
+    payload: unknown,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): Effect.Effect<PublishResult> {
+    const problem = checkTopic(topic)
+    if (problem !== undefined) return Effect.succeed(failed("INVALID_ARGUMENT", problem))
+    let encoded: PayloadResult | Promise<PayloadResult>
+    try {
+      encoded = encodePayload(message, payload)
+    } catch (error) {
+      return Effect.sync(() => validatorFailed(message, error))
+    }
+    if (isPendingResult(encoded)) {
+      const pending = encoded
+      return Effect.tryPromise({ try: () => pending, catch: (error) => error }).pipe(
+        Effect.matchEffect({
+          onFailure: (error) => Effect.sync(() => validatorFailed(message, error)),
+          onSuccess: (settled) => this.deliver(topic, message, settled, options, from)
+        })
+      )
+    }
+    return this.deliver(topic, message, encoded, options, from)
+  }
+
+  private deliver(
+    topic: string,
+    message: MessageSchema,
+    encoded: PayloadResult,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): Effect.Effect<PublishResult> {
+    if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
+    const deliver = (): PublishResult => {
+      const exclude = options?.excludeSelf === true ? from : undefined
+      let frame: string
+      if (this.log === undefined) {
+        frame = encodeFrame(message.type, encoded.value, options?.meta)
+      } else {
+        try {
+          // Appended before anything is sent: a frame no log holds is never delivered.
+          frame = this.log.append(topic, message.type, encoded.value, options?.meta, exclude?.clientId)
+        } catch (error) {
+          console.error("durable-ws: the publish could not be logged", error)
+          return failed("UNAVAILABLE", "The publish could not be logged")
+        }
+      }
+      return { ok: true, matched: this.fanOut(topic, frame, exclude) }
+    }
+    if (this.authorizePublish === undefined || from === undefined) return Effect.sync(deliver)
+    return allowed(this.authorizePublish, from, topic).pipe(
+      Effect.map((ok) => ok ? deliver() : failed("PERMISSION_DENIED", `Not allowed to publish to "${topic}"`))
+    )
+  }
+}
