@@ -5,7 +5,7 @@
 //   node bench/admission.mjs            (part of `npm run bench`)
 //   BENCH_QUICK=1 node bench/admission.mjs
 //
-// Per contender: one socket opens the room; then `storm` sockets open and
+// Per contender: a warm-up storm opens and closes again; one socket opens the room; then `storm` sockets open and
 // subscribe (`?topic=news`, `SUBSCRIBE` → `SUBSCRIBED`), `inFlight` at a
 // time, and the rate is sockets ÷ elapsed. The isolate's heap is read
 // through the inspector (two heap snapshots, each after a full GC, then
@@ -25,6 +25,7 @@ const root = resolve(import.meta.dirname, "..")
 const quick = process.env.BENCH_QUICK === "1"
 const storm = quick ? 200 : 3000
 const inFlight = 100
+const warmUp = quick ? 50 : 300
 const contenders = [
   { key: "raw", name: "raw Hibernation API" },
   { key: "promise", name: "durable-ws" },
@@ -190,6 +191,17 @@ const stormOf = async (url, contender, count) => {
   return sockets
 }
 
+/** Closes a socket and resolves once its close is acknowledged (or after 10 s). */
+const closed = (socket) =>
+  new Promise((ok) => {
+    const timer = setTimeout(ok, 10_000)
+    socket.ws.addEventListener("close", () => {
+      clearTimeout(timer)
+      ok()
+    }, { once: true })
+    socket.ws.close(1000)
+  })
+
 const stats = async (url, contender) => (await fetch(`${url}/${contender}/storm/__stats`)).json()
 
 const measure = async ({ key }) => {
@@ -197,6 +209,9 @@ const measure = async ({ key }) => {
   try {
     const inspector = await inspect(dev.inspectorPort)
     try {
+      // A warm-up storm, closed again, so that no contender is timed on a cold isolate.
+      const warm = await stormOf(dev.url, key, warmUp)
+      await Promise.all(warm.map((socket) => closed(socket)))
       const first = await subscriber(dev.url, key)
       const before = await inspector.heap()
       const start = performance.now()
