@@ -13,7 +13,7 @@ import { rotated } from "./lib/stats"
 import type { Contender } from "./worker/index"
 import { contenders as bindings } from "./worker/index"
 import type { Instrumented } from "./worker/measured"
-import { echoFnFrame, echoFrame, prefixes, publishFrame, subscribeFrame, topic } from "./worker/protocol"
+import { echoFnFrame, echoFrame, prefixes, publishFrame, rpcFrame, subscribeFrame, topic } from "./worker/protocol"
 
 const quick = env.BENCH_QUICK === "1"
 
@@ -49,7 +49,8 @@ const plan = {
     publishesPerRound: quick ? 1 : 8,
     rounds: quick ? 2 : 7,
     resumeRounds: quick ? 2 : 5,
-    replayed: quick ? 100 : 1000
+    replayed: quick ? 100 : 1000,
+    rpcsPerRound: quick ? 20 : 500
   }
 } as const
 
@@ -270,6 +271,33 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
         if (round < plan.warmupRounds) continue
         record(results, "recovery-fan-out-1000", `fan-out to ${subscribers}, per publish`, "ms", contender, elapsed / publishesPerRound)
         record(results, "recovery-fan-out-1000-object", `fan-out to ${subscribers}, in the object`, "ms", contender, stats.ms / stats.messages)
+      }
+    }
+
+    // Rpcs from one socket, pipelined: with recovery each is recorded in SQLite before its handler
+    // runs and its reply kept for a resend.
+    const rpcClients = new Map<"promise" | "recovery", BenchSocket>()
+    for (const contender of ["promise", "recovery"] as const) {
+      const socket = await open(contender, "rpc")
+      rpcClients.set(contender, socket)
+      everyone.push(socket)
+    }
+    let nextRpc = 0
+    for (let round = 0; round < plan.warmupRounds + rounds; round++) {
+      for (const contender of rotated(["promise", "recovery"] as const, round)) {
+        const socket = rpcClients.get(contender)!
+        const { rpcsPerRound } = plan.recovery
+        await inObject(contender, "rpc")
+        const start = performance.now()
+        await expectFrames(rpcsPerRound, prefixes.rpcReply, timeoutMs, `${contender} rpc`, (frame) => {
+          socket.sink = frame
+          for (let i = 0; i < rpcsPerRound; i++) socket.send(rpcFrame(nextRpc++))
+        })
+        const elapsed = performance.now() - start
+        const stats = await inObject(contender, "rpc")
+        if (round < plan.warmupRounds) continue
+        record(results, "recovery-rpc", "rpc, per request (pipelined)", "ms", contender, elapsed / rpcsPerRound)
+        record(results, "recovery-rpc-object", "rpc, per request, in the object", "ms", contender, stats.ms / stats.messages)
       }
     }
 

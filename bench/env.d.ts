@@ -13,6 +13,8 @@ declare namespace Cloudflare {
     readonly V_VALIBOT_OBJECT: DurableObjectNamespace
     readonly V_ARKTYPE: DurableObjectNamespace
     readonly V_ARKTYPE_OBJECT: DurableObjectNamespace
+    readonly BENCH_EDGE: DurableObjectNamespace<import("./worker/spanning").BenchEdge>
+    readonly BENCH_HOME: DurableObjectNamespace<import("./worker/spanning").BenchHome>
     /** "1" shrinks the bench to a smoke run. */
     readonly BENCH_QUICK?: string
     /** Runs only the scenario whose name starts with it, between idle pauses (bench/profile.mjs). */

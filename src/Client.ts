@@ -20,12 +20,12 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
-import { CloseCodes } from "./CloseCodes"
+import { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 import { ErrorCode, ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcSchema } from "./Message"
-import { decodePayload, encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcLike, RpcOf, RpcSchema } from "./Message"
+import { decodePayload, encodePayload, isPendingResult, messageOf, rpcOf } from "./Message"
 import type { ServerFrame } from "./Protocol"
-import { decodeServerFrame, encodeFrame, isErrorType, progressType, ReservedTypes } from "./Protocol"
+import { decodeServerFrame, encodeFrame, interruptedReason, isErrorType, isProgressType, ReservedTypes } from "./Protocol"
 import { Handlers } from "./internal/client/handlers"
 import { PendingRequests } from "./internal/client/requests"
 import { ClientSession } from "./internal/client/session"
@@ -80,12 +80,42 @@ export class ConnectionClosedError extends Schema.TaggedError<ConnectionClosedEr
 }) {}
 
 /**
- * Everything a request can reject with.
+ * A request whose handler a server restart cut off before it answered: its
+ * outcome is unknown (it may or may not have taken effect). The server
+ * answers its resend with `RPC_ERROR ABORTED` (`details.reason:
+ * "INTERRUPTED"`) instead of running it twice. The Effect face fails with
+ * this error; the promise face rejects with that `ServerError`, which
+ * {@link isInterrupted} recognises.
  *
  * @since 0.1.0
  * @category errors
  */
-export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError
+export class RequestInterrupted extends Schema.TaggedError<RequestInterrupted>()("RequestInterrupted", {
+  correlationId: Schema.optional(Schema.String),
+  message: Schema.String
+}) {}
+
+/**
+ * Whether a request failed because a server restart cut its handler off
+ * (`RPC_ERROR ABORTED` with `details.reason: "INTERRUPTED"`): its outcome
+ * is unknown, so check before trying again.
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isInterrupted = (error: unknown): error is ServerError | RequestInterrupted =>
+  error instanceof RequestInterrupted ||
+  (error instanceof ServerError && error.code === "ABORTED" && isRecord(error.details) &&
+    error.details["reason"] === interruptedReason)
+
+/**
+ * Everything a request can reject with ({@link RequestInterrupted} only in
+ * the Effect face).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RequestError = ServerError | TimeoutError | ConnectionClosedError | ValidationError | RequestInterrupted
 
 // ---------------------------------------------------------------------------
 // The socket
@@ -293,9 +323,10 @@ export interface RequestOptions<M extends RpcSchema = RpcSchema> extends SendOpt
   readonly timeoutMs?: number
   /**
    * Called with every progress payload the handler sends (`ctx.progress`)
-   * before its reply; only for an rpc declared with a `progress` schema.
+   * before its reply: decoded by the rpc's `progress` schema, or as it came
+   * (`unknown`) for an rpc that declares none.
    */
-  readonly onProgress?: [ProgressOf<M>] extends [never] ? never : (progress: ProgressOf<M>) => void
+  readonly onProgress?: (progress: ProgressOf<M>) => void
   /** Aborting gives up on the request: it rejects with the signal's reason and a queued frame is not sent. */
   readonly signal?: AbortSignal
 }
@@ -344,8 +375,13 @@ export interface ResumeInfo {
   readonly recovered: boolean
   /** Published messages replayed (0 when not recovered). */
   readonly replayed: number
-  /** Topics that lost messages to the server's log limits. */
+  /** Topics that lost messages to the server's log limits, or were cut short by `truncated`. */
   readonly gaps: ReadonlyArray<string>
+  /**
+   * The replay stopped at the server's `maxReplayBytes`: the topics in
+   * `gaps` missed messages after the replayed ones — refetch their state.
+   */
+  readonly truncated: boolean
 }
 
 /**
@@ -398,13 +434,17 @@ const toServerError = (payload: unknown, correlationId: string | undefined): Ser
   return new ServerError(correlationId === undefined ? fields : { ...fields, correlationId })
 }
 
+/** The least wait after a resume refused with 429 (the server's default rate: one resume per 2 s). */
+const resumeRefusedDelayMs = 2000
+
 /** The resume outcome as the client reports it; a malformed payload reads as not recovered. */
 const resumeInfoOf = (payload: unknown): ResumeInfo => {
-  const fields: Partial<Record<"recovered" | "replayed" | "gaps", unknown>> = isRecord(payload) ? payload : {}
+  const fields: Partial<Record<"recovered" | "replayed" | "gaps" | "truncated", unknown>> = isRecord(payload) ? payload : {}
   return {
     recovered: fields.recovered === true,
     replayed: typeof fields.replayed === "number" ? fields.replayed : 0,
-    gaps: Array.isArray(fields.gaps) ? fields.gaps.filter((t): t is string => typeof t === "string") : []
+    gaps: Array.isArray(fields.gaps) ? fields.gaps.filter((t): t is string => typeof t === "string") : [],
+    truncated: fields.truncated === true
   }
 }
 
@@ -438,9 +478,11 @@ export class Client {
     this.transport = new Transport(options, {
       nextDelay: (attempt, close) => {
         const reconnect = options.reconnect === false ? undefined : options.reconnect
-        return reconnect?.nextDelay === undefined
+        const delay = reconnect?.nextDelay === undefined
           ? backoffDelay(attempt, reconnect, options.random)
           : reconnect.nextDelay(attempt, close)
+        // 429: the session resumed too often; its token still holds, so wait out the server's rate.
+        return delay !== undefined && close.status === 429 ? Math.max(delay, resumeRefusedDelayMs) : delay
       },
       urlFor: (url) => session === undefined ? url : session.urlFor(url),
       opened: () => this.opened(),
@@ -451,9 +493,11 @@ export class Client {
       },
       dropped: (code, reason) => {
         // With a session to resume, the requests that went out wait for the resume, which sends them again.
-        if (session?.resumable !== true) this.failSent(code, reason)
-        // Another socket took the session over (a copy of this page): it is theirs now.
-        if (code === CloseCodes.Replaced) session?.clear()
+        this.pending.markLost()
+        if (session?.resumable !== true) this.failLost(code, reason)
+        // Another socket took the session over (a copy of this page): it is theirs now. Any other
+        // terminal close ended the session on the server: it is forgotten here too.
+        if (isTerminalCloseCode(code)) session?.clear()
       },
       closed: (info) => this.emit(this.closeListeners, info),
       stateChanged: (state) => this.emit(this.stateListeners, state),
@@ -495,8 +539,8 @@ export class Client {
    * in order; if it is not, or it then finds the queue full, the error goes to
    * `onError`.
    */
-  send<M extends MessageSchema>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
-    return this.submit(this.encode(message, payload, options?.meta), undefined, (error) => this.emitError(error))
+  send<M extends MessageLike>(message: M, ...[payload, options]: PayloadArgs<M, SendOptions>): boolean {
+    return this.submit(this.encode(messageOf(message), payload, options?.meta), undefined, (error) => this.emitError(error))
   }
 
   /**
@@ -506,10 +550,11 @@ export class Client {
    * went out, or it could not be queued) or `ValidationError` (an invalid
    * request or reply payload).
    */
-  request<M extends RpcSchema>(
-    rpc: M,
-    ...[payload, options]: PayloadArgs<M, RequestOptions<M>>
-  ): Promise<Payload<M["response"]>> {
+  request<M extends RpcLike>(
+    definition: M,
+    ...[payload, options]: PayloadArgs<M, RequestOptions<RpcOf<M>>>
+  ): Promise<Payload<RpcOf<M>["response"]>> {
+    const rpc = rpcOf(definition)
     if (this.state === "closed") {
       return Promise.reject(new ConnectionClosedError({ message: "The client is closed" }))
     }
@@ -523,7 +568,7 @@ export class Client {
       return Promise.reject(error)
     }
     const timeoutMs = options?.timeoutMs ?? this.options.requestTimeoutMs ?? 10_000
-    return new Promise<Payload<M["response"]>>((resolve, reject) => {
+    return new Promise<Payload<RpcOf<M>["response"]>>((resolve, reject) => {
       const giveUp = (error: unknown) => {
         if (this.pending.take(correlationId) === undefined) return
         // A request that never left must not go out after its caller gave up.
@@ -548,6 +593,7 @@ export class Client {
         reject: settle(reject),
         timer,
         sent: false,
+        lost: false,
         // Kept only when it may be sent again after a resume (once validated, if its validator is asynchronous).
         frame: this.session === undefined || typeof frame !== "string" ? undefined : frame
       })
@@ -559,8 +605,8 @@ export class Client {
   }
 
   /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
-  on<M extends MessageSchema>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
-    return this.handlers.add(message, handler as (payload: unknown, frame: InboundFrame) => void)
+  on<M extends MessageLike>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
+    return this.handlers.add(messageOf(message), handler as (payload: unknown, frame: InboundFrame) => void)
   }
 
   /**
@@ -630,8 +676,8 @@ export class Client {
     for (const waiter of waiters) waiter.reject(error)
   }
 
-  private failSent(code: number | undefined, reason: string | undefined): void {
-    this.pending.failSent((request) =>
+  private failLost(code: number | undefined, reason: string | undefined): void {
+    this.pending.failLost((request) =>
       new ConnectionClosedError({ code, reason, message: `The connection closed before "${request.type}" was answered` })
     )
   }
@@ -640,9 +686,9 @@ export class Client {
   private resumed(payload: unknown): void {
     const info = resumeInfoOf(payload)
     if (info.recovered) {
-      for (const request of this.pending.sentFrames()) this.transport.transmit(request)
+      for (const request of this.pending.lostFrames()) this.transport.transmit(request)
     } else {
-      this.failSent(undefined, "The session could not be resumed")
+      this.failLost(undefined, "The session could not be resumed")
     }
     this.emit(this.resumeListeners, info)
   }
@@ -728,7 +774,7 @@ export class Client {
     }
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const report = (error: unknown) => this.emitError(error)
-    if (type === progressType) return this.pending.progress(correlationId, payload, report)
+    if (isProgressType(type)) return this.pending.progress(correlationId, payload, report)
     const isError = isErrorType(type)
     const entry = correlationId === undefined ? undefined : this.pending.get(correlationId)
     if (entry !== undefined && correlationId !== undefined && (isError || type === entry.response.type)) {

@@ -33,9 +33,16 @@ import type {
   ResumeInfo,
   SendOptions
 } from "./Client"
-import { ConnectionClosedError, createClient, ServerError, TimeoutError } from "./Client"
+import {
+  ConnectionClosedError,
+  createClient,
+  isInterrupted,
+  RequestInterrupted,
+  ServerError,
+  TimeoutError
+} from "./Client"
 import { ValidationError } from "./Errors"
-import type { MessageSchema, Payload, PayloadArgs, ProgressOf, RpcSchema } from "./Message"
+import type { MessageLike, Payload, PayloadArgs, ProgressOf, RpcLike, RpcOf } from "./Message"
 
 /**
  * The client's options, with reconnects as a `Schedule` fed the close it
@@ -68,9 +75,9 @@ export interface EffectRequestOptions extends SendOptions {
  * @since 0.1.0
  * @category models
  */
-export type RequestEvent<M extends RpcSchema> =
+export type RequestEvent<M extends RpcLike> =
   | { readonly _tag: "Progress"; readonly progress: ProgressOf<M> }
-  | { readonly _tag: "Reply"; readonly reply: Payload<M["response"]> }
+  | { readonly _tag: "Reply"; readonly reply: Payload<RpcOf<M>["response"]> }
 
 /**
  * An inbound message with its frame (`meta` carries `topic` and `seq` for
@@ -79,7 +86,7 @@ export type RequestEvent<M extends RpcSchema> =
  * @since 0.1.0
  * @category models
  */
-export interface Inbound<M extends MessageSchema> {
+export interface Inbound<M extends MessageLike> {
   readonly payload: Payload<M>
   readonly frame: InboundFrame
 }
@@ -129,8 +136,19 @@ const fromListener = <A>(
     )
   )
 
-const failureOf = (error: unknown): Cause.Cause<RequestError> =>
-  isRequestError(error) ? Cause.fail(error) : Cause.die(error)
+// A request a restart cut off is its own typed failure here: its outcome is unknown.
+const failureOf = (error: unknown): Cause.Cause<RequestError> => {
+  if (error instanceof ServerError && isInterrupted(error)) {
+    return Cause.fail(
+      new RequestInterrupted(
+        error.correlationId === undefined
+          ? { message: error.message }
+          : { correlationId: error.correlationId, message: error.message }
+      )
+    )
+  }
+  return isRequestError(error) ? Cause.fail(error) : Cause.die(error)
+}
 
 const fromSend = (send: () => boolean): Effect.Effect<void, ValidationError | ConnectionClosedError> =>
   Effect.suspend((): Effect.Effect<void, ValidationError | ConnectionClosedError> => {
@@ -144,13 +162,13 @@ const fromSend = (send: () => boolean): Effect.Effect<void, ValidationError | Co
   })
 
 const wrap = (client: PromiseClient): Client["Service"] => {
-  const request = <M extends RpcSchema>(rpc: M, payload: unknown, options: RequestOptions<M>) =>
-    (client.request as (rpc: M, payload: unknown, options: RequestOptions<M>) => Promise<Payload<M["response"]>>)(
+  const request = <M extends RpcLike>(rpc: M, payload: unknown, options: RequestOptions<RpcOf<M>>) =>
+    (client.request as (rpc: M, payload: unknown, options: RequestOptions<RpcOf<M>>) => Promise<Payload<RpcOf<M>["response"]>>)(
       rpc,
       payload,
       options
     )
-  const inbound = <M extends MessageSchema>(message: M) =>
+  const inbound = <M extends MessageLike>(message: M) =>
     fromListener<Inbound<M>>((emit) => client.on(message, (payload, frame) => emit({ payload, frame })))
   return {
     client,
@@ -162,7 +180,7 @@ const wrap = (client: PromiseClient): Client["Service"] => {
       )
     }),
     send: (message, ...[payload, options]) =>
-      fromSend(() => (client.send as (m: MessageSchema, p: unknown, o?: SendOptions) => boolean)(message, payload, options)),
+      fromSend(() => (client.send as (m: MessageLike, p: unknown, o?: SendOptions) => boolean)(message, payload, options)),
     request: (rpc, ...[payload, options]) =>
       Effect.callback((resume, signal) => {
         request(rpc, payload, { ...options, signal }).then(
@@ -170,13 +188,13 @@ const wrap = (client: PromiseClient): Client["Service"] => {
           (error: unknown) => resume(Effect.failCause(failureOf(error)))
         )
       }),
-    requestStream: <M extends RpcSchema>(rpc: M, ...[payload, options]: PayloadArgs<M, EffectRequestOptions>) =>
+    requestStream: <M extends RpcLike>(rpc: M, ...[payload, options]: PayloadArgs<M, EffectRequestOptions>) =>
       Stream.callback<RequestEvent<M>, RequestError>((queue) =>
         Effect.acquireRelease(
           Effect.sync(() => {
             const controller = new AbortController()
             const onProgress = (progress: ProgressOf<M>) => void Queue.offerUnsafe(queue, { _tag: "Progress", progress })
-            request(rpc, payload, { ...options, signal: controller.signal, onProgress } as RequestOptions<M>).then(
+            request(rpc, payload, { ...options, signal: controller.signal, onProgress } as RequestOptions<RpcOf<M>>).then(
               (reply) => {
                 Queue.offerUnsafe(queue, { _tag: "Reply", reply })
                 Queue.endUnsafe(queue)
@@ -239,24 +257,24 @@ export class Client extends Context.Service<Client, {
   /** Waits until the connection is open (connecting starts with the client). */
   readonly connect: Effect.Effect<void, ConnectionClosedError>
   /** Sends, or queues while offline; fails when the queue is full or the client closed. */
-  readonly send: <M extends MessageSchema>(
+  readonly send: <M extends MessageLike>(
     message: M,
     ...args: PayloadArgs<M, SendOptions>
   ) => Effect.Effect<void, ValidationError | ConnectionClosedError>
   /** An RPC; interrupting it gives up on the reply (a queued request is then never sent). */
-  readonly request: <M extends RpcSchema>(
+  readonly request: <M extends RpcLike>(
     rpc: M,
     ...args: PayloadArgs<M, EffectRequestOptions>
-  ) => Effect.Effect<Payload<M["response"]>, RequestError>
+  ) => Effect.Effect<Payload<RpcOf<M>["response"]>, RequestError>
   /** An RPC as a Stream: its progress, then its reply. */
-  readonly requestStream: <M extends RpcSchema>(
+  readonly requestStream: <M extends RpcLike>(
     rpc: M,
     ...args: PayloadArgs<M, EffectRequestOptions>
   ) => Stream.Stream<RequestEvent<M>, RequestError>
   /** Every inbound message of this schema, decoded, from now on. */
-  readonly messages: <M extends MessageSchema>(message: M) => Stream.Stream<Payload<M>>
+  readonly messages: <M extends MessageLike>(message: M) => Stream.Stream<Payload<M>>
   /** Like {@link messages}, with each message's frame. */
-  readonly frames: <M extends MessageSchema>(message: M) => Stream.Stream<Inbound<M>>
+  readonly frames: <M extends MessageLike>(message: M) => Stream.Stream<Inbound<M>>
   /** The current state, then every change; ends with `closed`. */
   readonly state: Stream.Stream<ClientState>
   /** Every close of the socket; ends with the one after which it does not reconnect. */

@@ -12,8 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { PayloadTooLarge } from "./Errors"
 import { mergeData } from "./internal/server/data"
-import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodePayload, isPendingResult } from "./Message"
+import type { MessageLike, MessageSchema, PayloadArgs, PayloadResult } from "./Message"
+import { encodePayload, isPendingResult, messageOf } from "./Message"
 
 /**
  * The fields durable-ws sets on every connection; `authenticate` cannot
@@ -38,6 +38,16 @@ export interface SystemData {
 export type ConnectionData<TData = {}> = SystemData & TData
 
 /**
+ * The name WS-Kit's Cloudflare adapter documents for the data of a
+ * connection: `clientId` (UUID v7), `resourceId?`, `connectedAt`, and what
+ * `authenticate` returned. The same type as {@link ConnectionData}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type DurableObjectWebSocketData<T = Record<string, unknown>> = ConnectionData<T>
+
+/**
  * Options for `send`.
  *
  * @since 0.1.0
@@ -46,6 +56,16 @@ export type ConnectionData<TData = {}> = SystemData & TData
 export interface SendOptions {
   /** Extra fields for the frame's `meta`. */
   readonly meta?: Readonly<Record<string, unknown>>
+  /** A send whose signal is already aborted is skipped. */
+  readonly signal?: AbortSignal | undefined
+  /** In a handler: copies the message's `correlationId` (when it has one) into the frame's `meta`. */
+  readonly inheritCorrelationId?: boolean | undefined
+  /**
+   * In a handler: makes `send` return a Promise of whether the frame was
+   * handed to the socket (after an asynchronous validator, if any).
+   * workerd shows no send buffer, so `"drain"` and `"ack"` both mean that.
+   */
+  readonly waitFor?: "drain" | "ack" | undefined
 }
 
 /**
@@ -69,7 +89,7 @@ export class Connection extends Context.Service<Connection, {
   /** A live view of the connection data. */
   readonly data: ConnectionData<Readonly<Record<string, unknown>>>
   readonly topics: ReadonlySet<string>
-  readonly send: <M extends MessageSchema>(message: M, ...args: PayloadArgs<M, SendOptions>) => Effect.Effect<void>
+  readonly send: <M extends MessageLike>(message: M, ...args: PayloadArgs<M, SendOptions>) => Effect.Effect<void>
   readonly assignData: (partial: Readonly<Record<string, unknown>>) => Effect.Effect<void, PayloadTooLarge>
   readonly close: (code?: number, reason?: string) => Effect.Effect<void>
 }>()("durable-ws/Connection") {
@@ -99,9 +119,9 @@ export class Connection extends Context.Service<Connection, {
           Effect.suspend(() => {
             const record = (encoded: PayloadResult) => {
               if (!encoded.ok) throw new Error(`durable-ws: outbound ${encoded.error.message}`)
-              options.sent?.push({ type: message.type, payload: encoded.value })
+              options.sent?.push({ type: messageOf(message).type, payload: encoded.value })
             }
-            const encoded = encodePayload(message, payload)
+            const encoded = encodePayload(messageOf(message), payload)
             return isPendingResult(encoded) ? Effect.promise(() => encoded.then(record)) : Effect.sync(() => record(encoded))
           }),
         assignData: (partial) => Effect.sync(() => void (data = mergeData(data, partial))),

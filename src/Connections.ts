@@ -8,7 +8,8 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type { ConnectionData, SendOptions } from "./Connection"
-import type { MessageSchema, PayloadArgs } from "./Message"
+import type { MessageLike, MessageSchema, PayloadArgs } from "./Message"
+import { messageOf } from "./Message"
 
 /**
  * A snapshot of one connection.
@@ -39,19 +40,22 @@ export class Connections extends Context.Service<Connections, {
   readonly count: Effect.Effect<number>
   readonly list: Effect.Effect<ReadonlyArray<ConnectionInfo>>
   /** Sends to one connection; false when no open connection has that clientId. */
-  readonly send: <M extends MessageSchema>(
+  readonly send: <M extends MessageLike>(
     clientId: string,
     message: M,
     ...args: PayloadArgs<M, SendOptions>
   ) => Effect.Effect<boolean>
   /** Sends to every open connection; returns how many were reached. */
-  readonly broadcast: <M extends MessageSchema>(
+  readonly broadcast: <M extends MessageLike>(
     message: M,
     ...args: PayloadArgs<M, BroadcastOptions>
   ) => Effect.Effect<number>
   /**
    * Closes one connection (e.g. kicks it with `CloseCodes.Forbidden`, which
-   * tells the client not to come back); false when no open connection has that clientId.
+   * tells the client not to come back). With `recovery`, a terminal code
+   * (1000, 1008, 4400–4499 except 4409) also ends its session, and ends the
+   * session of a client that is away (no open socket), so it cannot resume.
+   * False when there was neither an open connection nor a session to end.
    */
   readonly close: (clientId: string, code?: number, reason?: string) => Effect.Effect<boolean>
 }>()("durable-ws/Connections") {
@@ -74,7 +78,7 @@ export class Connections extends Context.Service<Connections, {
         send: (clientId, message, ...[payload]) =>
           Effect.sync(() => {
             if (!connections.some((c) => c.clientId === clientId)) return false
-            sent?.push({ clientId, type: message.type, payload })
+            sent?.push({ clientId, type: messageOf(message).type, payload })
             return true
           }),
         broadcast: (message, ...[payload, options]) =>
@@ -83,7 +87,7 @@ export class Connections extends Context.Service<Connections, {
             let reached = 0
             for (const c of connections) {
               if (excluded.has(c.clientId)) continue
-              sent?.push({ clientId: c.clientId, type: message.type, payload })
+              sent?.push({ clientId: c.clientId, type: messageOf(message).type, payload })
               reached++
             }
             return reached

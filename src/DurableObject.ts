@@ -21,11 +21,13 @@ import { hibernatingRegistry, memoryRegistry } from "./internal/server/registry"
 import { tablesOf } from "./internal/server/routes"
 import { infoOf } from "./internal/server/services"
 import * as Sockets from "./internal/server/sockets"
-import type { MessageSchema, PayloadArgs } from "./Message"
+import type { MessageLike, MessageSchema, PayloadArgs } from "./Message"
+import { messageOf } from "./Message"
 import type { DurableObjectHandlerOptions, HandlerOptions, LayerOption } from "./Options"
 import { heartbeat, resumeParameter } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
+import type { SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
 
 export type {
   AuthResult,
@@ -51,9 +53,15 @@ export interface DurableObjectHandler<TData = {}> {
   webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
   webSocketError(ws: WebSocket, error: unknown): Promise<void>
   /** Publishes to this instance's subscribers of `topic`, from no connection. Never rejects. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** The open connections of this instance. */
   connections(): ReadonlyArray<ConnectionInfo<TData>>
+  /**
+   * What a spanning topic's home calls (SPEC §14). A class built with
+   * `createDurableObjectHandler` forwards its own `deliverSpanned` method
+   * here; never route a public request to it.
+   */
+  deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer>
 }
 
 const text = (status: number, body: string, headers?: Record<string, string>) =>
@@ -74,9 +82,11 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
   if (config.allowedOrigins !== undefined && !config.allowedOrigins.has(request.headers.get("Origin") ?? "")) {
     return text(403, "Origin not allowed")
   }
-  const refused = full(instance)
-  if (refused !== undefined) return tooMany()
-  let authenticated: unknown = {}
+  const url = new URL(request.url)
+  const resume = url.searchParams.get(resumeParameter)
+  // Refused before `authenticate` runs, unless it is a resume, which does not count the socket it replaces.
+  if (resume === null && full(instance) !== undefined) return tooMany()
+  let authenticated: unknown = undefined
   if (config.authenticate !== undefined) {
     try {
       authenticated = await runAuthenticate(instance, request)
@@ -86,11 +96,10 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
     }
     if (authenticated === undefined || authenticated === null) return text(401, "Unauthorized")
   }
-  const url = new URL(request.url)
   let client: WebSocket | undefined
   const admitted = await admit(
     instance,
-    { authenticated, resourceId: resourceIdOf(url), resume: url.searchParams.get(resumeParameter) },
+    { authenticated, resourceId: resourceIdOf(url), resume },
     (clientId) => {
       const { 0: peer, 1: server } = new WebSocketPair()
       client = peer
@@ -99,7 +108,17 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
     }
   )
   if (isRefusal(admitted)) {
-    return admitted._tag === "ConnectionLimitExceeded" ? tooMany() : text(500, "Connection data too large")
+    switch (admitted._tag) {
+      case "ConnectionLimitExceeded":
+        return tooMany()
+      case "RateLimited":
+        // The session resumed too often; its token still holds.
+        return text(429, "Too many resumes", { "retry-after": String(Math.ceil(admitted.retryAfterMs / 1000)) })
+      case "Unauthorized":
+        return text(401, "Unauthorized")
+      case "PayloadTooLarge":
+        return text(500, "Connection data too large")
+    }
   }
   return new Response(null, { status: 101, webSocket: client! })
 }
@@ -132,7 +151,7 @@ export const createDurableObjectHandler = <TData, R>(
   ...[options]: [R] extends [never] ? [options?: DurableObjectHandlerOptions<TData, R>]
     : [options: DurableObjectHandlerOptions<TData, R>]
 ): DurableObjectHandler<TData> => {
-  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0])
+  const config = resolveOptions((options ?? {}) as Parameters<typeof resolveOptions>[0], false, tablesOf(router).limits)
   const { state } = config
   const instance = new Instance(
     tablesOf(router),
@@ -155,8 +174,12 @@ export const createDurableObjectHandler = <TData, R>(
     webSocketClose: (ws, code, reason) => Sockets.close(instance, ws, code, reason),
     webSocketError: (ws, error) => Sockets.error(instance, ws, error),
     publish: (topic, message, ...[payload, publishOptions]) =>
-      instance.publish(topic, message, payload, publishOptions, undefined),
-    connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>)
+      instance.publish(topic, messageOf(message), payload, publishOptions, undefined),
+    connections: () => Array.from(instance.connections(), (connection) => infoOf(connection) as ConnectionInfo<TData>),
+    deliverSpanned: (delivery) =>
+      instance.span === undefined
+        ? Promise.reject(new Error("durable-ws: this object has no spanning topics (no `span` option)"))
+        : instance.span.deliver(delivery)
   }
 }
 
@@ -173,6 +196,7 @@ export interface WebSocketDurableObjectClass<TData> {
     webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): Promise<void>
     webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
     webSocketError(ws: WebSocket, error: unknown): Promise<void>
+    deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer>
   }
 }
 
@@ -189,7 +213,7 @@ export const WebSocketDurableObject = <TData, R>(
   options: Omit<HandlerOptions<TData, R>, "state" | "env"> & LayerOption<R>
 ): WebSocketDurableObjectClass<TData> => {
   // Checked once, when the class is defined, not first when an object is constructed.
-  resolveOptions(options as Parameters<typeof resolveOptions>[0], true)
+  resolveOptions(options as Parameters<typeof resolveOptions>[0], true, tablesOf(router).limits)
   return class WebSocketRouterObject extends DurableObject<Cloudflare.Env> {
     readonly ws: DurableObjectHandler<TData>
     constructor(state: DurableObjectState, env: Cloudflare.Env) {
@@ -207,6 +231,10 @@ export const WebSocketDurableObject = <TData, R>(
     }
     override webSocketError(ws: WebSocket, error: unknown): Promise<void> {
       return this.ws.webSocketError(ws, error)
+    }
+    /** Called by a spanning topic's home through a stub (Durable Object RPC); no request reaches it. */
+    deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer> {
+      return this.ws.deliverSpanned(delivery)
     }
   }
 }

@@ -58,6 +58,59 @@ export interface WireError {
 }
 
 /**
+ * The payload of an error frame whose code the application chose (WS-Kit's
+ * custom codes: `ctx.error("QUOTA_EXCEEDED", ...)`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface CustomWireError extends Omit<WireError, "code" | "retryAfterMs"> {
+  readonly code: string
+  /** `null`: do not retry. */
+  readonly retryAfterMs?: number | null
+}
+
+const descriptions: Readonly<Record<ErrorCode, string>> = {
+  UNAUTHENTICATED: "Not signed in",
+  PERMISSION_DENIED: "Not allowed",
+  INVALID_ARGUMENT: "Invalid request",
+  FAILED_PRECONDITION: "Not possible in the current state",
+  NOT_FOUND: "Not found",
+  ALREADY_EXISTS: "Already exists",
+  UNIMPLEMENTED: "Not supported",
+  CANCELLED: "Cancelled",
+  DEADLINE_EXCEEDED: "Took too long",
+  RESOURCE_EXHAUSTED: "Limit reached",
+  UNAVAILABLE: "Unavailable, try again",
+  ABORTED: "Aborted by a conflict, try again",
+  INTERNAL: "Internal server error"
+}
+
+/**
+ * The message an error frame carries when the handler gave none: a short
+ * description of a standard code, or the code itself.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const describeCode = (code: string): string =>
+  Object.hasOwn(descriptions, code) ? descriptions[code as ErrorCode] : code
+
+/**
+ * An error a handler sent with `ctx.error(code, message, details)`, as the
+ * `onError` hooks see it; `code` may be a standard code or the
+ * application's own.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class SentError extends Schema.TaggedError<SentError>()("SentError", {
+  code: Schema.String,
+  message: Schema.String,
+  details: Schema.optional(Schema.Unknown)
+}) {}
+
+/**
  * One schema problem, as reported in `details.issues`.
  *
  * @since 0.1.0
@@ -164,7 +217,7 @@ export class ConnectionLimitExceeded extends Schema.TaggedError<ConnectionLimitE
  */
 export class TopicError extends Schema.TaggedError<TopicError>()("TopicError", {
   topic: Schema.String,
-  code: Schema.Literals(["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED"]),
+  code: Schema.Literals(["INVALID_ARGUMENT", "RESOURCE_EXHAUSTED", "PERMISSION_DENIED", "UNAVAILABLE"]),
   message: Schema.String
 }) {}
 

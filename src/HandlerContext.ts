@@ -7,7 +7,17 @@
  */
 import type { ErrorCode } from "./Errors"
 import type { ConnectionData, SendOptions } from "./Connection"
-import type { MessageSchema, Payload, PayloadArgs, RpcSchema } from "./Message"
+import type {
+  MessageLike,
+  MessageOf,
+  MessageSchema,
+  MetaOf,
+  Payload,
+  PayloadArgs,
+  PayloadArgsWithOptions,
+  RpcLike,
+  RpcOf
+} from "./Message"
 import type { PublishOptions, PublishResult } from "./PubSub"
 
 /**
@@ -35,9 +45,15 @@ export interface ConnectionContext<TData = {}> {
   readonly data: ConnectionData<TData>
   /** Merges into the connection data (persisted across hibernation; 16 KiB at most). */
   assignData(partial: Partial<TData>): void
-  send<M extends MessageSchema>(message: M, ...args: PayloadArgs<M, SendOptions>): void
+  /** Sends to this connection. */
+  send<M extends MessageLike>(message: M, ...args: PayloadArgs<M, SendOptions & { readonly waitFor?: undefined }>): void
+  /** Sends to this connection; resolves with whether the frame was handed to the socket. */
+  send<M extends MessageLike>(
+    message: M,
+    ...args: PayloadArgsWithOptions<M, SendOptions & { readonly waitFor: "drain" | "ack" }>
+  ): Promise<boolean>
   /** Publishes to subscribers of `topic` in this instance. Never rejects. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   readonly topics: Topics
   close(code?: number, reason?: string): void
   /** The Durable Object's storage (throws when the router runs without one). */
@@ -78,12 +94,65 @@ export interface CloseContext<TData = {}> extends ConnectionContext<TData> {
  * @since 0.1.0
  * @category models
  */
-export interface MessageContext<M extends MessageSchema = MessageSchema, TData = {}> extends ConnectionContext<TData> {
-  readonly type: M["type"]
+export interface MessageContext<M extends MessageLike = MessageLike, TData = {}> extends ConnectionContext<TData> {
+  readonly type: MessageOf<M>["type"]
   readonly payload: Payload<M>
-  readonly meta: Readonly<Record<string, unknown>>
-  /** Sends an error frame (`RPC_ERROR` for an RPC request). */
-  error(code: ErrorCode, message: string, details?: unknown): void
+  readonly meta: MetaOf<M>
+  /** When the frame arrived, in ms since the epoch. */
+  readonly receivedAt: number
+  /**
+   * Sends an error frame (`RPC_ERROR` for an RPC request, which it answers):
+   * a standard code or the application's own, a message (the code's
+   * description when left out), details, and options. `onError` hears of it.
+   */
+  error(code: ErrorCode | (string & {}), message?: string, details?: unknown, options?: ErrorOptions): void
+}
+
+/**
+ * `ctx.error`'s options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ErrorOptions {
+  /** Whether the client may retry (included in the payload when given). */
+  readonly retryable?: boolean
+  /** When the client may retry, in ms (`null`: not at all). */
+  readonly retryAfterMs?: number | null
+  /** Extra fields for the frame's `meta` (`correlationId` stays the request's). */
+  readonly meta?: Readonly<Record<string, unknown>>
+  /** The error behind it, for `onError` (never sent). */
+  readonly cause?: unknown
+}
+
+/**
+ * `ctx.progress`'s options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ProgressOptions {
+  /** Extra fields for the frame's `meta` (`correlationId` stays the request's). */
+  readonly meta?: Readonly<Record<string, unknown>>
+  /** Progress whose signal is already aborted is skipped. */
+  readonly signal?: AbortSignal | undefined
+  /** Progress sent less than this many ms after the last one that went out is skipped. */
+  readonly throttleMs?: number | undefined
+}
+
+/**
+ * `ctx.reply`'s options.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ReplyOptions {
+  /** Extra fields for the frame's `meta` (`correlationId` stays the request's). */
+  readonly meta?: Readonly<Record<string, unknown>>
+  /** A reply whose signal is already aborted is skipped (the request stays unanswered). */
+  readonly signal?: AbortSignal | undefined
+  /** Makes `reply` return a Promise that settles once the reply was handed to the socket. */
+  readonly waitFor?: "drain" | "ack" | undefined
 }
 
 /**
@@ -93,13 +162,19 @@ export interface MessageContext<M extends MessageSchema = MessageSchema, TData =
  * @since 0.1.0
  * @category models
  */
-export interface RpcContext<M extends RpcSchema = RpcSchema, TData = {}> extends MessageContext<M, TData> {
-  reply(...args: PayloadArgs<M["response"], SendOptions>): void
+export interface RpcContext<M extends RpcLike = RpcLike, TData = {}> extends MessageContext<M, TData> {
+  reply(...args: PayloadArgs<RpcOf<M>["response"], ReplyOptions & { readonly waitFor?: undefined }>): void
+  reply(
+    ...args: PayloadArgsWithOptions<RpcOf<M>["response"], ReplyOptions & { readonly waitFor: "drain" | "ack" }>
+  ): Promise<void>
   /**
-   * Sends progress to the requesting connection only, validated against
-   * the rpc's `progress` schema, before the reply. Dropped once the request
-   * was answered or ran past its deadline, or the connection closed. Only an
-   * rpc declared with `{ progress }` has it (`never` otherwise).
+   * Sends progress (`$ws:rpc-progress`) to the requesting connection only,
+   * before the reply. An rpc declared with `{ progress }` types it and
+   * validates it on the way out; any other rpc sends it as given (it must
+   * be JSON). Dropped once the request was answered or ran past its
+   * deadline, or the connection closed.
    */
-  readonly progress: M["progress"] extends MessageSchema ? (...args: PayloadArgs<M["progress"], never>) => void : never
+  readonly progress: RpcOf<M>["progress"] extends MessageSchema
+    ? (...args: PayloadArgs<RpcOf<M>["progress"], ProgressOptions>) => void
+    : (payload?: unknown, options?: ProgressOptions) => void
 }

@@ -96,6 +96,7 @@ export interface FieldsSchema<F extends Fields = Fields> extends StandardSchemaV
 }
 
 const codecs = Symbol.for("durable-ws/Message/codecs")
+const metaCodecs = Symbol.for("durable-ws/Message/metaCodecs")
 
 /**
  * A message definition: its wire `type` and the schema of its payload
@@ -113,7 +114,131 @@ export interface MessageSchema<
   readonly schema: S
   /** The payload codecs, built once with the message: opaque, and not part of the wire contract. */
   readonly [codecs]: unknown
+  /**
+   * The meta codecs, when the message declares a meta schema (its extended
+   * meta, then also its `meta` field): inbound frames must pass it, and
+   * handlers get it typed. Opaque, like the payload codecs.
+   */
+  readonly [metaCodecs]?: unknown
 }
+
+/**
+ * The key under which a schema that stands for a message keeps the message
+ * it stands for. `durable-ws/zod` and `durable-ws/valibot` build each
+ * message as a schema of its whole envelope (`Ping.safeParse(frame)`) with
+ * the message under this key, so the router, `send`, `publish` and the
+ * client take either.
+ *
+ * @since 0.1.0
+ * @category symbols
+ */
+export const MessageDefinition: unique symbol = Symbol.for("durable-ws/Message/definition")
+
+/**
+ * Something that stands for a message: a validator's schema of the whole
+ * envelope, carrying the {@link MessageSchema} under {@link MessageDefinition}.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DefinesMessage<M extends MessageSchema = MessageSchema> {
+  readonly [MessageDefinition]: M
+}
+
+/**
+ * What every API that takes a message accepts: a message, or a schema that
+ * stands for one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MessageLike = MessageSchema | DefinesMessage
+
+/**
+ * What every API that takes an rpc accepts.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RpcLike = RpcSchema | DefinesMessage<RpcSchema>
+
+/**
+ * The message a {@link MessageLike} stands for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MessageOf<M> = M extends DefinesMessage<infer D extends MessageSchema> ? D
+  : M extends MessageSchema ? M
+  : never
+
+/**
+ * The rpc an {@link RpcLike} stands for.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RpcOf<M> = M extends DefinesMessage<infer D extends RpcSchema> ? D
+  : M extends RpcSchema ? M
+  : never
+
+/**
+ * The message a {@link MessageLike} stands for, at run time.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const messageOf = <M extends MessageLike>(m: M): MessageOf<M> =>
+  (MessageDefinition in m ? m[MessageDefinition] : m) as MessageOf<M>
+
+/**
+ * The message type literal of a schema that stands for a message (`"PING"`),
+ * as WS-Kit's `InferType`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferType<S extends DefinesMessage> = S[typeof MessageDefinition]["type"]
+
+/**
+ * The payload type of a schema that stands for a message (`never` for one
+ * without payload), as WS-Kit's `InferPayload`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferPayload<S extends DefinesMessage> = S[typeof MessageDefinition]["schema"] extends undefined ? never
+  : Payload<S>
+
+/**
+ * The extended meta fields of a schema that stands for a message (`{}` for
+ * none), as WS-Kit's `InferMeta`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferMeta<S extends DefinesMessage> = S[typeof MessageDefinition] extends
+  { readonly meta: infer M extends PayloadSchema } ? Omit<Decoded<M>, "timestamp" | "correlationId"> : {}
+
+/**
+ * The response payload of a schema that stands for an rpc (`never` for a
+ * message), as WS-Kit's `InferResponse`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type InferResponse<S extends DefinesMessage> = S[typeof MessageDefinition] extends RpcSchema
+  ? Payload<S[typeof MessageDefinition]["response"]>
+  : never
+
+/**
+ * The rpc an {@link RpcLike} stands for, at run time.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const rpcOf = <M extends RpcLike>(m: M): RpcOf<M> =>
+  (MessageDefinition in m ? m[MessageDefinition] : m) as RpcOf<M>
 
 /**
  * A request/response pair: the request is a message whose handler must
@@ -143,12 +268,14 @@ type Outgoing<S> = S extends Schema.Top ? S["Type"]
   : undefined
 
 /**
- * The decoded progress payload of an rpc (`never` when it declares none).
+ * The decoded progress payload of an rpc (`unknown` when it declares none:
+ * its handler may still send progress, unchecked).
  *
  * @since 0.1.0
  * @category models
  */
-export type ProgressOf<M extends RpcSchema> = M["progress"] extends MessageSchema ? Payload<M["progress"]> : never
+export type ProgressOf<M extends RpcLike> = RpcOf<M>["progress"] extends MessageSchema ? Payload<RpcOf<M>["progress"]>
+  : unknown
 
 /**
  * The decoded payload type of a message (`undefined` when it has none):
@@ -157,7 +284,18 @@ export type ProgressOf<M extends RpcSchema> = M["progress"] extends MessageSchem
  * @since 0.1.0
  * @category models
  */
-export type Payload<M extends MessageSchema> = Decoded<M["schema"]>
+export type Payload<M extends MessageLike> = Decoded<MessageOf<M>["schema"]>
+
+/**
+ * The decoded `meta` of a message: its declared meta schema's type, or a
+ * plain record when it declares none.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MetaOf<M extends MessageLike> = MessageOf<M> extends { readonly meta: infer S extends PayloadSchema }
+  ? Readonly<Decoded<S>> & Readonly<Record<string, unknown>>
+  : Readonly<Record<string, unknown>>
 
 /**
  * The payload type `send`, `reply` and `publish` take for a message: an
@@ -167,7 +305,7 @@ export type Payload<M extends MessageSchema> = Decoded<M["schema"]>
  * @since 0.1.0
  * @category models
  */
-export type OutgoingPayload<M extends MessageSchema> = Outgoing<M["schema"]>
+export type OutgoingPayload<M extends MessageLike> = Outgoing<MessageOf<M>["schema"]>
 
 /**
  * The arguments that follow a message in `send`/`publish`: the payload when
@@ -176,9 +314,20 @@ export type OutgoingPayload<M extends MessageSchema> = Outgoing<M["schema"]>
  * @since 0.1.0
  * @category models
  */
-export type PayloadArgs<M extends MessageSchema, Opts> = M["schema"] extends PayloadSchema
+export type PayloadArgs<M extends MessageLike, Opts> = MessageOf<M>["schema"] extends PayloadSchema
   ? [payload: OutgoingPayload<M>, options?: Opts]
   : [payload?: undefined, options?: Opts]
+
+/**
+ * Like {@link PayloadArgs}, with the options required: the form of `send`
+ * that returns a Promise (`{ waitFor }`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PayloadArgsWithOptions<M extends MessageLike, Opts> = MessageOf<M>["schema"] extends PayloadSchema
+  ? [payload: OutgoingPayload<M>, options: Opts]
+  : [payload: undefined, options: Opts]
 
 const checkType = (type: string): void => {
   if (typeof type !== "string" || type.length === 0) {
@@ -226,10 +375,20 @@ const define = (type: string, payload: PayloadInput): Definition => {
   return { schema: fieldsSchema(fields as Fields, codec), codec }
 }
 
-const make = (type: string, payload: PayloadInput, reserved = false): MessageSchema => {
+const make = (type: string, payload: PayloadInput, reserved = false, meta: PayloadInput = undefined): MessageSchema => {
   if (!reserved) checkType(type)
   const { schema, codec } = define(type, payload)
-  return { _tag: "MessageSchema", type, schema, [codecs]: codec }
+  if (meta === undefined) return { _tag: "MessageSchema", type, schema, [codecs]: codec }
+  const declared = define(type, meta)
+  const withMeta: MessageSchema & { readonly meta: PayloadSchema | undefined } = {
+    _tag: "MessageSchema",
+    type,
+    schema,
+    meta: declared.schema,
+    [codecs]: codec,
+    [metaCodecs]: declared.codec
+  }
+  return withMeta
 }
 
 /**
@@ -257,22 +416,39 @@ export type SchemaOf<P extends PayloadInput> = P extends undefined ? undefined
   : never
 
 /**
+ * The `meta` field a message declared with a meta schema carries.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type MetaField<Meta extends PayloadInput> = [Meta] extends [undefined] ? {} : { readonly meta: SchemaOf<Meta> }
+
+/**
  * Defines a message. The payload is a record of fields, a schema, or
  * absent; a schema or field is an Effect Schema or any Standard Schema v1
- * validator, mixed freely.
+ * validator, mixed freely. An optional third argument declares the frame's
+ * extended `meta` (fields or a schema): inbound frames must pass it, and
+ * `ctx.meta` is typed by it.
  *
  * @example
  * const Ping = message("PING", { text: Schema.String })
  * const Zed = message("ZED", { text: z.string(), at: Schema.Number })
  * const Bare = message("BARE")
+ * const Say = message("SAY", { text: Schema.String }, { roomId: Schema.String })
  *
  * @since 0.1.0
  * @category constructors
  */
-export const message = <const Type extends string, const P extends PayloadInput = undefined>(
+export const message = <
+  const Type extends string,
+  const P extends PayloadInput = undefined,
+  const Meta extends PayloadInput = undefined
+>(
   type: Type,
-  payload?: P
-): MessageSchema<Type, SchemaOf<P>> => make(type, payload) as MessageSchema<Type, SchemaOf<P>>
+  payload?: P,
+  meta?: Meta
+): MessageSchema<Type, SchemaOf<P>> & MetaField<Meta> =>
+  make(type, payload, false, meta) as MessageSchema<Type, SchemaOf<P>> & MetaField<Meta>
 
 /**
  * Options of {@link rpc}: `progress` declares what the handler may send
@@ -281,8 +457,10 @@ export const message = <const Type extends string, const P extends PayloadInput 
  * @since 0.1.0
  * @category models
  */
-export interface RpcOptions<P extends PayloadInput = PayloadInput> {
+export interface RpcOptions<P extends PayloadInput = PayloadInput, Meta extends PayloadInput = PayloadInput> {
   readonly progress?: P
+  /** The request's extended `meta` (fields or a schema), as `message`'s third argument. */
+  readonly meta?: Meta
 }
 
 /**
@@ -294,6 +472,14 @@ export interface RpcOptions<P extends PayloadInput = PayloadInput> {
 export type ProgressMessage<O> = O extends { readonly progress: infer P extends PayloadInput }
   ? [P] extends [undefined] ? undefined : MessageSchema<typeof progressType, SchemaOf<P>>
   : undefined
+
+/**
+ * The `meta` field of an rpc whose {@link RpcOptions} declare one.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RequestMeta<O> = O extends { readonly meta: infer Meta extends PayloadInput } ? MetaField<Meta> : {}
 
 /**
  * Defines a request/response pair. The handler registered with
@@ -321,15 +507,12 @@ export const rpc = <
   responseType: ResType,
   response: Res,
   options?: O
-): RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>, ProgressMessage<O>> => {
+): RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>, ProgressMessage<O>> & RequestMeta<O> => {
   const responseMessage = make(responseType, response)
   const progress = options?.progress === undefined ? undefined : make(progressType, options.progress, true)
-  return { ...make(requestType, request), response: responseMessage, progress } as RpcSchema<
-    ReqType,
-    SchemaOf<Req>,
-    MessageSchema<ResType, SchemaOf<Res>>,
-    ProgressMessage<O>
-  >
+  return { ...make(requestType, request, false, options?.meta), response: responseMessage, progress } as
+    & RpcSchema<ReqType, SchemaOf<Req>, MessageSchema<ResType, SchemaOf<Res>>, ProgressMessage<O>>
+    & RequestMeta<O>
 }
 
 /**
@@ -337,6 +520,33 @@ export const rpc = <
  * @category guards
  */
 export const isRpc = (m: MessageSchema): m is RpcSchema => "response" in m
+
+/**
+ * Whether a message declares a meta schema that inbound frames must pass.
+ *
+ * @since 0.1.0
+ * @category guards
+ */
+export const declaresMeta = (m: MessageSchema): boolean => m[metaCodecs] !== undefined
+
+/**
+ * Validates an inbound frame's `meta` against the message's declared meta
+ * schema (`{ ok: true }` with the meta as it came when it declares none).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeMeta = (m: MessageSchema, meta: unknown): PayloadResult | Promise<PayloadResult> => {
+  const c = m[metaCodecs] as PayloadCodec | undefined
+  if (c === undefined) return { ok: true, value: meta }
+  const outcome = c.decode(meta)
+  const toMeta = (settled: Outcome): PayloadResult =>
+    settled.ok ? settled : {
+      ok: false,
+      error: new ValidationError({ message: `Invalid meta for "${m.type}"`, issues: settled.issues })
+    }
+  return isPending(outcome) ? outcome.then(toMeta) : toMeta(outcome)
+}
 
 // ---------------------------------------------------------------------------
 // Payload validation

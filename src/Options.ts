@@ -11,6 +11,7 @@ import type * as Layer from "effect/Layer"
 import type { Connections } from "./Connections"
 import type { ConnectionContext } from "./HandlerContext"
 import type { PubSub } from "./PubSub"
+import type { SpanOptions } from "./SpanningTopic"
 import type { Storage } from "./Storage"
 
 /**
@@ -45,8 +46,20 @@ export interface RecoveryOptions {
   readonly maxAgeMs?: number
   /** How long a session stays resumable after its socket closed (default 120 000 ms). */
   readonly sessionTtlMs?: number
-  /** Answered RPC requests remembered per session (default 100). */
+  /** RPC requests (and their replies) remembered per session (default 100). */
   readonly replyCacheSize?: number
+  /** Bytes of replayed frames one resume may send (default 1 MiB); past it the replay stops and says `truncated`. */
+  readonly maxReplayBytes?: number
+  /** Sessions kept per object (default 10 000); past it the one closed longest ago is dropped. */
+  readonly maxSessions?: number
+  /**
+   * Who a session belongs to, from `authenticate`'s result: a resume is
+   * granted only to the same identity. Default: the canonical JSON of the
+   * result (keys sorted), or `""` without `authenticate`.
+   */
+  readonly identity?: (authData: unknown) => string
+  /** Resumes of one session: a burst of `burst` (default 5), then one per `intervalMs` (default 2000); beyond it HTTP 429. */
+  readonly resumeRate?: { readonly burst?: number; readonly intervalMs?: number }
 }
 
 /**
@@ -62,7 +75,11 @@ export const defaults = {
     maxMessages: 1000,
     maxAgeMs: 120_000,
     sessionTtlMs: 120_000,
-    replyCacheSize: 100
+    replyCacheSize: 100,
+    maxReplayBytes: 1024 * 1024,
+    maxSessions: 10_000,
+    resumeBurst: 5,
+    resumeIntervalMs: 2000
   }
 } as const
 
@@ -114,6 +131,11 @@ export interface HandlerOptions<TData, R> {
    * object's SQLite); off by default, needs `state`.
    */
   readonly recovery?: boolean | RecoveryOptions
+  /**
+   * Topics that span objects (a home object per topic sequences, logs and
+   * delivers them to every object with subscribers); needs `state`.
+   */
+  readonly span?: SpanOptions
 }
 
 /**

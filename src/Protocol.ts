@@ -14,7 +14,7 @@
  * @since 0.1.0
  */
 import * as Predicate from "effect/Predicate"
-import type { WireError } from "./Errors"
+import type { CustomWireError, WireError } from "./Errors"
 import { PayloadTooLarge, ValidationError } from "./Errors"
 
 // ---------------------------------------------------------------------------
@@ -26,7 +26,9 @@ import { PayloadTooLarge, ValidationError } from "./Errors"
  *
  * - `session`: the first frame of a connection with recovery (its session, token and log position);
  * - `resumed`: the outcome of a resume, after the replay;
- * - `progress`: rpc progress, sent to the requester before the one reply;
+ * - `progress`: rpc progress, sent to the requester before the one reply, in WS-Kit's
+ *   shape (`$ws:rpc-progress`, which WS-Kit's client understands);
+ * - `legacyProgress`: what durable-ws sent for progress before; clients still read it;
  * - `heartbeat` / `heartbeatAck`: the keep-alive pair.
  *
  * @since 0.1.0
@@ -35,7 +37,8 @@ import { PayloadTooLarge, ValidationError } from "./Errors"
 export const ReservedTypes = {
   session: "$session",
   resumed: "$resumed",
-  progress: "$progress",
+  progress: "$ws:rpc-progress",
+  legacyProgress: "$progress",
   heartbeat: "__heartbeat",
   heartbeatAck: "__heartbeat_ack"
 } as const
@@ -50,12 +53,23 @@ export const ReservedTypes = {
 export const ErrorTypes = { error: "ERROR", rpcError: "RPC_ERROR" } as const
 
 /**
- * The wire type of progress frames: `{"type":"$progress","meta":{"correlationId"},"payload"}`.
+ * The wire type of progress frames:
+ * `{"type":"$ws:rpc-progress","meta":{"timestamp","correlationId"},"payload"}`.
  *
  * @since 0.1.0
  * @category constants
  */
 export const progressType: typeof ReservedTypes.progress = ReservedTypes.progress
+
+/**
+ * Whether a frame type is rpc progress: today's type, or the one older
+ * durable-ws servers sent (`$progress`).
+ *
+ * @since 0.1.0
+ * @category predicates
+ */
+export const isProgressType = (type: string): boolean =>
+  type === ReservedTypes.progress || type === ReservedTypes.legacyProgress
 
 /**
  * Types that clients may not use: `$…` and `__…` are reserved for the
@@ -235,10 +249,18 @@ export const encodeFrame = (type: string, payload: unknown, meta?: Readonly<Reco
  * @since 0.1.0
  * @category encoding
  */
-export const encodeErrorFrame = (error: WireError, correlationId: string | undefined): string =>
+export const encodeErrorFrame = (
+  error: WireError | CustomWireError,
+  correlationId: string | undefined,
+  meta?: Readonly<Record<string, unknown>>
+): string =>
   correlationId === undefined
-    ? JSON.stringify({ type: ErrorTypes.error, meta: {}, payload: error })
-    : JSON.stringify({ type: ErrorTypes.rpcError, meta: { correlationId }, payload: error })
+    ? JSON.stringify({ type: ErrorTypes.error, meta: meta ?? {}, payload: error })
+    : JSON.stringify({
+      type: ErrorTypes.rpcError,
+      meta: meta === undefined ? { correlationId } : { ...meta, correlationId },
+      payload: error
+    })
 
 /**
  * A frame as the client receives it: a JSON object with a string `type`.
@@ -306,7 +328,10 @@ export type ResumedPayload =
   | {
     readonly recovered: true
     readonly replayed: number
+    /** Topics that lost entries after the watermark (pruned, or cut short by `truncated`). */
     readonly gaps: ReadonlyArray<string>
+    /** The replay stopped at the server's `maxReplayBytes`. */
+    readonly truncated: boolean
   }
   | { readonly recovered: false; readonly reason: typeof unknownSession }
 
@@ -317,6 +342,15 @@ export type ResumedPayload =
  * @category constants
  */
 export const unknownSession = "UNKNOWN_SESSION"
+
+/**
+ * `details.reason` of the `RPC_ERROR ABORTED` that answers a resent request
+ * whose handler a restart cut off: its outcome is unknown.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const interruptedReason = "INTERRUPTED"
 
 /**
  * @since 0.1.0

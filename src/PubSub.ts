@@ -12,11 +12,15 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
 import { Connection } from "./Connection"
 import type { ErrorCode } from "./Errors"
 import { TopicError } from "./Errors"
-import type { MessageSchema, PayloadArgs, PayloadResult } from "./Message"
-import { encodePayload, isPendingResult } from "./Message"
+import type { PublishScope } from "./internal/server/scope"
+import { currentScope } from "./internal/server/scope"
+import type { MessageLike, MessageSchema, PayloadArgs, PayloadResult } from "./Message"
+import { encodePayload, isPendingResult, message, messageOf } from "./Message"
+import { isReservedType } from "./Protocol"
 
 /**
  * @since 0.1.0
@@ -31,13 +35,15 @@ export interface PublishOptions {
 
 /**
  * The outcome of a publish; it never throws. `matched` counts the sockets
- * the frame was handed to.
+ * the frame was handed to. For a topic that spans objects, the publish is
+ * done once the topic's home logged it: `seq` is its place in the topic's
+ * order and `matched` counts the edge objects it is being delivered to.
  *
  * @since 0.1.0
  * @category models
  */
 export type PublishResult =
-  | { readonly ok: true; readonly matched: number }
+  | { readonly ok: true; readonly matched: number; readonly seq?: number }
   | { readonly ok: false; readonly error: ErrorCode; readonly message: string }
 
 /**
@@ -77,7 +83,7 @@ export const checkTopic = (topic: unknown): string | undefined =>
 export class PubSub extends Context.Service<PubSub, {
   readonly subscribe: (topic: string) => Effect.Effect<void, TopicError, Connection>
   readonly unsubscribe: (topic: string) => Effect.Effect<void, never, Connection>
-  readonly publish: <M extends MessageSchema>(
+  readonly publish: <M extends MessageLike>(
     topic: string,
     message: M,
     ...args: PayloadArgs<M, PublishOptions>
@@ -113,10 +119,10 @@ export class PubSub extends Context.Service<PubSub, {
         publish: (topic, message, ...[payload]) => {
           const record = (encoded: PayloadResult): PublishResult => {
             if (!encoded.ok) return { ok: false, error: "INVALID_ARGUMENT", message: encoded.error.message }
-            published?.push({ topic, type: message.type, payload: encoded.value })
+            published?.push({ topic, type: messageOf(message).type, payload: encoded.value })
             return { ok: true, matched: of(topic).size }
           }
-          const encoded = encodePayload(message, payload)
+          const encoded = encodePayload(messageOf(message), payload)
           return isPendingResult(encoded) ? Effect.promise(() => encoded.then(record)) : Effect.sync(() => record(encoded))
         },
         subscriberCount: (topic) => Effect.sync(() => of(topic).size)
@@ -125,17 +131,114 @@ export class PubSub extends Context.Service<PubSub, {
 }
 
 /**
- * The name WS-Kit's Cloudflare adapter gives the per-instance pub/sub: in
- * durable-ws it is the {@link PubSub} service, which every instance
- * provides to its handlers.
+ * A listener of a {@link DurablePubSub} channel: it gets each message as
+ * published (a string as it was, anything else as JSON text).
  *
  * @since 0.1.0
- * @category services
+ * @category models
  */
-export const DurablePubSub = PubSub
+export type ChannelListener = (message: unknown) => void | Promise<void>
+
+const adHocTypes = 256
 
 /**
+ * WS-Kit's `DurablePubSub`, with the API its Cloudflare adapter documents:
+ * `publish(channel, message)`, `subscribe(channel, listener)`,
+ * `unsubscribe(channel, listener)` and `destroy()`.
+ *
+ * Listeners are in-memory and belong to this object: create one per
+ * Durable Object (in its constructor) for per-instance channels. A publish
+ * made while a handler of a durable-ws router runs also reaches the sockets
+ * of that instance subscribed to the topic `channel` (`ctx.topics.subscribe`),
+ * through the same path as `ctx.publish` — `authorizePublish`, and with
+ * `recovery` the log — when the message is a frame: a JSON object (or its
+ * text) with a string `type` (its `payload` and `meta` are sent; durable-ws
+ * frames carry nothing else). The Effect-native service is {@link PubSub}.
+ *
+ * @example
+ * const pubsub = new DurablePubSub()
+ * pubsub.subscribe("notifications", (message) => console.log(message))
+ * await pubsub.publish("notifications", JSON.stringify({ type: "NOTIFICATION", payload: { text: "Hello" } }))
+ *
  * @since 0.1.0
- * @category services
+ * @category constructors
  */
-export type DurablePubSub = PubSub
+export class DurablePubSub {
+  readonly #channels = new Map<string, Set<ChannelListener>>()
+  readonly #messages = new Map<string, MessageSchema>()
+  #destroyed = false
+
+  /**
+   * Publishes to this object's listeners of `channel` (each awaited; one
+   * that throws is logged) and, inside a handler, to the instance's
+   * subscribers of the topic. Never rejects.
+   */
+  async publish(channel: string, message: unknown): Promise<void> {
+    if (this.#destroyed) return
+    const data = typeof message === "string" || message instanceof ArrayBuffer || message instanceof Uint8Array
+      ? message
+      : JSON.stringify(message)
+    const scope = currentScope()
+    if (scope !== undefined && typeof data === "string") await this.#toSockets(scope, channel, data)
+    for (const listener of Array.from(this.#channels.get(channel) ?? [])) {
+      try {
+        await listener(data)
+      } catch (error) {
+        console.error(`durable-ws: a DurablePubSub listener of "${channel}" threw`, error)
+      }
+    }
+  }
+
+  /** Calls `listener` with every message published to `channel` through this object. */
+  subscribe(channel: string, listener: ChannelListener): void {
+    if (this.#destroyed) return
+    let listeners = this.#channels.get(channel)
+    if (listeners === undefined) this.#channels.set(channel, listeners = new Set())
+    listeners.add(listener)
+  }
+
+  unsubscribe(channel: string, listener: ChannelListener): void {
+    const listeners = this.#channels.get(channel)
+    if (listeners === undefined) return
+    listeners.delete(listener)
+    if (listeners.size === 0) this.#channels.delete(channel)
+  }
+
+  /** Drops every listener; publishing through this object does nothing from then on. */
+  destroy(): void {
+    this.#destroyed = true
+    this.#channels.clear()
+    this.#messages.clear()
+  }
+
+  async #toSockets(scope: PublishScope, channel: string, text: string): Promise<void> {
+    let frame: unknown
+    try {
+      frame = JSON.parse(text)
+    } catch {
+      return
+    }
+    if (frame === null || typeof frame !== "object" || Array.isArray(frame)) return
+    const { type, payload, meta } = frame as { type?: unknown; payload?: unknown; meta?: unknown }
+    if (typeof type !== "string" || isReservedType(type) || type.length === 0) return
+    const definition = this.#messageFor(type)
+    const options = meta !== null && typeof meta === "object" && !Array.isArray(meta)
+      ? { meta: meta as Readonly<Record<string, unknown>> }
+      : undefined
+    const result = await scope.publish(channel, definition, payload, options)
+    if (!result.ok && result.error !== "INVALID_ARGUMENT") {
+      console.error(`durable-ws: DurablePubSub could not publish to "${channel}": ${result.message}`)
+    }
+  }
+
+  // The frame is the server's own: its payload goes out as it is, checked by no schema.
+  #messageFor(type: string): MessageSchema {
+    let definition = this.#messages.get(type)
+    if (definition === undefined) {
+      if (this.#messages.size >= adHocTypes) this.#messages.clear()
+      definition = message(type, Schema.Unknown)
+      this.#messages.set(type, definition)
+    }
+    return definition
+  }
+}

@@ -7,7 +7,10 @@
  * shard name is derived from the topic with the djb2 hash, so every Worker
  * (any isolate, any location) computes the same name without coordination.
  * Changing the shard count moves most topics to another object: treat it as
- * a migration, not a configuration tweak.
+ * a migration, not a configuration tweak. The jump-consistent-hash helpers
+ * ({@link topicToConsistentDoName}) move only the topics that must move:
+ * going from `n` to `n + 1` shards moves about `1 / (n + 1)` of them, all
+ * to the new shard.
  *
  * @since 0.1.0
  */
@@ -66,6 +69,56 @@ export const topicToDoName = (topic: string, shards: number, prefix: string = de
   checkShardCount(shards)
   return `${prefix}-${djb2(topic) % shards}`
 }
+
+const fnvOffset = 0xcbf29ce484222325n
+const fnvPrime = 0x100000001b3n
+
+/**
+ * The 64-bit FNV-1a hash of a string's UTF-8 bytes, as a `bigint`.
+ *
+ * @since 0.1.0
+ * @category hashing
+ */
+export const fnv1a64 = (text: string): bigint => {
+  let hash = fnvOffset
+  for (const byte of new TextEncoder().encode(text)) hash = BigInt.asUintN(64, (hash ^ BigInt(byte)) * fnvPrime)
+  return hash
+}
+
+/**
+ * Lamping and Veach's jump consistent hash: the bucket in `[0, buckets)`
+ * of a 64-bit key. When `buckets` grows by one, a key either stays where it
+ * was or moves to the new bucket, and only about `1 / buckets` of the keys
+ * move. Throws a `RangeError` when `buckets` is not a positive integer.
+ *
+ * @since 0.1.0
+ * @category hashing
+ */
+export const jumpHash = (key: bigint, buckets: number): number => {
+  checkShardCount(buckets)
+  let state = BigInt.asUintN(64, key)
+  let bucket = -1
+  let next = 0
+  while (next < buckets) {
+    bucket = next
+    state = BigInt.asUintN(64, state * 2862933555777941757n + 1n)
+    // The reference's double arithmetic, which JavaScript numbers reproduce exactly.
+    next = Math.floor((bucket + 1) * (2 ** 31 / (Number(state >> 33n) + 1)))
+  }
+  return bucket
+}
+
+/**
+ * The shard that owns `topic` by jump consistent hashing:
+ * `` `${prefix}-${jumpHash(fnv1a64(topic), shards)}` ``. Unlike
+ * {@link topicToDoName} (djb2, kept for WS-Kit compatibility), adding a
+ * shard moves only the topics that land on the new one.
+ *
+ * @since 0.1.0
+ * @category sharding
+ */
+export const topicToConsistentDoName = (topic: string, shards: number, prefix: string = defaultPrefix): string =>
+  `${prefix}-${jumpHash(fnv1a64(topic), shards)}`
 
 const namespaceOf = <T extends Rpc.DurableObjectBranded | undefined>(
   nsOrEnv: NamespaceOrEnv<T>

@@ -14,7 +14,8 @@ import { resolveOptions } from "./internal/server/options"
 import { memoryRegistry } from "./internal/server/registry"
 import { tablesOf } from "./internal/server/routes"
 import * as Sockets from "./internal/server/sockets"
-import type { MessageSchema, PayloadArgs } from "./Message"
+import type { MessageLike, MessageSchema, PayloadArgs } from "./Message"
+import { messageOf } from "./Message"
 import type { HandlerOptions, LayerOption } from "./Options"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
@@ -70,7 +71,7 @@ export interface TestRuntime<TData> {
    */
   connect(data?: TData, resourceId?: string, options?: ConnectOptions): Promise<TestConnection<TData>>
   /** The handler's own publish: from no connection. */
-  publish<M extends MessageSchema>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
+  publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   /** Releases what the `layer` acquired. */
   dispose(): Promise<void>
 }
@@ -99,7 +100,7 @@ export const make = <TData, R>(
   router: Router<TData, R>,
   options: TestRuntimeOptions<TData, R> & LayerOption<R>
 ): TestRuntime<TData> => {
-  const config = resolveOptions(options as Parameters<typeof resolveOptions>[0])
+  const config = resolveOptions(options as Parameters<typeof resolveOptions>[0], false, tablesOf(router).limits)
   const registry = memoryRegistry()
   const instance = new Instance(tablesOf(router), registry, config)
   return {
@@ -147,7 +148,7 @@ export const make = <TData, R>(
       }
     },
     publish: (topic, message, ...[payload, publishOptions]) =>
-      instance.publish(topic, message, payload, publishOptions, undefined),
+      instance.publish(topic, messageOf(message), payload, publishOptions, undefined),
     dispose: () => instance.runtime.dispose()
   }
 }

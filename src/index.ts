@@ -11,18 +11,49 @@
  * @since 0.1.0
  */
 export { message, rpc } from "./Message"
-export type { MessageSchema, OutgoingPayload, Payload, ProgressOf, RpcOptions, RpcSchema } from "./Message"
+export type {
+  DefinesMessage,
+  MessageLike,
+  MessageSchema,
+  MetaOf,
+  OutgoingPayload,
+  Payload,
+  ProgressOf,
+  RpcLike,
+  RpcOptions,
+  RpcSchema
+} from "./Message"
 export type { StandardSchemaV1 } from "./StandardSchema"
 export { createRouter, Router } from "./Router"
-export type { Handler, Middleware } from "./Router"
+export type {
+  ComposeOptions,
+  ErrorHook,
+  Handler,
+  Middleware,
+  PublishRecord,
+  RouteBuilder,
+  RouterObserver,
+  RouterOptions,
+  RpcRouteOptions
+} from "./Router"
 export { createDurableObjectHandler, WebSocketDurableObject } from "./DurableObject"
 export type { DurableObjectHandler, DurableObjectHandlerOptions, RecoveryOptions } from "./DurableObject"
-export type { CloseContext, ConnectionContext, MessageContext, OpenContext, RpcContext, Topics } from "./HandlerContext"
+export type {
+  CloseContext,
+  ConnectionContext,
+  ErrorOptions,
+  MessageContext,
+  OpenContext,
+  ProgressOptions,
+  ReplyOptions,
+  RpcContext,
+  Topics
+} from "./HandlerContext"
 export { Connection } from "./Connection"
-export type { ConnectionData } from "./Connection"
+export type { ConnectionData, DurableObjectWebSocketData } from "./Connection"
 export { Connections } from "./Connections"
 export { DurablePubSub, PubSub } from "./PubSub"
-export type { PublishOptions, PublishResult } from "./PubSub"
+export type { ChannelListener, PublishOptions, PublishResult } from "./PubSub"
 export { Storage } from "./Storage"
 export {
   ConnectionLimitExceeded,
@@ -31,6 +62,7 @@ export {
   NotSubscribed,
   PayloadTooLarge,
   RateLimited,
+  SentError,
   StorageError,
   TopicError,
   Unauthorized,
@@ -38,13 +70,15 @@ export {
   ValidationError,
   WsError
 } from "./Errors"
-export type { ErrorCode, WireError } from "./Errors"
+export type { CustomWireError, ErrorCode, WireError } from "./Errors"
 export {
   federatePromise as federate,
   federateWithErrorsPromise as federateWithErrors,
   federateWithFilterPromise as federateWithFilter
 } from "./Federation"
 export type { FederateOptions, Shard, ShardResult } from "./Federation"
-export { getShardedDoId, getShardedStub, topicToDoName } from "./Sharding"
+export { SpanningTopicHome } from "./SpanningTopic"
+export type { HomeSettings, SpanOptions, SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
+export { getShardedDoId, getShardedStub, topicToConsistentDoName, topicToDoName } from "./Sharding"
 export { CloseCodes, isTerminalCloseCode } from "./CloseCodes"
 export type { NamespaceOrEnv } from "./Sharding"

@@ -7,10 +7,24 @@ import { createClient, ServerError } from "../src/Client"
 import { Storage } from "../src/Storage"
 import { ChatHistory } from "../examples/chat/History"
 import type { ChatLine, Member } from "../examples/chat/protocol"
-import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../examples/chat/protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  Kick,
+  Leave,
+  LoadOlder,
+  MemberJoined,
+  MemberLeft,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "../examples/chat/protocol"
 import { CloseCodes } from "../src/CloseCodes"
 import type { CloseInfo } from "../src/Client"
 import { eventually, workerdSockets } from "./helpers/clientSocket"
+import { eventually as eventuallyHolds, openOn } from "./helpers/durable"
 
 let n = 0
 const clients: Array<Client> = []
@@ -35,6 +49,8 @@ const member = (room: string, reconnect = false) => {
   const typing: Array<{ name: string; typing: boolean }> = []
   const errors: Array<unknown> = []
   const closes: Array<CloseInfo> = []
+  const announced: Array<string> = []
+  client.on(Announced, ({ name, text }) => void announced.push(`${name}: ${text}`))
   client.onClose((info) => void closes.push(info))
   client.on(Said, (line) => void said.push(line))
   client.on(MemberJoined, ({ member }) => void joined.push(member))
@@ -42,12 +58,32 @@ const member = (room: string, reconnect = false) => {
   client.on(TypingChanged, ({ member, typing: t }) => void typing.push({ name: member.name, typing: t }))
   client.onError((error) => void errors.push(error))
   void client.connect()
-  return { client, sockets, said, joined, left, typing, errors, closes }
+  return { client, sockets, said, joined, left, typing, errors, closes, announced }
 }
 
 const room = () => `chat-${n++}`
 
 describe("chat example", () => {
+  it("delivers announcements to every room, in order, and not to a member who left", async () => {
+    const rooms = [room(), room(), room()]
+    const [ada, grace, linus] = rooms.map((name) => member(name))
+    await ada!.client.request(Join, { name: "Ada" })
+    await grace!.client.request(Join, { name: "Grace" })
+    await linus!.client.request(Join, { name: "Linus" })
+    linus!.client.send(Leave, undefined)
+    // Leave is a message: the Join after it on another socket proves nothing, so wait for its effect.
+    const home = env.ANNOUNCEMENTS.get(env.ANNOUNCEMENTS.idFromName("announcements"))
+    const linusRoom = env.CHAT.idFromName(rooms[2]!).toString()
+    const { edges } = await eventuallyHolds(() => home.status("announcements"), ({ edges }) => !edges.includes(linusRoom))
+    expect(edges).toContain(env.CHAT.idFromName(rooms[0]!).toString())
+    ada!.client.send(Announce, { text: "maintenance at noon" })
+    grace!.client.send(Announce, { text: "all clear" })
+    await eventually(() => ada!.announced.length === 2 && grace!.announced.length === 2, "ANNOUNCED in both rooms")
+    expect(ada!.announced).toEqual(grace!.announced)
+    expect([...ada!.announced].sort()).toEqual(["Ada: maintenance at noon", "Grace: all clear"])
+    expect(linus!.announced).toEqual([])
+  })
+
   it("joins, announces the newcomer, and delivers messages to everyone in the room", async () => {
     const name = room()
     const ada = member(name)
@@ -60,7 +96,7 @@ describe("chat example", () => {
     await eventually(() => ada.joined.length === 1, "MEMBER_JOINED")
     expect(ada.joined[0]).toEqual(second.you)
 
-    ada.client.send(Say, { text: "hello" })
+    await ada.client.request(Say, { text: "hello" })
     await eventually(() => ada.said.length === 1 && grace.said.length === 1, "SAID on both")
     expect(grace.said[0]).toMatchObject({ name: "Ada", text: "hello", clientId: first.you.clientId })
     expect(grace.said[0]!.sentAt).toBeInstanceOf(Date)
@@ -70,7 +106,7 @@ describe("chat example", () => {
     const name = room()
     const ada = member(name)
     await ada.client.request(Join, { name: "Ada" })
-    for (const text of ["one", "two", "three"]) ada.client.send(Say, { text })
+    for (const text of ["one", "two", "three"]) await ada.client.request(Say, { text })
     await eventually(() => ada.said.length === 3, "three SAID")
     await evictDurableObject(env.CHAT.get(env.CHAT.idFromName(name)), { webSockets: "close" })
     const late = member(name)
@@ -96,10 +132,9 @@ describe("chat example", () => {
 
   it("refuses to post before joining, with a typed ServerError", async () => {
     const stranger = member(room())
-    stranger.client.send(Say, { text: "hi?" })
-    await eventually(() => stranger.errors.length === 1, "an error")
-    expect(stranger.errors[0]).toBeInstanceOf(ServerError)
-    expect(stranger.errors[0]).toMatchObject({ code: "FAILED_PRECONDITION", message: "Join the room first" })
+    const refused = stranger.client.request(Say, { text: "hi?" })
+    await expect(refused).rejects.toBeInstanceOf(ServerError)
+    await expect(refused).rejects.toMatchObject({ code: "FAILED_PRECONDITION", message: "Join the room first" })
     await expect(stranger.client.request(Join, { name: " padded " })).rejects.toMatchObject({ code: "INVALID_ARGUMENT" })
   })
 
@@ -151,6 +186,25 @@ describe("chat example", () => {
     const { members } = await grace.client.request(Join, { name: "Grace" })
     expect(members.map((m) => m.name).sort()).toEqual(["Ada", "Grace"])
     expect(ada.closes).toEqual([])
+  })
+
+  it("a removed member cannot come back by resuming its session", async () => {
+    const name = room()
+    const ada = member(name)
+    await ada.client.request(Join, { name: "Ada" })
+    // Linus on a raw socket, so the resume credentials are at hand.
+    const linus = await openOn(env.CHAT, name)
+    const session = (await linus.next((f) => f.type === "$session")).payload as { sessionId: string; token: string; seq: number }
+    linus.send({ type: "JOIN", meta: { correlationId: "join" }, payload: { name: "Linus" } })
+    await linus.next((f) => f.type === "JOINED")
+    ada.client.send(Kick, { name: "Linus" })
+    expect((await linus.closed()).code).toBe(CloseCodes.Forbidden)
+    const back = await openOn(env.CHAT, name, { query: `?dws_resume=${session.sessionId}.${session.token}.${session.seq}` })
+    expect((await back.next((f) => f.type === "$session")).payload.sessionId).not.toBe(session.sessionId)
+    expect((await back.next((f) => f.type === "$resumed")).payload).toEqual({ recovered: false, reason: "UNKNOWN_SESSION" })
+    // Not a member any more: it may not speak.
+    back.send({ type: "SAY", meta: { correlationId: "back" }, payload: { text: "I am back" } })
+    expect((await back.next((f) => f.type === "RPC_ERROR")).payload.code).toBe("FAILED_PRECONDITION")
   })
 
   it("loads older history in chunks, reporting progress before the reply", async () => {

@@ -10,12 +10,12 @@ import * as Fiber from "effect/Fiber"
 import * as Schedule from "effect/Schedule"
 import * as Stream from "effect/Stream"
 import type { CloseDetails } from "../src/Client"
-import { ConnectionClosedError, ServerError, TimeoutError } from "../src/Client"
+import { ConnectionClosedError, RequestInterrupted, ServerError, TimeoutError } from "../src/Client"
 import * as ClientEffect from "../src/ClientEffect"
 import { CloseCodes } from "../src/CloseCodes"
 import { ValidationError } from "../src/Errors"
 import { Echo, Echoed, FailRpc, Kick, Report, SlowRpc, Sum } from "./fixtures/client"
-import { RJoin, RSaid, RWork } from "./fixtures/recovery"
+import { RCount, RJoin, RSaid, RWork } from "./fixtures/recovery"
 import { eventually, workerdSockets } from "./helpers/clientSocket"
 import { stubOf } from "./helpers/durable"
 
@@ -161,6 +161,31 @@ describe("ClientEffect", () => {
       expect(yield* client.request(Sum, { values: [20, 22] })).toEqual({ total: 42 })
     }).pipe(Effect.provide(ClientEffect.layer(options()))))
 
+  it.effect("fails with RequestInterrupted when a restart cut the request's handler off", () =>
+    Effect.gen(function*() {
+      const name = `effect-interrupted-${n++}`
+      const key = `effect-cut-${n}`
+      const client = yield* ClientEffect.make({
+        url: `ws://recovery.test/${name}`,
+        webSocket: workerdSockets(env.RECOVERING).factory,
+        heartbeat: false,
+        recovery: true,
+        reconnect: { initialDelayMs: 5, maxDelayMs: 20 }
+      })
+      yield* client.connect
+      const request = yield* Effect.forkScoped(Effect.flip(client.request(RCount, { key, hangMs: 10_000 })))
+      // A stub of a reset object is broken: each call takes a fresh one.
+      const stub = () => stubOf(env.RECOVERING, name)
+      const runs = () => stub().fetch(`http://test.local/count?key=${key}`).then((res) => res.json<{ runs: number }>())
+      yield* Effect.promise(async () => {
+        for (let i = 0; i < 100 && (await runs()).runs === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+        await stub().fetch("http://test.local/abort").catch(() => undefined)
+      })
+      const error = yield* Fiber.join(request)
+      expect(error).toBeInstanceOf(RequestInterrupted)
+      expect((yield* Effect.promise(runs)).runs).toBe(1)
+    }).pipe(Effect.scoped))
+
   it.effect("resumes with recovery and streams the resume", () =>
     Effect.gen(function*() {
       const name = `effect-recovery-${n++}`
@@ -191,7 +216,7 @@ describe("ClientEffect", () => {
       yield* control("publish", { topic: "t", texts: ["b", "c"] })
       sockets.down = false
       const info = (yield* Fiber.join(resumed))
-      expect(info).toEqual([{ recovered: true, replayed: 2, gaps: [] }])
+      expect(info).toEqual([{ recovered: true, replayed: 2, gaps: [], truncated: false }])
       expect((yield* Fiber.join(said)).map((m) => m.text)).toEqual(["a", "b", "c"])
       yield* wait(1)
     }).pipe(Effect.scoped))

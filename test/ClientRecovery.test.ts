@@ -1,10 +1,10 @@
 import { env, evictDurableObject } from "cloudflare:test"
 import { afterEach, describe, expect, it } from "vitest"
 import type { Client, ClientOptions, ResumeInfo, SessionStore } from "../src/Client"
-import { ConnectionClosedError, createClient } from "../src/Client"
+import { ConnectionClosedError, createClient, isInterrupted, ServerError } from "../src/Client"
 import { eventually, ScriptedSocket, workerdSockets } from "./helpers/clientSocket"
 import { stubOf } from "./helpers/durable"
-import { RJoin, RSaid, RWork } from "./fixtures/recovery"
+import { RCloseMe, RCount, RJoin, RSaid, RWork } from "./fixtures/recovery"
 
 let n = 0
 const clients: Array<Client> = []
@@ -22,16 +22,17 @@ const memoryStore = (): SessionStore & { readonly items: Map<string, string> } =
   }
 }
 
-const control = (name: string, path: string, body?: unknown) =>
-  stubOf(env.RECOVERING, name).fetch(`http://test.local/${path}`, {
+const control = (name: string, path: string, body?: unknown, namespace: DurableObjectNamespace = env.RECOVERING) =>
+  stubOf(namespace, name).fetch(`http://test.local/${path}`, {
     method: body === undefined ? "GET" : "POST",
     body: body === undefined ? null : JSON.stringify(body)
   })
 
-const publish = (name: string, topic: string, texts: ReadonlyArray<string>) => control(name, "publish", { topic, texts })
+const publish = (name: string, topic: string, texts: ReadonlyArray<string>, namespace?: DurableObjectNamespace) =>
+  control(name, "publish", { topic, texts }, namespace)
 
-const setup = (name: string, options: Partial<ClientOptions> = {}) => {
-  const sockets = workerdSockets(env.RECOVERING)
+const setup = (name: string, options: Partial<ClientOptions> = {}, namespace: DurableObjectNamespace = env.RECOVERING) => {
+  const sockets = workerdSockets(namespace)
   const client = createClient({
     url: `ws://recovery.test/${name}`,
     webSocket: sockets.factory,
@@ -68,7 +69,7 @@ describe("client: recovery", () => {
     await publish(name, "t", ["c", "d", "e"])
     sockets.down = false
     await eventually(() => resumes.length === 1, "the resume")
-    expect(resumes).toEqual([{ recovered: true, replayed: 3, gaps: [] }])
+    expect(resumes).toEqual([{ recovered: true, replayed: 3, gaps: [], truncated: false }])
     await publish(name, "t", ["f"])
     await eventually(() => said.length === 6, "f")
     expect(said).toEqual(["a", "b", "c", "d", "e", "f"])
@@ -85,6 +86,23 @@ describe("client: recovery", () => {
     expect(resumes.map((r) => r.recovered)).toEqual([true])
     const events = await (await control(name, "events")).json<{ runs: number }>()
     expect(events.runs).toBe(1)
+  })
+
+  it("a request made while offline reaches the server once after the resume, not once more as a resend", async () => {
+    const name = `client-recovery-${n++}`
+    const { client, resumes } = setup(name, { reconnect: { initialDelayMs: 200, maxDelayMs: 200 } })
+    await client.connect()
+    const offline = new Promise<void>((resolve) => {
+      client.onStateChange((state) => {
+        if (state === "reconnecting") resolve()
+      })
+    })
+    await control(name, "drop")
+    await offline
+    // Queued now, and sent on the new socket when it opens: the resume must not send it again.
+    expect(await client.request(RCount, { key: "offline" })).toEqual({ runs: 1 })
+    expect(resumes.map((r) => r.recovered)).toEqual([true])
+    expect(await client.request(RCount, { key: "offline" })).toEqual({ runs: 2 })
   })
 
   it("resumes across an eviction that closed every socket", async () => {
@@ -117,7 +135,7 @@ describe("client: recovery", () => {
     const second = setup(name, { store })
     await second.client.connect()
     await eventually(() => second.resumes.length === 1, "the resume")
-    expect(second.resumes[0]).toEqual({ recovered: true, replayed: 1, gaps: [] })
+    expect(second.resumes[0]).toEqual({ recovered: true, replayed: 1, gaps: [], truncated: false })
     expect(second.said).toEqual(["during reload"])
   })
 
@@ -162,7 +180,7 @@ describe("client: recovery", () => {
     const { client, resumes } = setup(name, { store, storeKey: "k" })
     await client.connect()
     await eventually(() => resumes.length === 1, "the answer")
-    expect(resumes).toEqual([{ recovered: false, replayed: 0, gaps: [] }])
+    expect(resumes).toEqual([{ recovered: false, replayed: 0, gaps: [], truncated: false }])
     expect(JSON.parse(store.items.get("k")!).sessionId).not.toBe("01890000-0000-7000-8000-000000000000")
   })
 
@@ -191,5 +209,71 @@ describe("client: recovery", () => {
     await new Promise((resolve) => setTimeout(resolve, 50))
     await control(name, "drop")
     expect(await outcome).toBeInstanceOf(ConnectionClosedError)
+  })
+
+  it("stops resuming after a terminal close from the server, and forgets the session", async () => {
+    const name = `client-recovery-${n++}`
+    const store = memoryStore()
+    const { client, sockets } = setup(name, { store })
+    const closes: Array<{ code: number; willReconnect: boolean }> = []
+    client.onClose(({ code, willReconnect }) => void closes.push({ code, willReconnect }))
+    await client.connect()
+    await eventually(() => store.items.size === 1, "the session to be stored")
+    client.send(RCloseMe, { code: 4403 })
+    await eventually(() => client.state === "closed", "the client to stop")
+    expect(closes).toEqual([{ code: 4403, willReconnect: false }])
+    expect(store.items.size).toBe(0)
+    await new Promise((resolve) => setTimeout(resolve, 80))
+    expect(sockets.opened()).toBe(1)
+  })
+
+  it("a request whose handler a restart cut off rejects with ServerError ABORTED, and ran once", async () => {
+    const name = `client-recovery-${n++}`
+    const key = `client-cut-${n}`
+    const { client, resumes } = setup(name)
+    await client.connect()
+    const outcome = client.request(RCount, { key, hangMs: 10_000 }).then(() => "answered", (error: unknown) => error)
+    const runs = async () => (await (await control(name, `count?key=${key}`)).json<{ runs: number }>()).runs
+    for (let i = 0; i < 100 && await runs() === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20))
+    await control(name, "abort").catch(() => undefined)
+    const error = await outcome
+    expect(error).toBeInstanceOf(ServerError)
+    expect(error).toMatchObject({ code: "ABORTED", details: { reason: "INTERRUPTED" } })
+    expect(isInterrupted(error)).toBe(true)
+    expect(resumes.map((r) => r.recovered)).toEqual([true])
+    expect(await runs()).toBe(1)
+  })
+
+  it("reports a truncated replay, with the topic cut short in gaps", async () => {
+    const name = `client-recovery-${n++}`
+    const { client, sockets, said, resumes } = setup(name, {}, env.BOUNDED)
+    await client.connect()
+    await joined(client, "t")
+    sockets.down = true
+    await control(name, "drop", undefined, env.BOUNDED)
+    await eventually(() => client.state === "reconnecting", "reconnecting")
+    await publish(name, "t", Array.from({ length: 40 }, (_, i) => `${i}:${"x".repeat(1000)}`), env.BOUNDED)
+    sockets.down = false
+    await eventually(() => resumes.length === 1, "the resume")
+    expect(resumes[0]).toMatchObject({ recovered: true, gaps: ["t"], truncated: true })
+    expect(said.length).toBe(resumes[0]!.replayed)
+    expect(said.length).toBeLessThan(40)
+  })
+
+  it("backs off at least 2 s when a resume is refused with 429, then resumes with the same session", async () => {
+    const name = `client-recovery-${n++}`
+    const { client, resumes } = setup(name)
+    const retries: Array<{ status: number | undefined; retryInMs: number | undefined }> = []
+    client.onClose((info) => void retries.push({ status: info.status, retryInMs: info.retryInMs }))
+    await client.connect()
+    // Five resumes spend the burst; the sixth is refused until the rate lets one through.
+    for (let i = 1; i <= 6; i++) {
+      await control(name, "drop")
+      if (i <= 5) await eventually(() => resumes.length === i, `resume ${i}`)
+    }
+    await eventually(() => retries.some((r) => r.status === 429), "the 429")
+    expect(retries.find((r) => r.status === 429)!.retryInMs).toBeGreaterThanOrEqual(2000)
+    await eventually(() => resumes.length === 6, "the sixth resume", 5000)
+    expect(resumes.every((r) => r.recovered)).toBe(true)
   })
 })

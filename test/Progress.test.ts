@@ -29,14 +29,14 @@ const client = async (namespace: DurableObjectNamespace = env.CLIENT_ROOM) => {
 }
 
 describe("rpc progress on the wire", () => {
-  it("sends $progress frames with the request's correlationId, then the reply", async () => {
+  it("sends $ws:rpc-progress frames (WS-Kit's shape) with the request's correlationId, then the reply", async () => {
     const socket = await openOn(env.CLIENT_ROOM, room())
     socket.send({ type: "REPORT", meta: { correlationId: "c1" }, payload: { steps: 3, delayMs: 1 } })
     const frames = (await socket.drain(60)).map(({ type, meta, payload }) => ({ type, correlationId: meta?.correlationId, payload }))
     expect(frames).toEqual([
-      { type: "$progress", correlationId: "c1", payload: { done: 1, of: 3 } },
-      { type: "$progress", correlationId: "c1", payload: { done: 2, of: 3 } },
-      { type: "$progress", correlationId: "c1", payload: { done: 3, of: 3 } },
+      { type: "$ws:rpc-progress", correlationId: "c1", payload: { done: 1, of: 3 } },
+      { type: "$ws:rpc-progress", correlationId: "c1", payload: { done: 2, of: 3 } },
+      { type: "$ws:rpc-progress", correlationId: "c1", payload: { done: 3, of: 3 } },
       { type: "REPORTED", correlationId: "c1", payload: { steps: 3 } }
     ])
   })
@@ -69,7 +69,7 @@ describe("rpc progress on the wire", () => {
     expect(before).toBeLessThan(10)
     const rest = await socket.drain(150)
     expect(rest.length).toBe(before)
-    expect(rest.every((f) => f.type === "$progress")).toBe(true)
+    expect(rest.every((f) => f.type === "$ws:rpc-progress")).toBe(true)
   })
 
   it("validates progress outbound: an invalid payload fails the handler, nothing invalid is sent", async () => {
@@ -78,19 +78,19 @@ describe("rpc progress on the wire", () => {
     socket.send({ type: "REPORT_INVALID", meta: { correlationId: "bad" } })
     const frames = await socket.drain(60)
     expect(frames.map((f) => [f.type, f.payload.code])).toEqual([["RPC_ERROR", "INTERNAL"]])
-    expect(logged.lines()).toEqual([expect.stringContaining("outbound Invalid payload for \"$progress\"")])
+    expect(logged.lines()).toEqual([expect.stringContaining("outbound Invalid payload for \"$ws:rpc-progress\"")])
   })
 
-  it("refuses a $progress frame from a client: the type is reserved, no one else sees it", async () => {
+  it("refuses a $ws:rpc-progress frame from a client: the type is reserved, no one else sees it", async () => {
     const name = room()
     const victim = await openOn(env.CLIENT_ROOM, name)
     const attacker = await openOn(env.CLIENT_ROOM, name)
     victim.send({ type: "REPORT", meta: { correlationId: "v1" }, payload: { steps: 1, delayMs: 50 } })
-    attacker.send({ type: "$progress", meta: { correlationId: "v1" }, payload: { done: 99, of: 99 } })
+    attacker.send({ type: "$ws:rpc-progress", meta: { correlationId: "v1" }, payload: { done: 99, of: 99 } })
     const refused = await attacker.next((f) => f.type === "RPC_ERROR")
     expect(refused.payload.code).toBe("UNIMPLEMENTED")
     await victim.next((f) => f.type === "REPORTED")
-    expect(victim.frames.filter((f) => f.type === "$progress").map((f) => f.payload)).toEqual([{ done: 1, of: 1 }])
+    expect(victim.frames.filter((f) => f.type === "$ws:rpc-progress").map((f) => f.payload)).toEqual([{ done: 1, of: 1 }])
   })
 })
 
@@ -157,16 +157,17 @@ describe("rpc progress in the client", () => {
     const [mine, other] = socket.sent.map((f) => JSON.parse(f).meta.correlationId as string)
     socket.deliver(JSON.stringify({ type: "$progress", meta: { correlationId: "someone-else" }, payload: { done: 7, of: 7 } }))
     socket.deliver(JSON.stringify({ type: "$progress", meta: { correlationId: other }, payload: { done: 8, of: 8 } }))
+    // The type an older durable-ws server sent is still understood.
     socket.deliver(JSON.stringify({ type: "$progress", meta: { correlationId: mine }, payload: { done: 1, of: 1 } }))
     // A malformed progress payload is a decode error, not progress.
-    socket.deliver(JSON.stringify({ type: "$progress", meta: { correlationId: mine }, payload: { done: "x" } }))
+    socket.deliver(JSON.stringify({ type: "$ws:rpc-progress", meta: { correlationId: mine }, payload: { done: "x" } }))
     socket.deliver(JSON.stringify({ type: "REPORTED", meta: { correlationId: mine }, payload: { steps: 1 } }))
     socket.deliver(JSON.stringify({ type: "REPORTED", meta: { correlationId: other }, payload: { steps: 1 } }))
     expect(await reply).toEqual({ steps: 1 })
     expect(await silent).toEqual({ steps: 1 })
     expect(seen).toEqual([{ done: 1, of: 1 }])
     expect(errors.length).toBe(1)
-    expect((errors[0] as Error).message).toContain("$progress")
+    expect((errors[0] as Error).message).toContain("$ws:rpc-progress")
   })
 
   it("sends nothing to onProgress after the reply (REPORT_LATE)", async () => {

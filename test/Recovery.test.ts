@@ -4,66 +4,24 @@ import { createDurableObjectHandler, createRouter, WebSocketDurableObject } from
 import * as Testing from "../src/Testing"
 import { RJoin, RSaid } from "./fixtures/recovery"
 import { eventually, openOn, stubOf, upgradeOn } from "./helpers/durable"
+import type { Session } from "./helpers/recovery"
+import {
+  control,
+  isPublished,
+  join,
+  open,
+  publish,
+  resumeQuery,
+  seqs,
+  texts,
+  untilResumed,
+  whoAmI
+} from "./helpers/recovery"
 import type { Frame, TestSocket } from "./helpers/socket"
 import { sleep } from "./helpers/socket"
 
 let rooms = 0
 const room = () => `recovery-${Date.now()}-${rooms++}`
-
-interface Session {
-  readonly sessionId: string
-  readonly token: string
-  readonly seq: number
-}
-
-const isPublished = (frame: Frame) => frame.type === "R_SAID"
-
-/** Opens a socket and takes its `$session` (the first frame) and `R_OPENED` (from onOpen). */
-const open = async (namespace: DurableObjectNamespace, name: string, query = "") => {
-  const socket = await openOn(namespace, name, { query })
-  const first = await socket.next()
-  expect(first.type).toBe("$session")
-  return { socket, session: first.payload as Session }
-}
-
-const resumeQuery = (session: Session, seq: number, extra = "") =>
-  `?dws_resume=${session.sessionId}.${session.token}.${seq}${extra}`
-
-const join = async (socket: TestSocket, ...topics: ReadonlyArray<string>) => {
-  for (const topic of topics) socket.send({ type: "R_JOIN", payload: { topic } })
-  // An rpc after the joins: its answer means they were handled (one connection's frames run in order).
-  socket.send({ type: "R_WHO_AM_I", meta: { correlationId: `joined-${Math.random()}` } })
-  await socket.next((f) => f.type === "R_YOU_ARE")
-}
-
-const publish = async (namespace: DurableObjectNamespace, name: string, topic: string, texts: ReadonlyArray<string>) => {
-  const res = await stubOf(namespace, name).fetch("http://test.local/publish", {
-    method: "POST",
-    body: JSON.stringify({ topic, texts })
-  })
-  return res.json<Array<{ ok: boolean }>>()
-}
-
-const control = async <A>(namespace: DurableObjectNamespace, name: string, path: string, body?: unknown): Promise<A> => {
-  const res = await stubOf(namespace, name).fetch(`http://test.local/${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    body: body === undefined ? null : JSON.stringify(body)
-  })
-  return res.json<A>()
-}
-
-/** Frames until `$resumed`, which ends the resume. */
-const untilResumed = async (socket: TestSocket) => {
-  const frames: Array<Frame> = []
-  for (;;) {
-    const frame = await socket.next()
-    frames.push(frame)
-    if (frame.type === "$resumed") return frames
-  }
-}
-
-const texts = (frames: ReadonlyArray<Frame>) => frames.filter(isPublished).map((f) => f.payload.text as string)
-const seqs = (frames: ReadonlyArray<Frame>) => frames.filter(isPublished).map((f) => f.meta!.seq as number)
 
 describe("recovery: sessions", () => {
   it("sends $session first: the clientId, a token of at least 128 bits, the log position", async () => {
@@ -105,15 +63,6 @@ describe("recovery: sessions", () => {
   })
 })
 
-const whoAmI = async (socket: TestSocket) => {
-  const correlationId = `who-${Math.random()}`
-  socket.send({ type: "R_WHO_AM_I", meta: { correlationId } })
-  return (await socket.next((f) => f.meta?.correlationId === correlationId)).payload as {
-    data: Record<string, unknown>
-    topics: Array<string>
-  }
-}
-
 describe("recovery: resume", () => {
   it("replays what was published while away, in order, then goes on live with no hole and no duplicate", async () => {
     const name = room()
@@ -127,7 +76,8 @@ describe("recovery: resume", () => {
     await publish(env.RECOVERING, name, "other", ["not subscribed"])
     await publish(env.RECOVERING, name, "chat", ["c1"])
 
-    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, seen.meta!.seq as number, "&user=ada&role=member") })
+    // The same user comes back (a resume is bound to the identity `authenticate` returned).
+    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, seen.meta!.seq as number, "&user=ada&role=admin") })
     const fresh = await back.next()
     expect(fresh.type).toBe("$session")
     expect(fresh.payload.sessionId).toBe(session.sessionId)
@@ -135,11 +85,11 @@ describe("recovery: resume", () => {
     const frames = await untilResumed(back)
     expect(texts(frames)).toEqual(["n1", "n2", "c1"])
     expect(seqs(frames)).toEqual([2, 3, 5])
-    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 3, gaps: [] })
+    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 3, gaps: [], truncated: false })
     expect((await back.next()).payload).toEqual({ recovered: true })
 
     const who = await whoAmI(back)
-    expect(who.data).toMatchObject({ clientId: session.sessionId, userId: "ada", role: "member" })
+    expect(who.data).toMatchObject({ clientId: session.sessionId, userId: "ada", role: "admin" })
     expect(who.topics.sort()).toEqual(["chat", "news"])
     await publish(env.RECOVERING, name, "news", ["live"])
     const live = await back.next(isPublished)
@@ -209,7 +159,7 @@ describe("recovery: resume", () => {
     expect((await back.next()).payload.sessionId).toBe(session.sessionId)
     const frames = await untilResumed(back)
     expect(texts(frames)).toEqual(["during", "restart"])
-    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 2, gaps: [] })
+    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 2, gaps: [], truncated: false })
   })
 
   it("closes an older socket still open on the session", async () => {
@@ -254,7 +204,7 @@ describe("recovery: resume", () => {
     const frames = await untilResumed(back)
     expect(texts(frames)).toEqual([...topics].reverse())
     expect(seqs(frames)).toEqual(Array.from({ length: 100 }, (_, i) => i + 1))
-    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 100, gaps: [] })
+    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 100, gaps: [], truncated: false })
   })
 
   it("never hands a topic what was published before the session subscribed to it", async () => {
@@ -329,7 +279,7 @@ describe("recovery: limits", () => {
     await back.next()
     const frames = await untilResumed(back)
     expect(texts(frames)).toEqual(["q", "4", "5", "6", "7", "8"])
-    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 6, gaps: ["busy"] })
+    expect(frames.at(-1)!.payload).toEqual({ recovered: true, replayed: 6, gaps: ["busy"], truncated: false })
   })
 
   it("prunes entries older than maxAgeMs", async () => {
@@ -350,15 +300,20 @@ describe("recovery: limits", () => {
     expect((await back.next()).payload.seq).toBe(3)
   })
 
-  it("answers a resent rpc once from the reply cache: the handler runs once", async () => {
+  it("answers an rpc resent on a resumed socket once from the reply cache: the handler runs once", async () => {
     const name = room()
-    const { socket } = await open(env.RECOVERING, name)
+    const { socket, session } = await open(env.RECOVERING, name)
     await socket.next((f) => f.type === "R_OPENED")
     const request = { type: "R_WORK", meta: { correlationId: "work-1" }, payload: { text: "hi" } }
     socket.send(request)
     const first = await socket.next((f) => f.type === "R_WORKED")
-    socket.send(request)
-    const again = await socket.next((f) => f.type === "R_WORKED")
+    socket.close(4000)
+    await socket.closed()
+    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
+    await back.next()
+    await untilResumed(back)
+    back.send(request)
+    const again = await back.next((f) => f.type === "R_WORKED")
     expect(again).toEqual(first)
     expect(first.payload).toEqual({ text: "hi", run: 1 })
     expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
@@ -366,7 +321,7 @@ describe("recovery: limits", () => {
 
   it("remembers the newest replyCacheSize answers per session", async () => {
     const name = room()
-    const { socket } = await open(env.FORGETFUL, name)
+    const { socket, session } = await open(env.FORGETFUL, name)
     const other = await open(env.FORGETFUL, name)
     const work = async (on: TestSocket, correlationId: string) => {
       on.send({ type: "R_WORK", meta: { correlationId }, payload: { text: correlationId } })
@@ -375,10 +330,15 @@ describe("recovery: limits", () => {
     expect([await work(socket, "c1"), await work(socket, "c2"), await work(socket, "c3")]).toEqual([1, 2, 3])
     // Another session's answers do not push this one's out.
     expect([await work(other.socket, "o1"), await work(other.socket, "o2")]).toEqual([4, 5])
-    expect(await work(socket, "c3")).toBe(3)
-    expect(await work(socket, "c2")).toBe(2)
+    socket.close(4000)
+    await socket.closed()
+    const back = await openOn(env.FORGETFUL, name, { query: resumeQuery(session, 0) })
+    await back.next()
+    await untilResumed(back)
+    expect(await work(back, "c3")).toBe(3)
+    expect(await work(back, "c2")).toBe(2)
     // c1 fell out of the cache (size 2): the request runs again.
-    expect(await work(socket, "c1")).toBe(6)
+    expect(await work(back, "c1")).toBe(6)
     // A correlationId is per session: the same one from another session is another request.
     expect(await work(other.socket, "c3")).toBe(7)
   })
@@ -398,9 +358,10 @@ describe("recovery: limits", () => {
     const reply = await back.next((f) => f.type === "R_WORKED", 3000)
     expect(reply.payload).toEqual({ text: "slow", run: 1 })
     expect((await back.drain(400)).filter((f) => f.type === "R_WORKED")).toEqual([])
-    back.send(request)
-    expect((await back.next((f) => f.type === "R_WORKED")).payload).toEqual({ text: "slow", run: 1 })
     expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
+    // Answered on this socket, the same request again is a new one.
+    back.send(request)
+    expect((await back.next((f) => f.type === "R_WORKED")).payload).toEqual({ text: "slow", run: 2 })
   })
 })
 
@@ -515,6 +476,25 @@ describe("recovery: options and Testing.make", () => {
     expect(() => WebSocketDurableObject(router, { recovery: true })).not.toThrow()
   })
 
+  it("drops sessions and reply caches of an older storage format instead of failing on them", async () => {
+    await runInDurableObject(stubOf(env.UNRECOVERED, room()), async (_instance, state) => {
+      // The shape these tables had before sessions were bound to an identity.
+      state.storage.sql.exec(
+        `CREATE TABLE _dws_sessions (id TEXT PRIMARY KEY, token TEXT NOT NULL, data TEXT NOT NULL, topics TEXT NOT NULL, closed_at INTEGER);
+         CREATE TABLE _dws_replies (session TEXT NOT NULL, correlation TEXT NOT NULL, frame TEXT NOT NULL, PRIMARY KEY (session, correlation));
+         INSERT INTO _dws_sessions VALUES ('old', 'x', '{}', '{}', NULL);`
+      )
+      const runtime = Testing.make(router, { storage: state.storage, recovery: true })
+      const first = await runtime.connect()
+      expect(first.frames[0]).toMatchObject({ type: "$session", payload: { sessionId: first.clientId } })
+      const ids = state.storage.sql.exec<{ id: string }>("SELECT id FROM _dws_sessions").toArray().map((row) => row.id)
+      expect(ids).toEqual([first.clientId])
+      const columns = state.storage.sql.exec<{ sql: string }>("SELECT sql FROM sqlite_master WHERE name = '_dws_replies'").one().sql
+      expect(columns).toMatch(/\bdigest\b/)
+      await runtime.dispose()
+    })
+  })
+
   it("runs in Testing.make with `storage`: $session, sequenced publishes and a resume", async () => {
     await runInDurableObject(stubOf(env.UNRECOVERED, room()), async (_instance, state) => {
       const runtime = Testing.make(router, { storage: state.storage, recovery: true })
@@ -530,7 +510,7 @@ describe("recovery: options and Testing.make", () => {
       expect(back.clientId).toBe(first.clientId)
       expect(back.frames.map((f) => f.type)).toEqual(["$session", "R_SAID", "$resumed"])
       expect(back.frames[1]!.payload).toEqual({ text: "missed" })
-      expect(back.frames[2]!.payload).toEqual({ recovered: true, replayed: 1, gaps: [] })
+      expect(back.frames[2]!.payload).toEqual({ recovered: true, replayed: 1, gaps: [], truncated: false })
       await runtime.dispose()
     })
   })

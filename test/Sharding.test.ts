@@ -102,3 +102,48 @@ describe("getShardedDoId / getShardedStub against a real namespace", () => {
     expect(() => getShardedDoId({} as never, "room:general", 10)).toThrow(TypeError)
   })
 })
+
+describe("jump consistent hashing", () => {
+  it("matches the reference implementation's vectors", () => {
+    // The vectors every port of Lamping and Veach's algorithm checks against.
+    expect(Sharding.jumpHash(1n, 1)).toBe(0)
+    expect(Sharding.jumpHash(42n, 57)).toBe(43)
+    expect(Sharding.jumpHash(0xDEAD10CCn, 1)).toBe(0)
+    expect(Sharding.jumpHash(0xDEAD10CCn, 666)).toBe(361)
+    expect(Sharding.jumpHash(256n, 1024)).toBe(520)
+    // Keys are taken modulo 2^64, as the reference's uint64.
+    expect(Sharding.jumpHash(42n + 2n ** 64n, 57)).toBe(43)
+  })
+
+  it("hashes topics with 64-bit FNV-1a over UTF-8", () => {
+    expect(Sharding.fnv1a64("")).toBe(0xcbf29ce484222325n)
+    expect(Sharding.fnv1a64("a")).toBe(0xaf63dc4c8601ec8cn)
+    expect(Sharding.fnv1a64("foobar")).toBe(0x85944171f73967e8n)
+  })
+
+  it("moves only the topics that land on an added shard, about 1/(n+1) of them", () => {
+    const topics = Array.from({ length: 5000 }, (_, i) => `room:${i}`)
+    for (const shards of [10, 100]) {
+      let moved = 0
+      for (const topic of topics) {
+        const before = Sharding.topicToConsistentDoName(topic, shards)
+        const after = Sharding.topicToConsistentDoName(topic, shards + 1)
+        if (before === after) continue
+        moved++
+        expect(after).toBe(`ws-router-${shards}`)
+      }
+      const expected = topics.length / (shards + 1)
+      expect(moved).toBeGreaterThan(expected * 0.7)
+      expect(moved).toBeLessThan(expected * 1.3)
+    }
+    // djb2 modulo, by contrast, moves most topics.
+    const djb2Moved = topics.filter((topic) => topicToDoName(topic, 10) !== topicToDoName(topic, 11)).length
+    expect(djb2Moved).toBeGreaterThan(topics.length / 2)
+  })
+
+  it("refuses a shard count that is not a positive integer", () => {
+    for (const shards of [0, -1, 1.5, Number.NaN]) {
+      expect(() => Sharding.topicToConsistentDoName("room", shards)).toThrow(RangeError)
+    }
+  })
+})

@@ -86,26 +86,42 @@ describe("payload codecs", () => {
 describe("packaging", () => {
   const sources = import.meta.glob("../src/**/*.ts", { query: "?raw", import: "default", eager: true }) as Record<string, string>
 
-  it("depends on no validator library: zod, valibot and arktype are devDependencies for tests only", () => {
-    const { dependencies = {}, peerDependencies = {}, optionalDependencies = {}, devDependencies = {} } = packageJson as {
-      dependencies?: Record<string, string>
-      peerDependencies?: Record<string, string>
-      optionalDependencies?: Record<string, string>
-      devDependencies?: Record<string, string>
-    }
+  // Issue 19: durable-ws/zod and durable-ws/valibot (WS-Kit's shapes) use their library, as an optional peer.
+  const subpaths: Readonly<Record<string, string>> = { zod: "../src/Zod.ts", valibot: "../src/Valibot.ts" }
+  const pkg = packageJson as {
+    dependencies?: Record<string, string>
+    peerDependencies?: Record<string, string>
+    peerDependenciesMeta?: Record<string, { optional?: boolean }>
+    optionalDependencies?: Record<string, string>
+    devDependencies?: Record<string, string>
+  }
+
+  it("depends on no validator library: zod and valibot are optional peers of their own subpaths, arktype only a devDependency", () => {
+    const { dependencies = {}, peerDependencies = {}, peerDependenciesMeta = {}, optionalDependencies = {}, devDependencies = {} } = pkg
     for (const name of ["zod", "valibot", "arktype", "@standard-schema/spec"]) {
-      expect(Object.keys({ ...dependencies, ...peerDependencies, ...optionalDependencies })).not.toContain(name)
+      expect(Object.keys({ ...dependencies, ...optionalDependencies })).not.toContain(name)
+    }
+    expect(Object.keys(peerDependencies)).not.toContain("arktype")
+    for (const name of ["zod", "valibot"]) {
+      expect(peerDependencies[name], name).toBeDefined()
+      expect(peerDependenciesMeta[name]?.optional, name).toBe(true)
     }
     expect(Object.keys(devDependencies)).toEqual(expect.arrayContaining(["zod", "valibot", "arktype"]))
   })
 
-  it("imports no validator library anywhere in src, not even for types", () => {
+  it("imports a validator library only in its own subpath module (durable-ws/zod, durable-ws/valibot)", () => {
     expect(Object.keys(sources).length).toBeGreaterThan(10)
     const imports = /(?:from|import)\s*\(?\s*["']([^"']+)["']/g
     for (const [file, text] of Object.entries(sources)) {
       for (const [, specifier] of text.matchAll(imports)) {
+        const allowed = Object.entries(subpaths).find(([, own]) => own === file)?.[0]
+        if (allowed !== undefined && specifier === allowed) continue
         expect(specifier, file).not.toMatch(/^(zod|valibot|arktype|@ark\/|@standard-schema\/)/)
       }
+    }
+    // Nothing else in src imports those two modules, so the root and every other subpath stay free of them.
+    for (const [file, text] of Object.entries(sources)) {
+      expect(text, file).not.toMatch(/from\s*["']\.\.?\/(?:\w+\/)*(Zod|Valibot)["']/)
     }
   })
 })

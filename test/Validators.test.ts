@@ -11,7 +11,7 @@ import { ValidationError } from "../src/Errors"
 import { AsyncOut, GetUser, Handled, Quick, SendBoth, shapes, SlowRpc, SlowZod, SyncOut } from "./fixtures/validators"
 import { eventually, workerdSockets } from "./helpers/clientSocket"
 import { openOn } from "./helpers/durable"
-import type { Frame } from "./helpers/socket"
+import type { Frame, TestSocket } from "./helpers/socket"
 
 let n = 0
 const open = () => openOn(env.VALIDATORS, `validators-${n++}`)
@@ -223,21 +223,28 @@ describe("asynchronous validators", () => {
   })
 
   it("with recovery, an rpc answered after async validation is answered once; a resend gets the same answer", async () => {
-    const socket = await openOn(env.VALIDATORS_RECOVERING, `recovering-${n++}`)
-    await socket.next((frame) => frame.type === "$session")
-    const answerTo = (correlationId: string) => socket.next((frame) => frame.meta?.correlationId === correlationId)
+    const name = `recovering-${n++}`
+    const socket = await openOn(env.VALIDATORS_RECOVERING, name)
+    const session = (await socket.next((frame) => frame.type === "$session")).payload
+    const answerOn = (on: TestSocket, correlationId: string) => on.next((frame) => frame.meta?.correlationId === correlationId)
     socket.send({ type: "SLOW_RPC", meta: { correlationId: "ok-1" }, payload: { n: 1, ms: 20 } })
-    const first = await answerTo("ok-1")
+    const first = await answerOn(socket, "ok-1")
     expect(first).toMatchObject({ type: "SLOW_RPC_DONE", payload: { n: 1 } })
-    socket.send({ type: "SLOW_RPC", meta: { correlationId: "ok-1" }, payload: { n: 1, ms: 20 } })
-    // From the reply cache: the very same frame, timestamp included.
-    expect(await answerTo("ok-1")).toEqual(first)
     // A refused request is answered too, so its resend is not left waiting for an answer that never comes.
     socket.send({ type: "SLOW_RPC", meta: { correlationId: "bad-1" }, payload: { n: -1, ms: 20 } })
-    const refused = await answerTo("bad-1")
+    const refused = await answerOn(socket, "bad-1")
     expect(refused).toMatchObject({ type: "RPC_ERROR", payload: { code: "INVALID_ARGUMENT" } })
-    socket.send({ type: "SLOW_RPC", meta: { correlationId: "bad-1" }, payload: { n: -1, ms: 20 } })
-    expect(await answerTo("bad-1")).toEqual(refused)
+    socket.close(4000)
+    await socket.closed()
+    // Resent on the resumed session: from the reply cache, the very same frames, timestamps included.
+    const back = await openOn(env.VALIDATORS_RECOVERING, name, {
+      query: `?dws_resume=${session.sessionId}.${session.token}.0`
+    })
+    await back.next((frame) => frame.type === "$resumed")
+    back.send({ type: "SLOW_RPC", meta: { correlationId: "ok-1" }, payload: { n: 1, ms: 20 } })
+    expect(await answerOn(back, "ok-1")).toEqual(first)
+    back.send({ type: "SLOW_RPC", meta: { correlationId: "bad-1" }, payload: { n: -1, ms: 20 } })
+    expect(await answerOn(back, "bad-1")).toEqual(refused)
   })
 
   it.each(["ctx", "effect"])("outbound (%s): a frame behind an async validator keeps its place", async (via) => {

@@ -1,6 +1,6 @@
 /**
- * WS-Kit's own examples, pasted with zod and only their import lines
- * changed (test/fixtures/wskit/), driven through real sockets.
+ * WS-Kit's own examples, pasted with only their import lines changed
+ * ("@ws-kit/zod" becomes "durable-ws/zod"; test/fixtures/wskit/), driven through real sockets.
  */
 import { env } from "cloudflare:workers"
 import { describe, expect, it } from "vitest"

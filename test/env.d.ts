@@ -22,6 +22,8 @@ declare namespace Cloudflare {
     readonly DAM: DurableObjectNamespace
     readonly RECOVERING: DurableObjectNamespace
     readonly FORGETFUL: DurableObjectNamespace
+    readonly CUTOFF: DurableObjectNamespace
+    readonly BOUNDED: DurableObjectNamespace
     readonly UNRECOVERED: DurableObjectNamespace
     readonly VALIDATORS: DurableObjectNamespace
     readonly VALIDATORS_TIMED: DurableObjectNamespace
@@ -29,6 +31,10 @@ declare namespace Cloudflare {
     readonly WSKIT_CHAT: DurableObjectNamespace
     readonly DEADLINE_ROOM: DurableObjectNamespace
     readonly AUTH_ROOM: DurableObjectNamespace
+    readonly SPAN_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRoom>
+    readonly SPAN_RECOVERING_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRecoveringRoom>
+    readonly ANNOUNCEMENTS: DurableObjectNamespace<import("../examples/chat/worker").Announcements>
+    readonly FAULTY_HOME: DurableObjectNamespace<import("./fixtures/spanning").FaultyHome>
   }
 }
 

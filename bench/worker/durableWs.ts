@@ -1,6 +1,6 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
-import { Connection, createRouter, message, PubSub, WebSocketDurableObject } from "../../src/index"
+import { Connection, createRouter, message, PubSub, rpc, WebSocketDurableObject } from "../../src/index"
 
 const Echo = message("ECHO", { n: Schema.Number, text: Schema.String })
 const EchoFn = message("ECHO_FN", { n: Schema.Number, text: Schema.String })
@@ -9,6 +9,7 @@ const Subscribe = message("SUBSCRIBE", { topic: Schema.String })
 const Subscribed = message("SUBSCRIBED")
 const Publish = message("PUBLISH", { topic: Schema.String, n: Schema.Number, text: Schema.String })
 const News = message("NEWS", { n: Schema.Number, text: Schema.String })
+const EchoRpc = rpc("ECHO_RPC", { n: Schema.Number, text: Schema.String }, "ECHO_RPC_REPLY", { n: Schema.Number, text: Schema.String })
 
 // Fan-out needs the subscribers plus the publisher in one object; the admission storm (admission.mjs) opens 3000.
 const options = { maxConnections: 5000 }
@@ -23,11 +24,16 @@ const promiseRouter = createRouter()
   .on(Publish, async (ctx) => {
     await ctx.publish(ctx.payload.topic, News, { n: ctx.payload.n, text: ctx.payload.text })
   })
+  .rpc(EchoRpc, async (ctx) => ctx.reply(ctx.payload))
 
 export const PromiseHandlers = WebSocketDurableObject(promiseRouter, options)
 
 /** The promise contender with resumable delivery on: every publish is logged in SQLite first. */
-export const RecoveringHandlers = WebSocketDurableObject(promiseRouter, { ...options, recovery: true })
+// The resume rounds resume one session back to back: the resume rate limit is raised out of their way.
+export const RecoveringHandlers = WebSocketDurableObject(promiseRouter, {
+  ...options,
+  recovery: { resumeRate: { burst: 100 } }
+})
 
 /**
  * durable-ws, Effect-native: handlers are Effects using the built-in

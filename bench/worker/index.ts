@@ -9,6 +9,7 @@ import { Raw } from "./raw"
 import type { Validator } from "./validators"
 import { validators } from "./validators"
 
+export { BenchEdge, BenchHome } from "./spanning"
 export {
   ArktypeObjectValidation,
   ArktypeValidation,

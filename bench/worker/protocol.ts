@@ -23,6 +23,10 @@ export const subscribedFrame = JSON.stringify({ type: "SUBSCRIBED" })
 export const publishFrame = (n: number) =>
   JSON.stringify({ type: "PUBLISH", payload: { topic, n, text: "breaking news, bench" } })
 
+/** Client → server: an rpc echo (durable-ws contenders only), its correlationId unique per `n`. */
+export const rpcFrame = (n: number) =>
+  JSON.stringify({ type: "ECHO_RPC", meta: { correlationId: `rpc-${n}` }, payload: { n, text: "hello, bench" } })
+
 /** The shapes the hand-written contenders read. */
 export interface InboundFrame {
   readonly type: string
@@ -41,5 +45,6 @@ export const newsFrame = (payload: InboundFrame["payload"]) =>
 export const prefixes = {
   echoReply: "{\"type\":\"ECHO_REPLY\"",
   subscribed: "{\"type\":\"SUBSCRIBED\"",
-  news: "{\"type\":\"NEWS\""
+  news: "{\"type\":\"NEWS\"",
+  rpcReply: "{\"type\":\"ECHO_RPC_REPLY\""
 } as const

@@ -24,6 +24,12 @@ export const ChatLine = Schema.Struct({
 })
 export type ChatLine = typeof ChatLine.Type
 
+/** How many recent lines a join brings; a page that got this many may load older ones. */
+export const joinHistory = 20
+
+/** The most lines one "Load older messages" brings. */
+export const olderLimit = 100
+
 /** Joins the room under a name; the reply carries who is here and the recent history. */
 export const Join = rpc("JOIN", { name: Name }, "JOINED", {
   you: Member,
@@ -34,7 +40,11 @@ export const Join = rpc("JOIN", { name: Name }, "JOINED", {
 /** Leaves the room but keeps the connection. */
 export const Leave = message("LEAVE")
 
-export const Say = message("SAY", { text: Text })
+/**
+ * Says a line. An rpc, so the page knows the line arrived (its reply is the
+ * line's id) and keeps it, visibly pending, until it did.
+ */
+export const Say = rpc("SAY", { text: Text }, "HEARD", { id: Schema.Number })
 
 /** Sent when the user starts or stops typing. */
 export const Typing = message("TYPING", { typing: Schema.Boolean })
@@ -59,3 +69,9 @@ export const Kick = message("KICK", { name: Name })
 export const LoadOlder = rpc("LOAD_OLDER", { before: Schema.Number }, "OLDER", { lines: Schema.Array(ChatLine) }, {
   progress: { loaded: Schema.Number, total: Schema.Number }
 })
+
+/** Sent to every room at once: `/announce <text>` in any room (a spanning topic, see worker.ts). */
+export const Announce = message("ANNOUNCE", { text: Text })
+
+/** Broadcast on the site-wide announcements topic, in every room, in one order. */
+export const Announced = message("ANNOUNCED", { name: Schema.String, text: Schema.String })

@@ -3,6 +3,11 @@
  * handlers, and the room's history in SQLite through the `ChatHistory`
  * service. The page and its script are static assets (see wrangler.toml).
  *
+ * Announcements (`/announce` in any room) go to every room: the
+ * `announcements` topic spans the rooms' objects, with its home in an
+ * `Announcements` object (`SpanningTopicHome`), so every member of every
+ * room gets them in one order, each once.
+ *
  * With `recovery`, a member whose connection drops (a network change, a
  * deploy) stays a member: the page resumes its session and gets what it
  * missed. "Left" is announced at once for a member who closed for good,
@@ -10,22 +15,47 @@
  * come back.
  */
 import * as Effect from "effect/Effect"
-import { CloseCodes, Connection, Connections, createRouter, PubSub, WebSocketDurableObject, WsError } from "../../src/index"
+import {
+  CloseCodes,
+  Connection,
+  Connections,
+  createRouter,
+  PubSub,
+  SpanningTopicHome,
+  WebSocketDurableObject,
+  WsError
+} from "../../src/index"
 import type { ConnectionContext } from "../../src/index"
 import { ChatHistory } from "./History"
 import type { ChatLine, Member } from "./protocol"
-import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "./protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  joinHistory,
+  Kick,
+  Leave,
+  LoadOlder,
+  olderLimit,
+  MemberJoined,
+  MemberLeft,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "./protocol"
 
 /** How many lines each room keeps. */
 const historyLimit = 1000
 /** How many recent lines a member gets on joining; older ones come with LOAD_OLDER. */
-const joinHistory = 20
 /** LOAD_OLDER reads at most this many lines, this many at a time, reporting progress after each chunk. */
-const olderLimit = 100
 const olderChunk = 10
 
 /** Every member of a room is subscribed to this topic of the room's object. */
 const roomTopic = "room"
+
+/** Every member of every room is subscribed to this topic, which spans the rooms' objects. */
+const announcementsTopic = "announcements"
 
 /** How long a dropped member may take to come back before the others hear that they left. */
 const awayGraceMs = 5000
@@ -73,6 +103,7 @@ export const router = createRouter<ChatData, ChatHistory>()
       const already = memberOf(ctx)?.name === you.name
       yield* connection.assignData({ name: you.name })
       yield* pubsub.subscribe(roomTopic)
+      yield* pubsub.subscribe(announcementsTopic)
       ctx.reply({ you, members: yield* members, history: yield* history.recent(joinHistory) })
       if (!already) yield* pubsub.publish(roomTopic, MemberJoined, { member: you }, { excludeSelf: true })
     }))
@@ -82,15 +113,25 @@ export const router = createRouter<ChatData, ChatHistory>()
       if (member === undefined) return
       const pubsub = yield* PubSub
       yield* pubsub.unsubscribe(roomTopic)
+      yield* pubsub.unsubscribe(announcementsTopic)
       yield* pubsub.publish(roomTopic, MemberLeft, { member })
     }))
-  .on(Say, (ctx) =>
+  .on(Announce, (ctx) =>
+    Effect.gen(function*() {
+      const member = yield* requireMember(ctx)
+      const pubsub = yield* PubSub
+      const result = yield* pubsub.publish(announcementsTopic, Announced, { name: member.name, text: ctx.payload.text })
+      if (!result.ok) return yield* new WsError({ code: result.error, message: result.message })
+    }))
+  .rpc(Say, (ctx) =>
     Effect.gen(function*() {
       const member = yield* requireMember(ctx)
       const history = yield* ChatHistory
       const pubsub = yield* PubSub
       const line = yield* history.append({ ...member, text: ctx.payload.text, sentAt: new Date() })
+      // Published first: the sender's page shows the line before it hears the reply that confirms it.
       yield* pubsub.publish(roomTopic, Said, line)
+      ctx.reply({ id: line.id })
     }))
   .on(Typing, (ctx) =>
     Effect.gen(function*() {
@@ -163,7 +204,8 @@ export class ChatRoom extends WebSocketDurableObject(router, {
   layer: ChatHistory.layer(historyLimit),
   maxPayloadBytes: 16 * 1024,
   rateLimit: { capacity: 20, refillPerSecond: 5 },
-  recovery: { sessionTtlMs: 10 * 60_000, maxAgeMs: 10 * 60_000 }
+  recovery: { sessionTtlMs: 10 * 60_000, maxAgeMs: 10 * 60_000 },
+  span: { topics: (topic) => topic === announcementsTopic, home: (env) => env.ANNOUNCEMENTS, edge: "CHAT" }
 }) {
   /** Announces the dropped members who did not come back within the grace period. */
   override async alarm(): Promise<void> {
@@ -185,6 +227,9 @@ export class ChatRoom extends WebSocketDurableObject(router, {
     if (next !== undefined) await this.ctx.storage.setAlarm(next)
   }
 }
+
+/** The home of the `announcements` topic: it numbers, logs and delivers every announcement to the rooms. */
+export class Announcements extends SpanningTopicHome {}
 
 interface ChatEnv {
   readonly CHAT: DurableObjectNamespace<ChatRoom>

@@ -110,6 +110,31 @@ describe("the chat example in Chromium", () => {
     expect(closed).toEqual({ code: 1005, wasClean: true })
   })
 
+  it("keeps every line typed as fast as one can, past the room's rate limit: 45 of 45, in order, in both pages", async () => {
+    const room = "fast-typist"
+    const ada = await open(room)
+    const grace = await open(room)
+    await join(ada, "Ada")
+    await join(grace, "Grace")
+    const typed = Array.from({ length: 45 }, (_, i) => `fast ${i + 1}`)
+    for (const text of typed) {
+      // Typing fires input events (typing notices) as a person's keystrokes would.
+      await ada.fill("#text", text)
+      await ada.dispatchEvent("#text", "input")
+      await ada.press("#text", "Enter")
+    }
+    // Every line is on Ada's page at once, visibly pending until the server confirms it.
+    expect(await ada.locator("#messages li.pending, #messages li:not(.notice) .text").count()).toBeGreaterThanOrEqual(45)
+    for (const page of [ada, grace]) {
+      await line(page, "fast 45").waitFor({ timeout: 60_000 })
+      expect((await texts(page)).filter((text) => text.startsWith("fast "))).toEqual(typed)
+    }
+    expect(await ada.locator("#messages li.pending").count()).toBe(0)
+    expect(await ada.locator("#messages li.failed").count()).toBe(0)
+    await ada.close()
+    await grace.close()
+  })
+
   it("talks with a Node client on Node's global WebSocket", async () => {
     const room = "node"
     const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })
@@ -119,7 +144,7 @@ describe("the chat example in Chromium", () => {
       await client.connect()
       const joined = await client.request(Join, { name: "Node" }, { timeoutMs: 10_000 })
       expect(joined.history).toEqual([])
-      client.send(Say, { text: "Hello from Node" })
+      await client.request(Say, { text: "Hello from Node" }, { timeoutMs: 10_000 })
 
       const page = await open(room)
       await join(page, "Browser")
@@ -147,8 +172,10 @@ describe("the chat example in Chromium", () => {
       await ada.locator("#members li", { hasText: "Talker" }).waitFor(wait)
       await grace.locator("#members li", { hasText: "Talker" }).waitFor(wait)
       const expected: Array<string> = []
+      // Each line is an rpc: queued while the server is down, resent after the resume, answered once.
+      const heard: Array<Promise<unknown>> = []
       const talk = (text: string) => {
-        expect(talker.send(Say, { text })).toBe(true)
+        heard.push(talker.request(Say, { text }, { timeoutMs: 60_000 }))
         expected.push(text)
       }
       for (let i = 1; i <= 3; i++) talk(`before ${i}`)
@@ -170,6 +197,7 @@ describe("the chat example in Chromium", () => {
         await page.locator("#messages li.notice", { hasText: "reconnected" }).waitFor({ timeout: 30_000 })
       }
       for (let i = 1; i <= 3; i++) talk(`after ${i}`)
+      expect(await Promise.all(heard)).toHaveLength(9)
       for (const page of [ada, grace]) {
         await line(page, "after 3").waitFor(wait)
         expect(await texts(page)).toEqual(expected)
@@ -242,15 +270,19 @@ describe("the chat example in Chromium", () => {
 
   it("loads older history with a progress bar", async () => {
     const room = "older"
-    const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}` })
+    // With recovery, a connection that drops under a loaded machine resumes as the member it was,
+    // so the lines queued meanwhile are still a member's.
+    const client = createClient({ url: `${server!.url.replace("http:", "ws:")}/ws?room=${room}`, recovery: true })
     try {
       await client.connect()
       await client.request(Join, { name: "Seeder" }, { timeoutMs: 10_000 })
       // The room's rate limit holds 20 frames and refills 5 a second.
+      const heard: Array<Promise<unknown>> = []
       for (let i = 1; i <= 33; i++) {
-        client.send(Say, { text: `line ${i}` })
+        heard.push(client.request(Say, { text: `line ${i}` }, { timeoutMs: 30_000 }))
         if (i > 15) await new Promise((resolve) => setTimeout(resolve, 230))
       }
+      await Promise.all(heard)
       await client.request(Join, { name: "Seeder" }, { timeoutMs: 10_000 })
     } finally {
       client.close()

@@ -36,6 +36,8 @@ export interface DevServerOptions {
   /** Defaults to a fresh temporary directory. */
   readonly persistTo?: string
   readonly readyTimeoutMs?: number
+  /** A wrangler.toml other than the root one (the chat example). */
+  readonly config?: string
 }
 
 const exited = (child: ChildProcess, timeoutMs: number) =>
@@ -73,7 +75,8 @@ export const startDevServer = async (options: DevServerOptions = {}): Promise<De
       "--persist-to",
       persistTo,
       "--show-interactive-dev-session=false",
-      "--live-reload=false"
+      "--live-reload=false",
+      ...(options.config === undefined ? [] : ["--config", options.config])
     ],
     {
       cwd: root,

@@ -44,28 +44,39 @@ const node = (args, options) => run(process.execPath, args, options)
 const npmCli = process.env["npm_execpath"]
 const npm = (args, options) => npmCli ? node([npmCli, ...args], options) : run("npm", args, options)
 
-/** The README's marked blocks, by name. */
+/** The files whose marked blocks are checked: the README and every guide in docs/. */
+const documents = async () => {
+  const guides = (await readdir(join(root, "docs"), { recursive: true }))
+    .filter((file) => file.endsWith(".md"))
+    .sort()
+    .map((file) => join("docs", file))
+  return ["README.md", ...guides]
+}
+
+/** The marked blocks of the README and the guides, by name. */
 const readmeBlocks = async () => {
-  const lines = (await readFile(join(root, "README.md"), "utf8")).split("\n")
   const blocks = new Map()
-  for (let i = 0; i < lines.length; i++) {
-    const marker = /^<!-- consumer: ([\w.-]+) -->$/.exec(lines[i])
-    if (marker === null) continue
-    const name = marker[1]
-    let j = i + 1
-    while (lines[j] === "") j++
-    if (!/^```\w*$/.test(lines[j] ?? "")) throw new Error(`README.md:${i + 1}: "${name}" is not followed by a code fence`)
-    const end = lines.indexOf("```", j + 1)
-    if (end === -1) throw new Error(`README.md:${j + 1}: unclosed fence`)
-    if (blocks.has(name)) throw new Error(`README.md:${i + 1}: "${name}" is marked twice`)
-    blocks.set(name, lines.slice(j + 1, end).join("\n") + "\n")
+  for (const document of await documents()) {
+    const lines = (await readFile(join(root, document), "utf8")).split("\n")
+    for (let i = 0; i < lines.length; i++) {
+      const marker = /^<!-- consumer: ([\w.-]+) -->$/.exec(lines[i])
+      if (marker === null) continue
+      const name = marker[1]
+      let j = i + 1
+      while (lines[j] === "") j++
+      if (!/^```\w*$/.test(lines[j] ?? "")) throw new Error(`${document}:${i + 1}: "${name}" is not followed by a code fence`)
+      const end = lines.indexOf("```", j + 1)
+      if (end === -1) throw new Error(`${document}:${j + 1}: unclosed fence`)
+      if (blocks.has(name)) throw new Error(`${document}:${i + 1}: "${name}" is marked twice`)
+      blocks.set(name, lines.slice(j + 1, end).join("\n") + "\n")
+    }
   }
   return blocks
 }
 
 const block = (blocks, name) => {
   const text = blocks.get(name)
-  if (text === undefined) throw new Error(`README.md has no block marked <!-- consumer: ${name} -->`)
+  if (text === undefined) throw new Error(`no block in README.md or docs/ is marked <!-- consumer: ${name} -->`)
   return text
 }
 
@@ -112,6 +123,107 @@ const watchdog = setTimeout(async () => {
   process.exit(1)
 }, totalTimeoutMs)
 
+/**
+ * Starts `wrangler dev` in the consumer project with `config`, waits until
+ * `probe` is answered by a Durable Object (426 Upgrade Required), runs
+ * `drive` with the host, and stops it.
+ */
+const underWranglerDev = async (config, probe, drive) => {
+  const port = await freePort()
+  const inspectorPort = await freePort()
+  let output = ""
+  wrangler = spawn(process.execPath, [
+    join(app, "node_modules/wrangler/bin/wrangler.js"),
+    "dev",
+    "--config",
+    config,
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(inspectorPort),
+    "--persist-to",
+    join(work, "state"),
+    "--show-interactive-dev-session=false",
+    "--live-reload=false"
+  ], {
+    cwd: app,
+    detached: true,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", CLOUDFLARE_CF_FETCH_ENABLED: "false" }
+  })
+  wrangler.stdout.on("data", (chunk) => void (output += chunk))
+  wrangler.stderr.on("data", (chunk) => void (output += chunk))
+  try {
+    const base = `127.0.0.1:${port}`
+    const deadline = Date.now() + 60_000
+    for (;;) {
+      if (wrangler.exitCode !== null) throw new Error(`wrangler dev exited with ${wrangler.exitCode}`)
+      // Any answer will do: the object answers a plain GET with 426 Upgrade Required.
+      const res = await fetch(`http://${base}${probe}`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
+      if (res?.status === 426) break
+      if (res !== undefined) throw new Error(`GET ${probe} answered ${res.status}, expected 426 from the Durable Object`)
+      if (Date.now() > deadline) throw new Error("wrangler dev was not ready after 60 s")
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+    await drive(base)
+  } catch (error) {
+    throw new Error(`${error.message}\n--- wrangler output ---\n${output}`)
+  } finally {
+    await stopWrangler()
+  }
+}
+
+const stopWrangler = async () => {
+  const running = wrangler
+  if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
+  const exited = new Promise((resolve) => running.once("exit", resolve))
+  try {
+    process.kill(-running.pid, "SIGKILL")
+  } catch {
+    return
+  }
+  await exited
+}
+
+/**
+ * Drives the Effect example with two raw sockets: both JOIN the room, one
+ * says something, both hear it as SAID. Each wait is bounded.
+ */
+const effectDrive = `
+const url = process.argv[1]
+const within = (ms, what, promise) => Promise.race([promise, new Promise((_, reject) => setTimeout(() => reject(new Error("no " + what + " within " + ms + " ms")), ms).unref())])
+const open = async () => {
+  const socket = new WebSocket(url)
+  const frames = []
+  const waiting = []
+  socket.addEventListener("message", (event) => {
+    const frame = JSON.parse(event.data)
+    const wake = waiting.shift()
+    if (wake === undefined) frames.push(frame); else wake(frame)
+  })
+  await within(10000, "open", new Promise((resolve, reject) => { socket.addEventListener("open", resolve); socket.addEventListener("error", () => reject(new Error("cannot connect"))) }))
+  const next = (what) => within(10000, what, frames.length > 0 ? Promise.resolve(frames.shift()) : new Promise((resolve) => void waiting.push(resolve)))
+  return { socket, next }
+}
+const ada = await open()
+const grace = await open()
+for (const member of [ada, grace]) {
+  member.socket.send(JSON.stringify({ type: "JOIN", meta: { correlationId: "j" }, payload: { room: "lobby" } }))
+  const joined = await member.next("JOINED")
+  if (joined.type !== "JOINED") throw new Error("unexpected answer to JOIN: " + JSON.stringify(joined))
+}
+ada.socket.send(JSON.stringify({ type: "SAY", payload: { room: "lobby", text: "hello" } }))
+for (const member of [ada, grace]) {
+  const said = await member.next("SAID")
+  if (said.type !== "SAID" || said.payload.text !== "hello" || typeof said.payload.from !== "string") throw new Error("unexpected: " + JSON.stringify(said))
+}
+ada.socket.close(1000)
+grace.socket.close(1000)
+console.log("SAID reached both members")
+`
+
 try {
   const blocks = await readmeBlocks()
 
@@ -137,7 +249,10 @@ try {
       type: "module",
       dependencies: {
         "durable-ws": `file:${tarball}`,
-        effect: await versionOf("effect")
+        effect: await versionOf("effect"),
+        // The optional peers of durable-ws/zod and durable-ws/valibot: every entry is typechecked below.
+        valibot: await versionOf("valibot"),
+        zod: await versionOf("zod")
       },
       devDependencies: {
         "@cloudflare/workers-types": await versionOf("@cloudflare/workers-types"),
@@ -194,6 +309,7 @@ try {
     await writeFile(join(app, "src/effect-handlers.ts"), block(blocks, "effect-handlers"))
     await writeFile(join(app, "src/migrate-quick-start.ts"), block(blocks, "migrate-quick-start"))
     await writeFile(join(app, "src/migrate-chat.ts"), block(blocks, "migrate-chat"))
+    await writeFile(join(app, "src/migrate-zod.ts"), block(blocks, "migrate-zod"))
     await writeFile(join(app, "src/effect-storage.d.ts"), block(blocks, "storage-shim"))
     // Every public entry, so that every published declaration file is checked.
     const { exports } = JSON.parse(await readFile(join(app, "node_modules/durable-ws/package.json"), "utf8"))
@@ -300,49 +416,27 @@ try {
     if (stdout.trim() !== "function function PONG") throw new Error(`unexpected exports: ${stdout}`)
   })
 
-  await step("the Quick start under wrangler dev: PING/PONG, then the rpc through durable-ws/client", async () => {
-    const port = await freePort()
-    const inspectorPort = await freePort()
-    let output = ""
-    wrangler = spawn(process.execPath, [
-      join(app, "node_modules/wrangler/bin/wrangler.js"),
-      "dev",
-      "--ip",
-      "127.0.0.1",
-      "--port",
-      String(port),
-      "--inspector-port",
-      String(inspectorPort),
-      "--persist-to",
-      join(work, "state"),
-      "--show-interactive-dev-session=false",
-      "--live-reload=false"
-    ], {
-      cwd: app,
-      detached: true,
-      stdio: ["ignore", "pipe", "pipe"],
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", WRANGLER_HIDE_BANNER: "true", CLOUDFLARE_CF_FETCH_ENABLED: "false" }
-    })
-    wrangler.stdout.on("data", (chunk) => void (output += chunk))
-    wrangler.stderr.on("data", (chunk) => void (output += chunk))
-    try {
-      const base = `127.0.0.1:${port}`
-      const deadline = Date.now() + 60_000
-      for (;;) {
-        if (wrangler.exitCode !== null) throw new Error(`wrangler dev exited with ${wrangler.exitCode}`)
-        // Any answer will do: the object answers a plain GET with 426 Upgrade Required.
-        const res = await fetch(`http://${base}/?room=lobby`, { signal: AbortSignal.timeout(2000) }).catch(() => undefined)
-        if (res?.status === 426) break
-        if (res !== undefined) throw new Error(`GET / answered ${res.status}, expected 426 from the Durable Object`)
-        if (Date.now() > deadline) throw new Error("wrangler dev was not ready after 60 s")
-        await new Promise((resolve) => setTimeout(resolve, 250))
-      }
+  await step("the Quick start under wrangler dev: PING/PONG, the rpc through durable-ws/client, and the Client section's example", async () => {
+    await underWranglerDev("wrangler.toml", "/?room=lobby", async (base) => {
       await cp(join(root, "test/consumer/drive.mjs"), join(app, "drive.mjs"))
       const { stdout } = await node(["drive.mjs", `ws://${base}/?room=lobby`], { cwd: app, timeout: 30_000 })
       process.stdout.write(`(${stdout.trim()}) `)
-    } catch (error) {
-      throw new Error(`${error.message}\n--- wrangler output ---\n${output}`)
-    }
+      // The Client section's example, as printed but for the port: it talks to the Quick start and exits.
+      const snippet = await readFile(join(app, "client/client.ts"), "utf8")
+      if (!snippet.includes("ws://localhost:8787")) throw new Error("the client example no longer connects to ws://localhost:8787")
+      await writeFile(join(app, "client/run.ts"), snippet.replaceAll("ws://localhost:8787", `ws://${base}`))
+      const ran = await node(["--experimental-strip-types", "--no-warnings", "client/run.ts"], { cwd: app, timeout: 30_000 })
+      const lines = ran.stdout.trim().split("\n")
+      if (lines.join("|") !== "Got: hi|user: Ada") throw new Error(`the client example printed ${JSON.stringify(ran.stdout)}`)
+    })
+  })
+
+  await step("the Effect example under wrangler dev: two members of a room hear what one says", async () => {
+    await writeFile(join(app, "wrangler.effect.toml"), block(blocks, "effect-wrangler.toml"))
+    await underWranglerDev("wrangler.effect.toml", "/?room=lobby", async (base) => {
+      const { stdout } = await node(["--input-type=module", "-e", effectDrive, `ws://${base}/?room=lobby`], { cwd: app, timeout: 30_000 })
+      process.stdout.write(`(${stdout.trim()}) `)
+    })
   })
 
   console.log(`consumer: passed in ${seconds(started)}`)

@@ -5,7 +5,22 @@
  */
 import { CloseCodes, createClient, ServerError, TimeoutError } from "../../../src/Client"
 import type { ChatLine, Member } from "../protocol"
-import { Join, Kick, Leave, LoadOlder, MemberJoined, MemberLeft, Said, Say, Typing, TypingChanged } from "../protocol"
+import {
+  Announce,
+  Announced,
+  Join,
+  joinHistory,
+  Kick,
+  Leave,
+  LoadOlder,
+  olderLimit,
+  MemberJoined,
+  MemberLeft,
+  Said,
+  Say,
+  Typing,
+  TypingChanged
+} from "../protocol"
 
 const element = <T extends HTMLElement>(id: string): T => {
   const found = document.getElementById(id)
@@ -86,8 +101,11 @@ const lineItem = (line: ChatLine) => {
   return item
 }
 
+/** Lines said here and not yet confirmed stay below every confirmed line. */
+const firstPending = () => ui.messages.querySelector<HTMLLIElement>("li.pending")
+
 const renderLine = (line: ChatLine) => {
-  ui.messages.append(lineItem(line))
+  ui.messages.insertBefore(lineItem(line), firstPending())
   scrollDown()
 }
 
@@ -95,7 +113,7 @@ const notice = (text: string) => {
   const item = document.createElement("li")
   item.className = "notice"
   item.textContent = text
-  ui.messages.append(item)
+  ui.messages.insertBefore(item, firstPending())
   scrollDown()
 }
 
@@ -152,8 +170,11 @@ const join = async (name: string) => {
     const joined = await client.request(Join, { name }, { timeoutMs: 5000 })
     rememberId(joined.you.clientId)
     sessionStorage.setItem(nameKey, name)
-    ui.messages.replaceChildren()
+    ui.messages.replaceChildren(...ui.messages.querySelectorAll("li.pending"))
     for (const line of joined.history) renderLine(line)
+    // A full page of history may have more before it.
+    ui.loadOlder.hidden = joined.history.length < joinHistory
+    ui.olderStatus.textContent = ""
     members = new Map(joined.members.map((member) => [member.clientId, member]))
     renderMembers()
     setJoined(true)
@@ -184,6 +205,8 @@ const loadOlder = async () => {
     })
     ui.messages.prepend(...lines.map(lineItem))
     ui.olderStatus.textContent = lines.length === 0 ? "No older messages" : `Loaded ${lines.length} older messages`
+    // Fewer than a full load: the beginning of the room's history is on the page.
+    if (lines.length < olderLimit) ui.loadOlder.hidden = true
   } catch (error) {
     ui.olderStatus.textContent = ""
     showError(error)
@@ -195,12 +218,87 @@ const loadOlder = async () => {
 
 // -- Typing ------------------------------------------------------------------
 
-let typingSent = false
+// Typing notices are throttled so they never starve lines of the room's rate limit: at most one
+// "typing" per few seconds, none while lines wait to be confirmed, and no "stopped" after a line
+// (the line itself tells the others).
+const typingEveryMs = 3000
+let typingSentAt = 0
 let typingTimer: ReturnType<typeof setTimeout> | undefined
-const stopTyping = () => {
+const stopTyping = (tellOthers: boolean) => {
   clearTimeout(typingTimer)
-  if (typingSent) client.send(Typing, { typing: false })
-  typingSent = false
+  if (typingSentAt !== 0 && tellOthers) client.send(Typing, { typing: false })
+  typingSentAt = 0
+}
+
+// -- Saying lines: kept, visibly pending, until the server confirms them ---------
+
+interface Pending {
+  readonly text: string
+  readonly item: HTMLLIElement
+}
+
+const outbox: Array<Pending> = []
+let sending = false
+
+const pendingItem = (text: string) => {
+  const item = document.createElement("li")
+  item.className = "mine pending"
+  const body = document.createElement("span")
+  body.className = "text"
+  body.textContent = text
+  const state = document.createElement("span")
+  state.className = "state"
+  state.textContent = "sending…"
+  item.append(body, state)
+  ui.messages.append(item)
+  scrollDown()
+  return item
+}
+
+const setState = (pending: Pending, text: string) => {
+  pending.item.querySelector(".state")!.textContent = text
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
+
+/** Sends the outbox's lines one after another, in order; each is retried until the server has it. */
+const pump = async () => {
+  if (sending) return
+  sending = true
+  try {
+    while (outbox.length > 0) {
+      const pending = outbox[0]!
+      try {
+        await client.request(Say, { text: pending.text }, { timeoutMs: 30_000 })
+        // The line itself arrived as SAID (published before the reply): the placeholder goes.
+        outbox.shift()
+        pending.item.remove()
+      } catch (error) {
+        if (error instanceof ServerError && error.code === "RESOURCE_EXHAUSTED") {
+          setState(pending, "waiting…")
+          await sleep(error.retryAfterMs ?? 1000)
+        } else if (error instanceof ServerError) {
+          // Refused for good (not in the room, an invalid line) or cut off with an unknown outcome:
+          // the line stays on the page, marked, and is not sent twice behind the user's back.
+          outbox.shift()
+          pending.item.classList.replace("pending", "failed")
+          setState(pending, error.code === "ABORTED" ? "not confirmed" : `not sent: ${error.message}`)
+          showError(error)
+        } else {
+          // No answer yet (offline, a timeout): the client resends it with its session; try again.
+          setState(pending, "waiting for the connection…")
+          await sleep(1000)
+        }
+      }
+    }
+  } finally {
+    sending = false
+  }
+}
+
+const say = (text: string) => {
+  outbox.push({ text, item: pendingItem(text) })
+  void pump()
 }
 
 // -- Wiring ------------------------------------------------------------------
@@ -229,6 +327,9 @@ client.onError(showError)
 // The server closes with a terminal code to say "do not come back"; the client then stays closed.
 client.onClose(({ code, reason, willReconnect }) => {
   if (willReconnect) return
+  // Sent away: who was here is no longer known.
+  members.clear()
+  renderMembers()
   if (code === CloseCodes.Forbidden) notice(`You were removed from the room${reason === "" ? "" : ` (${reason})`}`)
   else if (code === CloseCodes.Replaced) notice("This chat was opened in another tab")
   else if (code !== CloseCodes.Normal) notice(`Disconnected (${code}${reason === "" ? "" : `: ${reason}`})`)
@@ -242,6 +343,7 @@ client.on(Said, (line) => {
   renderTyping()
   renderLine(line)
 })
+client.on(Announced, ({ name, text }) => notice(`📣 ${name} to every room: ${text}`))
 client.on(MemberJoined, ({ member }) => {
   members.set(member.clientId, member)
   renderMembers()
@@ -279,26 +381,35 @@ ui.sayForm.addEventListener("submit", (event) => {
   event.preventDefault()
   const text = ui.text.value.trim()
   if (text.length === 0) return
-  stopTyping()
+  stopTyping(false)
   const kick = /^\/kick\s+(.+)$/.exec(text)
   if (kick !== null) {
     client.send(Kick, { name: kick[1]!.trim() })
     ui.text.value = ""
     return
   }
-  if (client.send(Say, { text })) ui.text.value = ""
-  else showError(new Error("Offline and too many messages are waiting; try again shortly"))
+  const announce = /^\/announce\s+(.+)$/.exec(text)
+  if (announce !== null) {
+    client.send(Announce, { text: announce[1]!.trim() })
+    ui.text.value = ""
+    return
+  }
+  say(text)
+  ui.text.value = ""
 })
 
 ui.text.addEventListener("input", () => {
-  if (!typingSent) client.send(Typing, { typing: true })
-  typingSent = true
+  const now = Date.now()
+  if (outbox.length === 0 && now - typingSentAt >= typingEveryMs) {
+    client.send(Typing, { typing: true })
+    typingSentAt = now
+  }
   clearTimeout(typingTimer)
-  typingTimer = setTimeout(stopTyping, 2500)
+  typingTimer = setTimeout(() => stopTyping(true), 2500)
 })
 
 ui.leave.addEventListener("click", () => {
-  stopTyping()
+  stopTyping(true)
   client.send(Leave)
   wantedName = undefined
   sessionStorage.removeItem(nameKey)

@@ -18,6 +18,12 @@ export interface PendingRequest {
   readonly timer: ReturnType<typeof setTimeout>
   /** Whether the frame left; only those can be lost with a connection. */
   sent: boolean
+  /**
+   * Whether it left on a socket that is gone: only those are sent again
+   * after a resume (or fail when it is refused). One queued while offline
+   * and sent on the new socket is not, or it would reach the server twice.
+   */
+  lost: boolean
   /** The request frame, kept when it may be sent again after a resume. */
   frame: string | undefined
 }
@@ -53,17 +59,25 @@ export class PendingRequests {
     return request
   }
 
-  /** Rejects the requests that went out (the ones still queued stay). */
-  failSent(error: (request: PendingRequest) => unknown): void {
+  /** The socket went away: every request that went out on it is lost with it, until a resume sends it again. */
+  markLost(): void {
+    for (const request of this.byId.values()) if (request.sent) request.lost = true
+  }
+
+  /** Rejects the requests lost with a socket (the ones still queued, or sent on the new socket, stay). */
+  failLost(error: (request: PendingRequest) => unknown): void {
     for (const [correlationId, request] of this.byId) {
-      if (request.sent) this.take(correlationId)?.reject(error(request))
+      if (request.lost) this.take(correlationId)?.reject(error(request))
     }
   }
 
-  /** The requests that went out, with their frames, to send again after a resume. */
-  *sentFrames(): Iterable<{ readonly correlationId: string; readonly frame: string }> {
+  /** The requests lost with a socket, with their frames, to send again after a resume. */
+  *lostFrames(): Iterable<{ readonly correlationId: string; readonly frame: string }> {
     for (const [correlationId, request] of this.byId) {
-      if (request.sent && request.frame !== undefined) yield { correlationId, frame: request.frame }
+      if (request.lost && request.frame !== undefined) {
+        request.lost = false
+        yield { correlationId, frame: request.frame }
+      }
     }
   }
 
@@ -75,7 +89,7 @@ export class PendingRequests {
   progress(correlationId: string | undefined, payload: unknown, report: (error: unknown) => void): Promise<void> | undefined {
     const entry = correlationId === undefined ? undefined : this.byId.get(correlationId)
     const onProgress = entry?.onProgress
-    if (entry?.progress === undefined || onProgress === undefined) return undefined
+    if (entry === undefined || onProgress === undefined) return undefined
     const hand = (decoded: PayloadResult): void => {
       if (!decoded.ok) return report(decoded.error)
       // A request answered or given up while an asynchronous validator decided hears nothing more.
@@ -86,7 +100,8 @@ export class PendingRequests {
         report(error)
       }
     }
-    const decoded = decodePayload(entry.progress, payload)
+    // An rpc that declares no progress schema hears its progress as it came.
+    const decoded = entry.progress === undefined ? { ok: true as const, value: payload } : decodePayload(entry.progress, payload)
     if (isPendingResult(decoded)) return decoded.then(hand)
     hand(decoded)
     return undefined

@@ -8,7 +8,7 @@
 import { v7 as uuidv7 } from "uuid"
 import type { ConnectionData } from "../../Connection"
 import { maxAttachmentBytes } from "../../Connection"
-import { ConnectionLimitExceeded, PayloadTooLarge } from "../../Errors"
+import { ConnectionLimitExceeded, PayloadTooLarge, RateLimited, Unauthorized } from "../../Errors"
 import { utf8Length } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { Socket } from "./data"
@@ -19,20 +19,45 @@ import * as Sockets from "./sockets"
 
 /** What a connection is admitted with. */
 export interface Arrival {
-  /** What `authenticate` returned (or the test's data): merged over the system fields. */
+  /**
+   * What `authenticate` returned (or the test's data): merged over the
+   * system fields. `undefined` when there is none (the session's identity
+   * is then `""`).
+   */
   readonly authenticated: unknown
   readonly resourceId: string | undefined
   /** The resume parameter's value, when the client asked to resume. */
   readonly resume: string | null
 }
 
-/** Why a connection was refused: the object answers 503 and 500, `Testing` rejects with the error. */
-export type Refusal = ConnectionLimitExceeded | PayloadTooLarge
+/**
+ * Why a connection was refused: the object answers 503, 500, 429 (with
+ * `Retry-After`) and 401; `Testing` rejects with the error.
+ */
+export type Refusal = ConnectionLimitExceeded | PayloadTooLarge | RateLimited | Unauthorized
 
-/** Whether the instance is at `maxConnections`. */
-export const full = (instance: Instance): ConnectionLimitExceeded | undefined => {
+/**
+ * Whether the instance is at `maxConnections`, not counting the sockets of
+ * `replacing` (the session a resume takes over: its older socket is about
+ * to be closed).
+ */
+export const full = (instance: Instance, replacing?: string): ConnectionLimitExceeded | undefined => {
   const limit = instance.config.maxConnections
-  return !instance.hasRoom(limit) ? new ConnectionLimitExceeded({ limit, message: "Too many connections" }) : undefined
+  return !instance.hasRoom(limit, replacing)
+    ? new ConnectionLimitExceeded({ limit, message: "Too many connections" })
+    : undefined
+}
+
+/** The session identity of an arrival; a failing `recovery.identity` refuses it like `authenticate`. */
+const identify = (instance: Instance, authenticated: unknown): string | Unauthorized => {
+  const recovery = instance.config.recovery
+  if (recovery === undefined || authenticated === undefined) return ""
+  try {
+    return recovery.identity(authenticated)
+  } catch (error) {
+    console.warn("durable-ws: recovery.identity failed", error)
+    return new Unauthorized({ message: "Unauthorized" })
+  }
 }
 
 /**
@@ -44,19 +69,32 @@ export const admit = async (
   arrival: Arrival,
   accept: (clientId: string) => Socket
 ): Promise<LiveConnection | Refusal> => {
-  const claim = instance.recovery === undefined ? undefined : await prepareResume(instance.recovery, arrival.resume)
-  // Earlier steps may have yielded: other upgrades can have taken the last slots meanwhile.
-  const refused = full(instance)
-  if (refused !== undefined) return refused
-  // From here on nothing yields: a session claimed is a session taken over.
+  const identity = identify(instance, arrival.authenticated)
+  if (identity instanceof Unauthorized) return identity
+  const claim = instance.recovery === undefined
+    ? undefined
+    : await prepareResume(instance.recovery, arrival.resume, identity)
+  // From here on nothing yields: a session read by the claim is taken over only once every check passed.
   const resumption = claim?.()
+  if (resumption?.retryAfterMs !== undefined) {
+    return new RateLimited({ retryAfterMs: resumption.retryAfterMs, message: "Too many resumes of this session" })
+  }
+  const session = resumption?.session
+  // Earlier steps may have yielded: other upgrades can have taken the last slots meanwhile. A
+  // resume's older socket of the same session is about to be closed: it does not count.
+  const refused = full(instance, session?.id)
+  if (refused !== undefined) return refused
   const data: ConnectionData<Record<string, unknown>> = mergeData(
-    resumption?.session?.data ?? systemData(arrival.resourceId),
+    session?.data ?? systemData(arrival.resourceId),
     typeof arrival.authenticated === "object" && arrival.authenticated !== null
       ? arrival.authenticated as Record<string, unknown>
       : undefined
   )
-  const size = utf8Length(JSON.stringify({ d: data, t: [] }))
+  // The attachment as it will be written: data, subscriptions (a resume's), rate-limit bucket.
+  const attachment = session === undefined
+    ? { d: data, t: [] }
+    : { d: data, t: Array.from(session.topics.keys()), ...(session.bucket === undefined ? {} : { r: session.bucket }) }
+  const size = utf8Length(JSON.stringify(attachment))
   if (size > maxAttachmentBytes) {
     console.error(`durable-ws: connection data is ${size} bytes; the limit is ${maxAttachmentBytes}`)
     return new PayloadTooLarge({
@@ -65,6 +103,7 @@ export const admit = async (
       message: `Connection data is ${size} bytes; the limit is ${maxAttachmentBytes}`
     })
   }
+  resumption?.take()
   return Sockets.open(instance, accept(data.clientId), data, resumption)
 }
 
@@ -75,4 +114,5 @@ const systemData = (resourceId: string | undefined): ConnectionData<Record<strin
 
 /** Whether an admission ended in a refusal. */
 export const isRefusal = (u: LiveConnection | Refusal): u is Refusal =>
-  u instanceof ConnectionLimitExceeded || u instanceof PayloadTooLarge
+  u instanceof ConnectionLimitExceeded || u instanceof PayloadTooLarge || u instanceof RateLimited ||
+  u instanceof Unauthorized

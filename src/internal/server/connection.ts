@@ -26,6 +26,8 @@ export interface Attachment {
 export interface AttachmentStore {
   readonly read: (socket: Socket) => unknown
   readonly write: (socket: Socket, attachment: Attachment) => void
+  /** The server is closing a connection with `code` (with recovery, a terminal code ends its session). */
+  readonly closing?: (clientId: string, code: number) => void
 }
 
 export const isAttachment = (u: unknown): u is Attachment =>
@@ -49,6 +51,8 @@ export class LiveConnection {
   private tail: Promise<void> = settled
   private running = 0
   closed = false
+  /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
+  readonly awaitingReplies = new Set<{ revoke(): void; readonly record: number | undefined }>()
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */
@@ -87,10 +91,32 @@ export class LiveConnection {
 
   /** Sends a frame; false when the socket is gone (a closed peer never breaks a fan-out). */
   sendFrame(frame: string): boolean {
+    if (this.collected !== undefined) {
+      this.collected.push(frame)
+      return true
+    }
     if (this.held === undefined) return this.write(frame)
     void this.hold(Promise.resolve(frame))
     return true
   }
+
+  /**
+   * Runs `f` with the frames this connection would write meanwhile kept
+   * aside, and returns them: the caller sends its own frame first, then
+   * these (an `onError` hook's sends follow the error frame it decided on).
+   */
+  collect<A>(f: () => A): { readonly result: A; readonly frames: ReadonlyArray<string> } {
+    const outer = this.collected
+    const frames: Array<string> = []
+    this.collected = frames
+    try {
+      return { result: f(), frames }
+    } finally {
+      this.collected = outer
+    }
+  }
+
+  private collected: Array<string> | undefined = undefined
 
   private write(frame: string): boolean {
     try {
@@ -178,8 +204,9 @@ export class LiveConnection {
     sent?: (frame: string) => void
   ): Promise<void> | undefined {
     if (typeof frame === "string") {
-      this.sendFrame(frame)
+      // `sent` first: a write it makes (the reply cache) is then not behind a frame already out.
       sent?.(frame)
+      this.sendFrame(frame)
       return undefined
     }
     return this.hold(frame.then((text) => {
@@ -207,7 +234,32 @@ export class LiveConnection {
     return tooLarge
   }
 
+  /**
+   * Published frames held back while a resume's replay is sent: they
+   * follow it, in order, once {@link releasePublished} is called.
+   */
+  private heldPublished: Array<string> | undefined = undefined
+
+  holdPublished(): void {
+    this.heldPublished = []
+  }
+
+  releasePublished(): void {
+    const held = this.heldPublished
+    this.heldPublished = undefined
+    if (held !== undefined) for (const frame of held) this.sendFrame(frame)
+  }
+
+  /** Sends a published frame (held back during a replay); false when the socket is gone. */
+  deliver(frame: string): boolean {
+    if (this.heldPublished === undefined) return this.sendFrame(frame)
+    this.heldPublished.push(frame)
+    return true
+  }
+
   close(code?: number, reason?: string): void {
+    // A close the server starts (not one it answers): the store hears of it first.
+    if (!this.closed && code !== undefined) this.store.closing?.(this.clientId, code)
     try {
       this.socket.close(code, reason)
     } catch {
@@ -220,6 +272,11 @@ export class LiveConnection {
    * idle connection runs it at once, so a synchronous handler costs no
    * promise at all. Tasks never reject.
    */
+  /** How many of this connection's tasks are waiting or running. */
+  get pending(): number {
+    return this.running
+  }
+
   enqueue(task: () => Promise<void> | undefined): Promise<void> {
     if (this.running === 0) {
       const result = task()

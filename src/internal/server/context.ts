@@ -1,11 +1,21 @@
-import type { ErrorCode } from "../../Errors"
-import type { CloseContext, OpenContext, RpcContext, Topics } from "../../HandlerContext"
-import type { MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
-import { encodeErrorFrame } from "../../Protocol"
+import type { ConnectionData, SendOptions } from "../../Connection"
+import type { CustomWireError } from "../../Errors"
+import { describeCode, SentError } from "../../Errors"
+import type {
+  CloseContext,
+  ErrorOptions,
+  OpenContext,
+  ProgressOptions,
+  ReplyOptions,
+  RpcContext,
+  Topics
+} from "../../HandlerContext"
+import type { MessageLike, MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
+import { messageOf } from "../../Message"
+import { encodeErrorFrame, encodeFrame, progressType } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
 import type { Instance } from "./instance"
-import type { ConnectionData, SendOptions } from "../../Connection"
 
 type AnyData = Record<string, unknown>
 
@@ -13,7 +23,10 @@ type AnyData = Record<string, unknown>
 type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSchema>, MessageSchema<string, PayloadSchema>>
 
 /** What a context needs from its instance. */
-export type ContextHost = Pick<Instance, "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered">
+export type ContextHost = Pick<
+  Instance,
+  "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered" | "errorSent"
+>
 
 const revokedPublish: PublishResult = {
   ok: false,
@@ -57,8 +70,16 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   recovered = false
   /** `onClose`: the session may still be resumed. */
   resumable = false
+  /** With recovery: the durable record of this rpc request, which keeps its answer. */
+  record: number | undefined = undefined
   /** The progress message of an rpc that declares one. */
   progressMessage: MessageSchema | undefined = undefined
+  /** When progress last went out, for `throttleMs`. */
+  private lastProgressAt: number | undefined = undefined
+  /** When the frame arrived (ms since the epoch): the start of an rpc's deadline. */
+  readonly receivedAt: number = Date.now()
+  /** Armed while an rpc whose handler returned waits for a deferred reply. */
+  private replyDeadline: ReturnType<typeof setTimeout> | undefined = undefined
   private topicsView: Topics | undefined = undefined
   /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
   private sending: Promise<void> | undefined = undefined
@@ -97,6 +118,31 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   revoke(): void {
     this.revoked = true
     this.replied = true
+    this.settleDeadline()
+  }
+
+  /**
+   * An rpc whose handler returned without answering may still answer from a
+   * callback until `atMs` (ms since the epoch); past it `expire` runs once,
+   * and nothing the handler sends after that is delivered.
+   */
+  awaitReply(atMs: number, expire: () => void): void {
+    if (this.replied || this.revoked) return
+    this.connection.awaitingReplies.add(this)
+    this.replyDeadline = setTimeout(() => {
+      this.replyDeadline = undefined
+      this.connection.awaitingReplies.delete(this)
+      if (this.replied) return
+      expire()
+      this.revoke()
+    }, Math.max(0, atMs - Date.now()))
+  }
+
+  private settleDeadline(): void {
+    if (this.replyDeadline === undefined) return
+    clearTimeout(this.replyDeadline)
+    this.replyDeadline = undefined
+    this.connection.awaitingReplies.delete(this)
   }
 
   /**
@@ -114,18 +160,17 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     return copy
   }
 
-  /** Sends the answer to this message; an rpc's answer is also reported to the instance. */
   /**
    * Sends the answer to this message (a Promise of it while an asynchronous
    * validator checks a reply); an rpc's answer is also reported to the
    * instance once it is known.
    */
-  answer(frame: string | Promise<string>): void {
-    const { response, correlationId } = this
-    const answered = response === undefined || correlationId === undefined
-      ? undefined
-      : (sent: string) => this.host.answered(this.connection, correlationId, sent)
-    this.track(this.connection.sendEncoded(frame, this, answered))
+  answer(frame: string | Promise<string>): Promise<void> | undefined {
+    const { record } = this
+    const answered = record === undefined ? undefined : (sent: string) => this.host.answered(record, sent)
+    const sent = this.connection.sendEncoded(frame, this, answered)
+    this.track(sent)
+    return sent
   }
 
   assignData(partial: Readonly<AnyData>): void {
@@ -134,23 +179,49 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     if (tooLarge !== undefined) throw tooLarge
   }
 
-  send(message: MessageSchema, payload?: unknown, options?: SendOptions): void {
-    if (!this.revoked) this.track(this.connection.send(message, payload, options, this))
+  send(message: MessageLike, payload?: unknown, options?: SendOptions): void
+  send(message: MessageLike, payload: unknown, options: SendOptions & { readonly waitFor: "drain" | "ack" }): Promise<boolean>
+  send(message: MessageLike, payload?: unknown, options?: SendOptions): void | Promise<boolean> {
+    const waits = options?.waitFor !== undefined
+    if (this.revoked || options?.signal?.aborted === true) return waits ? Promise.resolve(false) : undefined
+    const correlationId = options?.inheritCorrelationId === true ? this.correlationId : undefined
+    const sendOptions = correlationId === undefined ? options : { ...options, meta: { ...options?.meta, correlationId } }
+    const sent = this.connection.send(messageOf(message), payload, sendOptions, this)
+    this.track(sent)
+    if (!waits) return undefined
+    return sent === undefined
+      ? Promise.resolve(!this.connection.closed)
+      : sent.then(() => !this.connection.closed && !this.revoked, () => false)
   }
 
-  reply(payload?: unknown, options?: SendOptions): void {
+  reply(payload?: unknown, options?: ReplyOptions): void
+  reply(payload: unknown, options: ReplyOptions & { readonly waitFor: "drain" | "ack" }): Promise<void>
+  reply(payload?: unknown, options?: ReplyOptions): void | Promise<void> {
     if (this.response === undefined) throw new Error("durable-ws: reply() is only available in rpc handlers")
-    if (this.replied) return
+    const waits = options?.waitFor !== undefined
+    if (this.replied || options?.signal?.aborted === true) return waits ? settled : undefined
     this.replied = true
-    this.answer(this.connection.encode(this.response, payload, options, this.correlationId))
+    this.settleDeadline()
+    const meta = options?.meta
+    const sent = this.answer(this.connection.encode(this.response, payload, meta === undefined ? undefined : { meta }, this.correlationId))
+    if (!waits) return undefined
+    return sent === undefined ? settled : sent.then(undefined, () => undefined)
   }
 
-  progress(payload?: unknown): void {
-    const message = this.progressMessage
-    if (message === undefined) throw new Error("durable-ws: progress() needs an rpc declared with a progress schema")
+  progress(payload?: unknown, options?: ProgressOptions): void {
+    if (this.response === undefined) throw new Error("durable-ws: progress() is only available in rpc handlers")
     // Progress only ever precedes the one answer: after a reply, an error or the deadline it is dropped.
-    if (this.replied) return
-    this.track(this.connection.sendEncoded(this.connection.encode(message, payload, undefined, this.correlationId), this))
+    if (this.replied || options?.signal?.aborted === true) return
+    const now = Date.now()
+    const throttleMs = options?.throttleMs
+    if (throttleMs !== undefined && this.lastProgressAt !== undefined && now - this.lastProgressAt < throttleMs) return
+    this.lastProgressAt = now
+    const message = this.progressMessage
+    const sendOptions = options?.meta === undefined ? undefined : { meta: options.meta }
+    const frame = message === undefined
+      ? encodeFrame(progressType, payload, { timestamp: now, ...options?.meta, correlationId: this.correlationId })
+      : this.connection.encode(message, payload, sendOptions, this.correlationId)
+    this.track(this.connection.sendEncoded(frame, this))
   }
 
   private track(sent: Promise<void> | undefined): void {
@@ -177,16 +248,27 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     })
   }
 
-  error(code: ErrorCode, message: string, details?: unknown): void {
+  error(code: string, message?: string, details?: unknown, options?: ErrorOptions): void {
     // An RPC request gets exactly one answer: a reply, an error, or a timeout.
     if (this.revoked || (this.response !== undefined && this.replied)) return
     this.replied = true
-    this.answer(encodeErrorFrame(details === undefined ? { code, message } : { code, message, details }, this.correlationId))
+    this.settleDeadline()
+    const text = message ?? describeCode(code)
+    const wire: CustomWireError = {
+      code,
+      message: text,
+      ...(details === undefined ? {} : { details }),
+      ...(options?.retryable === undefined ? {} : { retryable: options.retryable }),
+      ...(options?.retryAfterMs === undefined ? {} : { retryAfterMs: options.retryAfterMs })
+    }
+    this.answer(encodeErrorFrame(wire, this.correlationId, options?.meta))
+    const sent = new SentError(details === undefined ? { code, message: text } : { code, message: text, details })
+    this.host.errorSent(options?.cause === undefined ? sent : Object.assign(sent, { cause: options.cause }), this)
   }
 
-  publish(topic: string, message: MessageSchema, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {
+  publish(topic: string, message: MessageLike, payload?: unknown, options?: PublishOptions): Promise<PublishResult> {
     if (this.revoked) return Promise.resolve(revokedPublish)
-    return this.host.publish(topic, message, payload, options, this.connection)
+    return this.host.publish(topic, messageOf(message), payload, options, this.connection)
   }
 
   close(code?: number, reason?: string): void {

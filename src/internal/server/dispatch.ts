@@ -11,7 +11,7 @@ import * as Predicate from "effect/Predicate"
 import type { WireError } from "../../Errors"
 import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../../Errors"
 import type { PayloadResult, RpcSchema } from "../../Message"
-import { decodePayload, isPendingResult } from "../../Message"
+import { declaresMeta, decodeMeta, decodePayload, isPendingResult } from "../../Message"
 import { decodeEnvelope, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType, ReservedTypes } from "../../Protocol"
 import type { PublishScope } from "./scope"
 import { runInScope } from "./scope"
@@ -83,23 +83,32 @@ const sendError = (connection: LiveConnection, error: WireError, correlationId: 
   connection.sendFrame(encodeErrorFrame(error, correlationId))
 }
 
-const reject = (connection: LiveConnection, error: unknown, correlationId: string | undefined): undefined => {
+/**
+ * Refuses a frame before any handler: `onError` hears of it (with no
+ * context), and unless a hook returned `false` the client gets the error.
+ */
+const reject = (
+  instance: Instance,
+  connection: LiveConnection,
+  error: unknown,
+  correlationId: string | undefined,
+  type?: string
+): undefined => {
+  const about = type === undefined ? { clientId: connection.clientId } : { clientId: connection.clientId, type }
+  const { suppressed } = instance.router.notifyError(error, undefined, about)
+  if (!suppressed) sendError(connection, toWireError(error), correlationId)
+  return undefined
+}
+
+// A payload that fails its schema is answered as before, without onError (as WS-Kit's router does).
+const invalidPayload = (connection: LiveConnection, error: unknown, correlationId: string | undefined): undefined => {
   sendError(connection, toWireError(error), correlationId)
   return undefined
 }
 
 /** Calls the `onError` hooks with the original error; false when there are none. */
-export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: HandlerContext): boolean => {
-  const hooks = instance.router.errorHooks
-  for (const hook of hooks) {
-    try {
-      hook(error, ctx)
-    } catch (hookError) {
-      console.error("durable-ws: onError hook threw", hookError)
-    }
-  }
-  return hooks.length > 0
-}
+export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: HandlerContext): boolean =>
+  instance.router.notifyError(error, ctx, { clientId: ctx.clientId, type: ctx.type }).heard
 
 /**
  * Reports a failed handler: the client gets the mapped error (generic for
@@ -108,8 +117,15 @@ export const notifyErrorHooks = (instance: Instance, error: unknown, ctx: Handle
  */
 const reportError = (instance: Instance, ctx: HandlerContext, error: unknown, notifyClient: boolean): void => {
   const wire = toWireError(error)
-  if (notifyClient) ctx.answer(encodeErrorFrame(wire, ctx.correlationId))
-  if (!notifyErrorHooks(instance, error, ctx.forHooks()) && wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
+  const { result: { heard, suppressed }, frames } = ctx.connection.collect(() =>
+    instance.router.notifyError(error, ctx.forHooks(), { clientId: ctx.clientId, type: ctx.type })
+  )
+  // A hook that returned false answers the client itself (or not at all): the request counts as answered.
+  if (notifyClient && !suppressed) ctx.answer(encodeErrorFrame(wire, ctx.correlationId))
+  else if (notifyClient) ctx.replied = true
+  // What the hooks sent follows the error they were told about.
+  for (const frame of frames) ctx.connection.sendFrame(frame)
+  if (!heard && wire.code === "INTERNAL") console.error("durable-ws: handler failed", error)
 }
 
 const reportFailure = (
@@ -122,7 +138,12 @@ const reportFailure = (
 // An unknown type is client input: name it in the error, but never reflect a huge one back whole.
 const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
 
-const missingReply: WireError = { code: "INTERNAL", message: "RPC handler completed without replying" }
+/**
+ * How long an rpc whose handler returned without replying may still reply
+ * (from a callback, a timer, another message) when no `handlerTimeoutMs` is
+ * set: the default request timeout of WS-Kit's client and ours.
+ */
+export const deferredReplyMs = 30_000
 
 interface Prepared {
   readonly instance: Instance
@@ -130,6 +151,8 @@ interface Prepared {
   readonly route: Route
   /** Set while an asynchronous validator is still deciding on the payload. */
   readonly validating: Promise<PayloadResult> | undefined
+  /** The payload as the client sent it (what a resend is compared by). */
+  readonly sent: unknown
 }
 
 /** An rpc that declares progress gives its context `progress`. */
@@ -146,8 +169,9 @@ const withProgress = (ctx: HandlerContext, route: Route): HandlerContext => {
  */
 const prepare = (instance: Instance, connection: LiveConnection, frame: string | ArrayBuffer): Prepared | undefined => {
   const envelope = decodeEnvelope(frame, instance.config.maxPayloadBytes)
-  if (isInvalidFrame(envelope)) return reject(connection, envelope.error, envelope.correlationId)
+  if (isInvalidFrame(envelope)) return reject(instance, connection, envelope.error, envelope.correlationId)
   const { type, correlationId } = envelope
+  const meta = serverOwned(envelope.meta)
   if (type === ReservedTypes.heartbeat) {
     connection.sendFrame(heartbeat.response)
     return undefined
@@ -155,6 +179,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   const route = isReservedType(type) ? undefined : instance.router.routes.get(type)
   if (route === undefined) {
     return reject(
+      instance,
       connection,
       new UnknownMessageType({
         type,
@@ -162,33 +187,56 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
           ? `Message type "${shownType(type)}" is reserved`
           : `No handler for message type "${shownType(type)}"`
       }),
-      correlationId
+      correlationId,
+      type
     )
   }
   if (route.response !== undefined && correlationId === undefined) {
     return reject(
+      instance,
       connection,
       new ValidationError({ message: `RPC request "${type}" requires meta.correlationId` }),
-      undefined
+      undefined,
+      type
     )
   }
   let payload: PayloadResult | Promise<PayloadResult>
   try {
     payload = decodePayload(route.message, envelope.payload)
+    if (declaresMeta(route.message)) payload = bothValid(decodeMeta(route.message, meta), payload)
   } catch (error) {
     // A validator that throws is a server bug: reported like a failing handler, never as the client's fault.
-    const ctx = new HandlerContext(instance, connection, type, undefined, envelope.meta, correlationId, route.response)
+    const ctx = new HandlerContext(instance, connection, type, undefined, meta, correlationId, route.response)
     reportError(instance, ctx, error, true)
     return undefined
   }
   if (isPendingResult(payload)) {
-    const ctx = new HandlerContext(instance, connection, type, undefined, envelope.meta, correlationId, route.response)
-    return { instance, ctx: withProgress(ctx, route), route, validating: payload }
+    const ctx = new HandlerContext(instance, connection, type, undefined, meta, correlationId, route.response)
+    return { instance, ctx: withProgress(ctx, route), route, validating: payload, sent: envelope.payload }
   }
-  if (!payload.ok) return reject(connection, payload.error, correlationId)
-  const ctx = new HandlerContext(instance, connection, type, payload.value, envelope.meta, correlationId, route.response)
-  return { instance, ctx: withProgress(ctx, route), route, validating: undefined }
+  if (!payload.ok) return invalidPayload(connection, payload.error, correlationId)
+  const ctx = new HandlerContext(instance, connection, type, payload.value, meta, correlationId, route.response)
+  return { instance, ctx: withProgress(ctx, route), route, validating: undefined, sent: envelope.payload }
 }
+
+/**
+ * `meta.clientId` and `meta.receivedAt` are the server's to say (`ctx.clientId`,
+ * `ctx.receivedAt`): a client's own are dropped before anything reads them.
+ */
+const serverOwned = (meta: Readonly<Record<string, unknown>>): Readonly<Record<string, unknown>> => {
+  if (!Object.hasOwn(meta, "clientId") && !Object.hasOwn(meta, "receivedAt")) return meta
+  const { clientId: _clientId, receivedAt: _receivedAt, ...rest } = meta
+  return rest
+}
+
+/** The payload's result when the meta passed too; the meta's failure first. */
+const bothValid = (
+  meta: PayloadResult | Promise<PayloadResult>,
+  payload: PayloadResult | Promise<PayloadResult>
+): PayloadResult | Promise<PayloadResult> =>
+  isPendingResult(meta) || isPendingResult(payload)
+    ? Promise.all([meta, payload]).then(([m, p]) => m.ok ? p : m)
+    : meta.ok ? payload : meta
 
 /** Takes an asynchronous validator's verdict: true to go on to the handler, false once the client is told. */
 const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {
@@ -205,19 +253,29 @@ const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {
 const awaitPromise = (promise: Promise<unknown>): Effect.Effect<unknown, unknown> =>
   Effect.tryPromise({ try: () => promise, catch: (error) => error })
 
-/** A handler finished: an rpc that did not answer gets `RPC_ERROR INTERNAL`. */
-const completed = ({ ctx, route }: Prepared): void => {
-  if (route.response !== undefined && !ctx.replied) ctx.answer(encodeErrorFrame(missingReply, ctx.correlationId))
+/**
+ * A handler finished. An rpc it did not answer yet may be answered later
+ * (a deferred reply) until its deadline — `handlerTimeoutMs`, else
+ * {@link deferredReplyMs}, from the frame's arrival; then it gets its one
+ * `RPC_ERROR DEADLINE_EXCEEDED`, and a reply after that is dropped.
+ */
+const completed = (instance: Instance, { ctx, route }: Prepared): void => {
+  if (route.response === undefined || ctx.replied) return
+  const timeoutMs = instance.config.handlerTimeoutMs ?? deferredReplyMs
+  ctx.awaitReply(ctx.receivedAt + timeoutMs, () => {
+    const error = new HandlerTimeout({ timeoutMs, message: `No reply to "${ctx.type}" within ${timeoutMs} ms` })
+    ctx.answer(encodeErrorFrame(toWireError(error), ctx.correlationId))
+  })
 }
 
 /** Completes once the handler's asynchronously validated sends are out; one that failed fails the handler. */
 const finish = (instance: Instance, prepared: Prepared): Promise<void> | undefined => {
   const sends = prepared.ctx.sendsDone()
   if (sends === undefined) {
-    completed(prepared)
+    completed(instance, prepared)
     return undefined
   }
-  return sends.then(() => completed(prepared), (error: unknown) => reportError(instance, prepared.ctx, error, true))
+  return sends.then(() => completed(instance, prepared), (error: unknown) => reportError(instance, prepared.ctx, error, true))
 }
 
 /** A handler's Effect ended: report its failure, or finish it. */
@@ -242,7 +300,9 @@ const sendsDone = (ctx: HandlerContext): Effect.Effect<unknown, unknown> =>
  */
 const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown, unknown> => {
   const { ctx, route, validating } = prepared
-  const middleware = instance.router.middleware
+  const middleware = route.middleware.length === 0
+    ? instance.router.middleware
+    : [...instance.router.middleware, ...route.middleware]
   let handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
   if (validating !== undefined) {
     const handler = handled
@@ -319,8 +379,12 @@ export const dispatch = (
   frame: string | ArrayBuffer
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
-  if (prepared === undefined || answeredBefore(instance, prepared.ctx)) return undefined
-  if (instance.router.middleware.length > 0 || instance.config.handlerTimeoutMs !== undefined) {
+  if (prepared === undefined) return undefined
+  if (answeredBefore(instance, prepared.ctx, prepared.sent, prepared.route.idempotent)) return undefined
+  if (
+    instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||
+    instance.config.handlerTimeoutMs !== undefined
+  ) {
     const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, prepared, settled, unavailable)
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
     return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)

@@ -1,5 +1,6 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type { SentError } from "../../Errors"
 import type { MessageSchema } from "../../Message"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import { Connections } from "../../Connections"
@@ -10,13 +11,15 @@ import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
+import { encodeFrame } from "../../Protocol"
 import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
 import type { Resumption } from "./recovery"
-import { PendingReplies, RecoveryStore } from "./recovery"
+import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
 import { InstancePubSub } from "./pubsub"
+import { SpanEdge } from "./span"
 import type { RouterTables } from "./routes"
 import { connectionsService, pubSubService } from "./services"
 import { InstanceRuntime } from "./effectRuntime"
@@ -48,6 +51,8 @@ export class Instance {
   /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
   readonly recovery: RecoveryStore | undefined
   readonly pendingReplies = new PendingReplies()
+  /** The edge side of spanning topics (SPEC §14), when `span` is set. */
+  readonly span: SpanEdge | undefined
   /** Where connections persist: the registry, and with recovery their session too. */
   private readonly store: AttachmentStore
   // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
@@ -78,7 +83,10 @@ export class Instance {
       read: registry.read,
       write: (socket, attachment) => {
         registry.write(socket, attachment)
-        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t)
+        recovery.saveSession(attachment.d.clientId, attachment.d, attachment.t, attachment.r)
+      },
+      closing: (clientId, code) => {
+        if (endsSession(code)) recovery.endSession(clientId)
       }
     }
     this.pubsub = new InstancePubSub(
@@ -87,9 +95,28 @@ export class Instance {
       hook(config.authorizePublish),
       recovery
     )
+    this.span = config.span === undefined || config.state === undefined ? undefined : new SpanEdge(
+      config.span,
+      config.state,
+      config.env,
+      {
+        subscriberCount: (topic) => this.pubsub.subscriberCount(topic),
+        logged: recovery !== undefined,
+        frameOf: (topic, entry) =>
+          recovery === undefined
+            ? encodeFrame(entry.type, entry.payload, entry.meta)
+            : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin),
+        fanOut: (topic, frame, origin) => void this.pubsub.fanOutFrom(topic, frame, origin)
+      }
+    )
+    this.pubsub.span = this.span
     const builtins = Context.make(
       Connections,
-      connectionsService({ connections: () => this.connections(), count: () => this.openCount() })
+      connectionsService({
+        connections: () => this.connections(),
+        count: () => this.openCount(),
+        endSession: (clientId, code) => this.endSession(clientId, code)
+      })
     ).pipe(Context.add(PubSub, pubSubService(this.pubsub)))
     this.runtime = new InstanceRuntime(
       (config.storage === undefined
@@ -134,24 +161,30 @@ export class Instance {
     }
   }
 
-  /** Open connections of ours, counted from the runtime's sockets (correct after hibernation). */
-  openCount(): number {
+  /**
+   * Open connections of ours, counted from the runtime's sockets (correct
+   * after hibernation); those of the client `except` are left out.
+   */
+  openCount(except?: string): number {
     let open = 0
-    for (const connection of this.connections()) if (connection.socket.readyState === OPEN) open++
+    for (const connection of this.connections()) {
+      if (connection.socket.readyState === OPEN && connection.clientId !== except) open++
+    }
     this.enumerated = true
     return open
   }
 
   /**
-   * Whether fewer than `limit` connections are open. Counting them walks
+   * Whether fewer than `limit` connections are open (those of the client
+   * `except` left out, as {@link openCount} does). Counting them walks
    * every socket, which a reconnect storm of thousands would do once per
    * upgrade; the unclosed connections bound that count from above, so the
    * walk is needed only near the limit.
    */
-  hasRoom(limit: number): boolean {
+  hasRoom(limit: number, except?: string): boolean {
     // The first count (after a wake) builds every connection, which completes the unclosed set.
-    if (!this.enumerated) return this.openCount() < limit
-    return this.unclosed.size < limit || this.openCount() < limit
+    if (!this.enumerated) return this.openCount(except) < limit
+    return this.unclosed.size < limit || this.openCount(except) < limit
   }
 
   /** A connection's close was handled: it no longer counts. */
@@ -166,8 +199,10 @@ export class Instance {
    */
   adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
     const session = resumption?.session
-    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store)
-    if (resumption !== undefined && session === undefined) this.recovery?.createSession(data.clientId, resumption.tokenHash, data)
+    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
+    if (resumption !== undefined && session === undefined) {
+      this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
+    }
     connection.resuming = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
@@ -193,11 +228,24 @@ export class Instance {
     return new HandlerContext(this, connection, "", undefined, {}, undefined, undefined, code, reason)
   }
 
-  /** An rpc was answered: with recovery the answer is kept, and sockets of its session waiting for it get it. */
-  answered(connection: LiveConnection, correlationId: string, frame: string): void {
+  /** A recorded rpc was answered: the answer is kept, and sockets of its session waiting for it get it. */
+  answered(record: number, frame: string): void {
     if (this.recovery === undefined) return
-    this.recovery.storeReply(connection.clientId, correlationId, frame)
-    this.pendingReplies.finish(connection.clientId, correlationId, frame)
+    this.recovery.storeReply(record, frame)
+    this.pendingReplies.finish(record, frame)
+  }
+
+  /**
+   * Ends the session of a client with no open socket here, when `code`
+   * ends sessions (SPEC §11.2); true when there was one to end.
+   */
+  endSession(clientId: string, code: number): boolean {
+    if (this.recovery === undefined || !endsSession(code)) return false
+    return this.recovery.endSession(clientId)
+  }
+
+  errorSent(error: SentError, ctx: HandlerContext): void {
+    this.router.notifyError(error, ctx, { clientId: ctx.clientId, type: ctx.type })
   }
 
   // -- Topics and publishing: the one way in ----------------------------------
@@ -222,7 +270,12 @@ export class Instance {
     options: PublishOptions | undefined,
     from: LiveConnection | undefined
   ): Promise<PublishResult> {
-    return this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
+    const published = this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
+    if (this.router.observers.length === 0) return published
+    return published.then((result) => {
+      if (result.ok) this.router.observe("onPublish", { topic, type: message.type, payload, meta: options?.meta })
+      return result
+    })
   }
 
   /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */

@@ -1,10 +1,14 @@
 import type * as Layer from "effect/Layer"
 import type { HandlerOptions, RecoveryOptions } from "../../Options"
+import type { SpanOptions } from "../../SpanningTopic"
 import { defaults } from "../../Options"
 import type { HandlerContext } from "./context"
 import type { ResolvedRecovery } from "./recovery"
+import { canonicalJson } from "./recovery"
 import type { ResolvedRateLimit } from "./rateLimit"
+import type { ResolvedSpan } from "./span"
 import { checkRateLimit } from "./rateLimit"
+import type { RouterLimits } from "../../Router"
 
 type TopicHook = (ctx: HandlerContext, topic: string) => boolean | PromiseLike<boolean>
 
@@ -16,6 +20,8 @@ export interface InstanceConfig {
   readonly authenticate: ((request: Request) => unknown) | undefined
   readonly maxConnections: number
   readonly maxPayloadBytes: number
+  /** Frames one connection may have waiting or running at once (`createRouter({ limits: { maxPending } })`). */
+  readonly maxPending: number | undefined
   readonly allowedOrigins: ReadonlySet<string> | undefined
   readonly onRequest: ((request: Request) => Response | Promise<Response>) | undefined
   readonly handlerTimeoutMs: number | undefined
@@ -24,6 +30,7 @@ export interface InstanceConfig {
   readonly authorizePublish: TopicHook | undefined
   readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
   readonly recovery: ResolvedRecovery | undefined
+  readonly span: ResolvedSpan | undefined
 }
 
 const positiveInteger = (name: string, value: unknown, fallback: number): number => {
@@ -42,17 +49,54 @@ const optionalFunction = <F>(name: string, value: unknown): F | undefined => {
 
 const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
   if (value === undefined || value === false) return undefined
-  if (value === true) return defaults.recovery
-  if (typeof value !== "object" || value === null) {
+  if (value !== true && (typeof value !== "object" || value === null)) {
     throw new TypeError("durable-ws: recovery must be true or an object of options")
   }
-  const options = value as RecoveryOptions
+  const options: RecoveryOptions = value === true ? {} : value as RecoveryOptions
+  const fallback = defaults.recovery
   return {
-    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, defaults.recovery.maxMessages),
-    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, defaults.recovery.maxAgeMs),
-    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, defaults.recovery.sessionTtlMs),
-    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, defaults.recovery.replyCacheSize)
+    maxMessages: positiveInteger("recovery.maxMessages", options.maxMessages, fallback.maxMessages),
+    maxAgeMs: positiveInteger("recovery.maxAgeMs", options.maxAgeMs, fallback.maxAgeMs),
+    sessionTtlMs: positiveInteger("recovery.sessionTtlMs", options.sessionTtlMs, fallback.sessionTtlMs),
+    replyCacheSize: positiveInteger("recovery.replyCacheSize", options.replyCacheSize, fallback.replyCacheSize),
+    maxReplayBytes: positiveInteger("recovery.maxReplayBytes", options.maxReplayBytes, fallback.maxReplayBytes),
+    maxSessions: positiveInteger("recovery.maxSessions", options.maxSessions, fallback.maxSessions),
+    identity: checkIdentity(options.identity),
+    resumeBurst: positiveInteger("recovery.resumeRate.burst", options.resumeRate?.burst, fallback.resumeBurst),
+    resumeIntervalMs: positiveInteger(
+      "recovery.resumeRate.intervalMs",
+      options.resumeRate?.intervalMs,
+      fallback.resumeIntervalMs
+    )
   }
+}
+
+/** `recovery.identity`, checked; by default the canonical JSON of `authenticate`'s result. */
+const checkIdentity = (identity: unknown): ResolvedRecovery["identity"] => {
+  const given = optionalFunction<(authData: unknown) => unknown>("recovery.identity", identity)
+  if (given === undefined) return canonicalJson
+  return (authData) => {
+    const value = given(authData)
+    if (typeof value !== "string") throw new TypeError("durable-ws: recovery.identity must return a string")
+    return value
+  }
+}
+
+const checkSpan = (value: unknown): ResolvedSpan | undefined => {
+  if (value === undefined) return undefined
+  if (typeof value !== "object" || value === null) throw new TypeError("durable-ws: span must be an object")
+  const { edge, home, topics } = value as Partial<SpanOptions>
+  if (typeof home !== "function") throw new TypeError("durable-ws: span.home must be a function of env returning a namespace")
+  if (typeof edge !== "string" || edge.length === 0) {
+    throw new TypeError("durable-ws: span.edge must name this object's own binding in env")
+  }
+  if (topics instanceof RegExp) {
+    // A copy without the global and sticky flags: `test` must not carry a position from one topic to the next.
+    const pattern = new RegExp(topics.source, topics.flags.replace(/[gy]/g, ""))
+    return { spans: (topic) => pattern.test(topic), home, edge }
+  }
+  if (typeof topics !== "function") throw new TypeError("durable-ws: span.topics must be a predicate or a RegExp")
+  return { spans: (topic) => topics(topic) === true, home, edge }
 }
 
 /**
@@ -62,7 +106,9 @@ const checkRecovery = (value: unknown): ResolvedRecovery | undefined => {
 export const resolveOptions = (
   options: HandlerOptions<unknown, unknown> & { readonly layer?: unknown; readonly storage?: DurableObjectStorage },
   /** True when the state is supplied later (a class defined before any object exists). */
-  stateLater = false
+  stateLater = false,
+  /** The router's own limits (`createRouter({ limits })`): the handler's options win over them. */
+  limits: RouterLimits = {}
 ): InstanceConfig => {
   const { state } = options
   if (options.allowedOrigins !== undefined && !Array.isArray(options.allowedOrigins)) {
@@ -70,6 +116,12 @@ export const resolveOptions = (
   }
   const storage = state?.storage ?? options.storage
   const recovery = checkRecovery(options.recovery)
+  const span = checkSpan(options.span)
+  if (span !== undefined && !stateLater && typeof state?.storage?.sql?.exec !== "function") {
+    throw new TypeError(
+      "durable-ws: span needs the object's state (a SQLite-backed Durable Object's ctx): an edge keeps its watermarks there"
+    )
+  }
   if (recovery !== undefined && !stateLater && typeof storage?.sql?.exec !== "function") {
     throw new TypeError(
       "durable-ws: recovery keeps its sessions and log in the object's SQLite: pass `state` (a SQLite-backed Durable Object's ctx)" +
@@ -81,9 +133,15 @@ export const resolveOptions = (
     env: options.env ?? ({} as Cloudflare.Env),
     storage,
     recovery,
+    span,
     authenticate: optionalFunction("authenticate", options.authenticate),
     maxConnections: positiveInteger("maxConnections", options.maxConnections, defaults.maxConnections),
-    maxPayloadBytes: positiveInteger("maxPayloadBytes", options.maxPayloadBytes, defaults.maxPayloadBytes),
+    maxPayloadBytes: positiveInteger(
+      "maxPayloadBytes",
+      options.maxPayloadBytes ?? limits.maxPayloadBytes,
+      defaults.maxPayloadBytes
+    ),
+    maxPending: limits.maxPending === undefined ? undefined : positiveInteger("limits.maxPending", limits.maxPending, 0),
     allowedOrigins: options.allowedOrigins === undefined ? undefined : new Set(options.allowedOrigins),
     onRequest: optionalFunction("onRequest", options.onRequest),
     handlerTimeoutMs: options.handlerTimeoutMs === undefined

@@ -16,6 +16,7 @@ import type { PublishOptions, PublishResult } from "../../PubSub"
 import { checkTopic, maxTopicsPerConnection } from "../../PubSub"
 import type { LiveConnection } from "./connection"
 import type { RecoveryStore } from "./recovery"
+import type { SpanEdge } from "./span"
 
 /** A topic authorization hook, given the connection and the topic. */
 export type Authorize = (connection: LiveConnection, topic: string) => boolean | PromiseLike<boolean>
@@ -43,6 +44,8 @@ const allowed = (authorize: Authorize | undefined, connection: LiveConnection | 
 export class InstancePubSub {
   private readonly index = new Map<string, Set<LiveConnection>>()
   private indexed = false
+  /** Set when the instance has spanning topics: their publishes go to their home, and registration follows the index. */
+  span: Pick<SpanEdge, "spans" | "publish" | "joined" | "left"> | undefined
 
   constructor(
     private readonly connections: () => Iterable<LiveConnection>,
@@ -69,8 +72,22 @@ export class InstancePubSub {
   }
 
   /** Registers a connection that just opened or resumed (its topics, if any, are already in its attachment). */
+  /** A resumed connection joins the fan-out on every topic it has (its replay is about to be sent). */
+  join(connection: LiveConnection): void {
+    this.ensureIndex()
+    for (const topic of connection.topics) this.add(topic, connection)
+  }
+
   track(connection: LiveConnection): void {
     if (this.indexed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
+    // A resumed session may bring a spanning topic this object had unregistered from.
+    const span = this.span
+    if (span === undefined) return
+    for (const topic of connection.topics) {
+      if (span.spans(topic)) {
+        span.joined(topic).catch((error: unknown) => console.error(`durable-ws: registering for "${topic}" failed`, error))
+      }
+    }
   }
 
   subscribe(connection: LiveConnection, topic: string): Effect.Effect<void, TopicError> {
@@ -103,30 +120,57 @@ export class InstancePubSub {
         this.ensureIndex()
         connection.topics.add(topic)
         this.add(topic, connection)
-        return Effect.void
+        return this.joinSpanning(connection, topic)
       })
     )
+  }
+
+  /** A spanning topic's subscription holds once the home delivers here; if it cannot be reached, it is undone. */
+  private joinSpanning(connection: LiveConnection, topic: string): Effect.Effect<void, TopicError> {
+    const span = this.span
+    if (span === undefined || !span.spans(topic)) return Effect.void
+    return Effect.tryPromise(() => span.joined(topic)).pipe(
+      Effect.catch((error) => {
+        console.error(`durable-ws: registering with the home of "${topic}" failed`, error)
+        this.unsubscribe(connection, topic)
+        return Effect.fail(
+          new TopicError({ topic, code: "UNAVAILABLE", message: `The home of "${topic}" could not be reached` })
+        )
+      })
+    )
+  }
+
+  private drop(topic: string, connection: LiveConnection): void {
+    const subscribers = this.index.get(topic)
+    if (subscribers === undefined || !subscribers.delete(connection) || subscribers.size > 0) return
+    this.index.delete(topic)
+    if (this.span?.spans(topic) === true) this.span.left(topic)
   }
 
   unsubscribe(connection: LiveConnection, topic: string): void {
     if (!connection.topics.delete(topic)) return
     connection.persist()
-    this.index.get(topic)?.delete(connection)
-    if (this.index.get(topic)?.size === 0) this.index.delete(topic)
+    this.drop(topic, connection)
   }
 
   /** Drops a closed connection from every topic (its attachment dies with the socket). */
   remove(connection: LiveConnection): void {
-    for (const topic of connection.topics) {
-      const subscribers = this.index.get(topic)
-      subscribers?.delete(connection)
-      if (subscribers?.size === 0) this.index.delete(topic)
-    }
+    for (const topic of connection.topics) this.drop(topic, connection)
   }
 
   subscriberCount(topic: string): number {
     this.ensureIndex()
     return this.index.get(topic)?.size ?? 0
+  }
+
+  /** Sends a frame that came from a spanning topic's home; `origin` is the clientId that excluded itself. */
+  fanOutFrom(topic: string, frame: string, origin: string | undefined): number {
+    this.ensureIndex()
+    let exclude: LiveConnection | undefined
+    if (origin !== undefined) {
+      for (const connection of this.index.get(topic) ?? []) if (connection.clientId === origin) exclude = connection
+    }
+    return this.fanOut(topic, frame, exclude)
   }
 
   /** Sends one already-serialized frame to every subscriber of `topic`. */
@@ -136,7 +180,7 @@ export class InstancePubSub {
     if (subscribers === undefined) return 0
     let matched = 0
     for (const connection of subscribers) {
-      if (connection !== exclude && connection.sendFrame(frame)) matched++
+      if (connection !== exclude && connection.deliver(frame)) matched++
     }
     return matched
   }
@@ -176,25 +220,39 @@ export class InstancePubSub {
     from: LiveConnection | undefined
   ): Effect.Effect<PublishResult> {
     if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
-    const deliver = (): PublishResult => {
-      const exclude = options?.excludeSelf === true ? from : undefined
-      let frame: string
-      if (this.log === undefined) {
-        frame = encodeFrame(message.type, encoded.value, options?.meta)
-      } else {
-        try {
-          // Appended before anything is sent: a frame no log holds is never delivered.
-          frame = this.log.append(topic, message.type, encoded.value, options?.meta, exclude?.clientId)
-        } catch (error) {
-          console.error("durable-ws: the publish could not be logged", error)
-          return failed("UNAVAILABLE", "The publish could not be logged")
-        }
-      }
-      return { ok: true, matched: this.fanOut(topic, frame, exclude) }
-    }
-    if (this.authorizePublish === undefined || from === undefined) return Effect.sync(deliver)
+    const span = this.span
+    const send = span !== undefined && span.spans(topic)
+      ? () =>
+        Effect.promise(() =>
+          span.publish(topic, message.type, encoded.value, options?.meta, options?.excludeSelf === true ? from?.clientId : undefined)
+        )
+      : () => Effect.sync(() => this.deliverHere(topic, message, encoded.value, options, from))
+    if (this.authorizePublish === undefined || from === undefined) return send()
     return allowed(this.authorizePublish, from, topic).pipe(
-      Effect.map((ok) => ok ? deliver() : failed("PERMISSION_DENIED", `Not allowed to publish to "${topic}"`))
+      Effect.flatMap((ok) => ok ? send() : Effect.succeed(failed("PERMISSION_DENIED", `Not allowed to publish to "${topic}"`)))
     )
+  }
+
+  private deliverHere(
+    topic: string,
+    message: MessageSchema,
+    payload: unknown,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): PublishResult {
+    const exclude = options?.excludeSelf === true ? from : undefined
+    let frame: string
+    if (this.log === undefined) {
+      frame = encodeFrame(message.type, payload, options?.meta)
+    } else {
+      try {
+        // Appended before anything is sent: a frame no log holds is never delivered.
+        frame = this.log.append(topic, message.type, payload, options?.meta, exclude?.clientId)
+      } catch (error) {
+        console.error("durable-ws: the publish could not be logged", error)
+        return failed("UNAVAILABLE", "The publish could not be logged")
+      }
+    }
+    return { ok: true, matched: this.fanOut(topic, frame, exclude) }
   }
 }

@@ -125,7 +125,7 @@ export const limitFrame = (
 }
 
 // A refused frame is only looked into when it may be an rpc: the one case that needs its correlationId.
-const correlationIdOf = (frame: string | ArrayBuffer, maxBytes: number): string | undefined => {
+export const correlationIdOf = (frame: string | ArrayBuffer, maxBytes: number): string | undefined => {
   if (typeof frame === "string" && !frame.includes("correlationId")) return undefined
   const envelope = decodeEnvelope(frame, maxBytes)
   return envelope.correlationId

@@ -4,12 +4,13 @@
  * its close leaves behind, and the resent rpc requests answered from the
  * reply cache.
  */
-import { encodeResumedFrame, encodeSessionFrame, unknownSession } from "../../Protocol"
+import type { WireError } from "../../Errors"
+import { encodeErrorFrame, encodeResumedFrame, encodeSessionFrame, interruptedReason, unknownSession } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { HandlerContext } from "./context"
 import type { Instance } from "./instance"
 import type { Resumption } from "./recovery"
-import { replacedCloseCode } from "./recovery"
+import { payloadDigest, replacedCloseCode, replayDone } from "./recovery"
 
 const refused = encodeResumedFrame({ recovered: false, reason: unknownSession })
 
@@ -30,8 +31,7 @@ export const replacedReason = { code: replacedCloseCode, reason: "Session resume
 /**
  * Opens the session of a new socket. For a resume, the session's topics
  * are authorized again (a topic no longer allowed is dropped, not
- * replayed); then, in one synchronous go, the replay is read and sent and
- * the socket joins the live fan-out, so no publish falls between the two.
+ * replayed); then the replay is sent in chunks (see {@link goLive}).
  */
 export const startSession = (
   instance: Instance,
@@ -41,31 +41,40 @@ export const startSession = (
   const topics = Array.from(connection.topics)
   const authorize = instance.config.authorizeSubscribe
   if (resumption.session === undefined || authorize === undefined || topics.length === 0) {
-    goLive(instance, connection, resumption, undefined)
-    return undefined
+    return goLive(instance, connection, resumption, undefined)
   }
   const ctx = instance.lifecycleContext(connection)
   return Promise.all(topics.map((topic) =>
     Promise.resolve()
       .then(() => authorize(ctx, topic))
       .then((ok) => ok === true, () => false)
-  )).then((allowed) => {
-    goLive(instance, connection, resumption, new Set(topics.filter((_, i) => allowed[i])))
-  })
+  )).then((allowed) => goLive(instance, connection, resumption, new Set(topics.filter((_, i) => allowed[i]))))
 }
 
+/** Lets the object serve other events between two chunks of a replay. */
+const yieldTurn = (): Promise<void> => new Promise((resolve) => setTimeout(resolve, 0))
+
+/**
+ * Sends `$session`, and for a resume the replay, then `$resumed`. The cut
+ * between replayed and live frames: in one synchronous step the replay's
+ * end is fixed at the current log position and the socket joins the live
+ * fan-out with its published frames held back; the log is then read and
+ * sent in chunks up to that end, yielding between chunks so other
+ * connections are served, and the held-back frames (all after the end)
+ * follow `$resumed`. No publish is missed or sent twice.
+ */
 const goLive = (
   instance: Instance,
   connection: LiveConnection,
   resumption: Resumption,
   allowed: ReadonlySet<string> | undefined
-): void => {
+): Promise<void> | undefined => {
   const store = instance.recovery!
   const { session } = resumption
   connection.sendFrame(encodeSessionFrame({ sessionId: connection.clientId, token: resumption.token, seq: store.current() }))
   if (session === undefined) {
     if (resumption.requested) connection.sendFrame(refused)
-    return
+    return undefined
   }
   if (allowed !== undefined) {
     let dropped = false
@@ -74,17 +83,31 @@ const goLive = (
     }
     if (dropped) connection.persist()
   }
-  const { frames, gaps } = store.replay(session, connection.topics)
-  for (const frame of frames) connection.sendFrame(frame)
+  const cursor = store.startReplay(session, connection.topics)
+  connection.holdPublished()
   connection.resuming = false
-  instance.pubsub.track(connection)
-  connection.sendFrame(encodeResumedFrame({ recovered: true, replayed: frames.length, gaps }))
+  instance.pubsub.join(connection)
+  const step = (): Promise<void> | undefined => {
+    for (const frame of store.replayChunk(cursor)) connection.sendFrame(frame)
+    if (!replayDone(cursor) && !connection.closed) return yieldTurn().then(step)
+    connection.sendFrame(
+      encodeResumedFrame({
+        recovered: true,
+        replayed: cursor.count,
+        gaps: store.replayGaps(cursor),
+        truncated: cursor.truncated
+      })
+    )
+    connection.releasePublished()
+    return undefined
+  }
+  return step()
 }
 
 /**
  * What a close leaves of the session: the client's 1000 ends it; any
- * other close keeps it resumable for `sessionTtlMs`. True while it may
- * still be resumed.
+ * other close keeps it resumable for `sessionTtlMs`, unless the server
+ * ended it when it closed the socket. True while it may still be resumed.
  */
 export const closeSession = (instance: Instance, connection: LiveConnection, code: number): boolean => {
   const store = instance.recovery
@@ -98,22 +121,36 @@ export const closeSession = (instance: Instance, connection: LiveConnection, cod
   return store.closeSession(connection.clientId)
 }
 
+const interrupted: WireError = {
+  code: "ABORTED",
+  message: "The request was cut off by a restart before it was answered; its outcome is unknown",
+  details: { reason: interruptedReason }
+}
+
 /**
- * A resent rpc request (same correlationId, same session) is answered from
- * the reply cache, or when its handler is still running, with that
- * handler's one answer: the handler never runs twice. True when handled.
+ * Records an rpc request before its handler runs (SPEC §11.5) and answers
+ * a resend without running it again: from the reply cache, with the one
+ * answer of its handler still running, or, when a restart cut its handler
+ * off, with `ABORTED` (an idempotent rpc runs again instead). True when
+ * the request was answered here.
  */
-export const answeredBefore = (instance: Instance, ctx: HandlerContext): boolean => {
+export const answeredBefore = (instance: Instance, ctx: HandlerContext, payload: unknown, idempotent: boolean): boolean => {
   const store = instance.recovery
   const { correlationId, connection } = ctx
   if (store === undefined || ctx.response === undefined || correlationId === undefined) return false
-  const session = connection.clientId
-  const cached = store.cachedReply(session, correlationId)
-  if (cached !== undefined) {
-    connection.sendFrame(cached)
+  const found = store.beginRequest(connection.clientId, correlationId, ctx.type, payloadDigest(payload))
+  if (found._tag === "cached") {
+    connection.sendFrame(found.frame)
     return true
   }
-  if (instance.pendingReplies.wait(session, correlationId, (frame) => connection.sendFrame(frame))) return true
-  instance.pendingReplies.start(session, correlationId)
+  if (found._tag === "started") {
+    if (instance.pendingReplies.wait(found.record, (frame) => connection.sendFrame(frame))) return true
+    if (!idempotent) {
+      connection.sendFrame(encodeErrorFrame(interrupted, correlationId))
+      return true
+    }
+  }
+  ctx.record = found.record
+  instance.pendingReplies.start(found.record)
   return false
 }

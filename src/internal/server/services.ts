@@ -12,7 +12,7 @@ import { Connections } from "../../Connections"
 import type { BroadcastOptions } from "../../Connections"
 import type { SendOptions } from "../../Connection"
 import type { PayloadResult } from "../../Message"
-import { encodePayload, isPendingResult } from "../../Message"
+import { encodePayload, isPendingResult, messageOf } from "../../Message"
 import { encodeFrame } from "../../Protocol"
 import { PubSub } from "../../PubSub"
 import type { LiveConnection } from "./connection"
@@ -31,7 +31,7 @@ export const connectionService = (connection: LiveConnection): Connection["Servi
         return connection.data
       },
       topics: connection.topics,
-      send: (message, ...[payload, options]) => sendEffect(connection, message, payload, options),
+      send: (message, ...[payload, options]) => sendEffect(connection, messageOf(message), payload, options),
       assignData: (partial) =>
         Effect.suspend(() => {
           const tooLarge = connection.assignData(partial)
@@ -46,6 +46,8 @@ export const connectionService = (connection: LiveConnection): Connection["Servi
 export interface ConnectionSource {
   readonly connections: () => Iterable<LiveConnection>
   readonly count: () => number
+  /** With recovery: ends the session of a client that is away, when `code` ends sessions. */
+  readonly endSession?: (clientId: string, code: number) => boolean
 }
 
 /** A snapshot of one live connection. */
@@ -68,7 +70,7 @@ export const connectionsService = (source: ConnectionSource): Connections["Servi
       Effect.suspend(() => {
         const connection = find(clientId)
         if (connection === undefined) return Effect.succeed(false)
-        return Effect.as(sendEffect(connection, message, payload, options as SendOptions | undefined), true)
+        return Effect.as(sendEffect(connection, messageOf(message), payload, options as SendOptions | undefined), true)
       }),
     broadcast: (message, ...[payload, options]) =>
       Effect.suspend(() => {
@@ -77,7 +79,7 @@ export const connectionsService = (source: ConnectionSource): Connections["Servi
         // Validated and serialized once for everyone.
         const deliver = (encoded: PayloadResult): number => {
           if (!encoded.ok) throw outboundError(encoded.error.message)
-          const frame = encodeFrame(message.type, encoded.value, meta)
+          const frame = encodeFrame(messageOf(message).type, encoded.value, meta)
           const excluded = new Set(opts?.exclude ?? [])
           let reached = 0
           for (const connection of source.connections()) {
@@ -85,15 +87,17 @@ export const connectionsService = (source: ConnectionSource): Connections["Servi
           }
           return reached
         }
-        const encoded = encodePayload(message, payload)
+        const encoded = encodePayload(messageOf(message), payload)
         return isPendingResult(encoded) ? Effect.promise(() => encoded.then(deliver)) : Effect.sync(() => deliver(encoded))
       }),
     close: (clientId, code, reason) =>
       Effect.sync(() => {
         const connection = find(clientId)
-        if (connection === undefined) return false
-        connection.close(code, reason)
-        return true
+        if (connection !== undefined) {
+          connection.close(code, reason)
+          return true
+        }
+        return code !== undefined && source.endSession?.(clientId, code) === true
       })
   })
 }
@@ -115,7 +119,7 @@ export const pubSubService = (pubsub: InstancePubSub): PubSub["Service"] =>
     publish: (topic, message, ...[payload, options]) =>
       Effect.flatMap(
         Effect.serviceOption(Connection),
-        (c) => pubsub.publish(topic, message, payload, options, Option.isSome(c) ? liveConnectionOf(c.value) : undefined)
+        (c) => pubsub.publish(topic, messageOf(message), payload, options, Option.isSome(c) ? liveConnectionOf(c.value) : undefined)
       ),
     subscriberCount: (topic) => Effect.sync(() => pubsub.subscriberCount(topic))
   })

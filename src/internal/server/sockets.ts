@@ -4,11 +4,13 @@
  * them: the rate limit, the per-connection order, and the lifecycle hooks.
  */
 import type { ConnectionData } from "../../Connection"
+import { RateLimited, toWireError } from "../../Errors"
+import { encodeErrorFrame } from "../../Protocol"
 import type { LiveConnection } from "./connection"
 import type { Socket } from "./data"
 import { dispatch, notifyErrorHooks, runLifecycle } from "./dispatch"
 import type { Instance } from "./instance"
-import { limitFrame } from "./rateLimit"
+import { correlationIdOf, limitFrame } from "./rateLimit"
 import type { Resumption } from "./recovery"
 import { closeSession, replacedBy, replacedReason, startSession } from "./resume"
 
@@ -41,6 +43,7 @@ export const open = (
     }
     void connection.enqueue(() => startSession(instance, connection, resumption))
   }
+  if (instance.router.observers.length > 0) instance.router.observe("onConnectionOpen", connection.clientId, connection.data)
   if (instance.router.openHooks.length > 0) {
     const ctx = instance.lifecycleContext(connection)
     ctx.recovered = resumption?.session !== undefined
@@ -54,8 +57,21 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
   if (connection === undefined || connection.closed || connection.cutOff) return settled
   const limit = instance.config.rateLimit
   if (limit !== undefined && limitFrame(connection, limit, frame, instance.config.maxPayloadBytes)) return settled
+  const maxPending = instance.config.maxPending
+  if (maxPending !== undefined && connection.pending >= maxPending) return overloaded(instance, connection, frame, maxPending)
   const { scope, enter } = instance.scopeOf(connection)
   return connection.enqueue(() => enter(() => dispatch(instance, connection, scope, frame)))
+}
+
+/** A frame past `limits.maxPending` is dropped: `RESOURCE_EXHAUSTED`, and `onError` hears of it. */
+const overloaded = (instance: Instance, connection: LiveConnection, frame: string | ArrayBuffer, maxPending: number) => {
+  const error = new RateLimited({ retryAfterMs: 0, message: `Too many pending messages (limit ${maxPending})` })
+  const { suppressed } = instance.router.notifyError(error, undefined, { clientId: connection.clientId })
+  if (!suppressed) {
+    const { code, message } = toWireError(error)
+    connection.sendFrame(encodeErrorFrame({ code, message }, correlationIdOf(frame, instance.config.maxPayloadBytes)))
+  }
+  return settled
 }
 
 export const close = (instance: Instance, socket: Socket, code: number, reason: string): Promise<void> => {
@@ -68,6 +84,14 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
+  for (const waiting of Array.from(connection.awaitingReplies)) {
+    // A recorded request of a session that may resume keeps waiting: its one reply goes to the resend.
+    if (resumable && waiting.record !== undefined) continue
+    // Otherwise nobody is left to answer: a deferred reply's deadline would only keep the object awake.
+    waiting.revoke()
+    if (waiting.record !== undefined) instance.pendingReplies.abandon(waiting.record)
+  }
+  if (instance.router.observers.length > 0) instance.router.observe("onConnectionClose", connection.clientId, { code, reason })
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)
   ctx.resumable = resumable
