@@ -23,15 +23,29 @@ const chatConfig = () => {
   return existsSync(join(root, "examples/chat/wrangler.toml")) ? join(root, "examples/chat/wrangler.toml") : undefined
 }
 
+// Targets (issue 22): the chat worker as its config builds it (`minify = true`), the quick start minified.
 const workers = [
-  { name: "chat example (examples/chat)", config: chatConfig(), limitKiB: 60 },
-  { name: "quick start (bench/quickstart)", config: join(root, "bench/quickstart/wrangler.toml"), limitKiB: undefined }
+  { name: "chat example (examples/chat)", config: chatConfig(), limitKiB: 50, limitOn: "configured" },
+  { name: "quick start (bench/quickstart)", config: join(root, "bench/quickstart/wrangler.toml"), limitKiB: 45, limitOn: "minified" }
 ]
+
+/** Minified bytes per input module (esbuild's metafile), grouped: one row per Effect or durable-ws module. */
+const modulesOf = (metafile) => {
+  const output = Object.values(metafile.outputs).find((o) => o.entryPoint !== undefined)
+  const groups = new Map()
+  for (const [input, { bytesInOutput }] of Object.entries(output?.inputs ?? {})) {
+    const module = input.includes("node_modules/")
+      ? input.replace(/.*node_modules\//, "").replace(/^effect\/dist\//, "effect/").replace(/\.js$/, "")
+      : `durable-ws ${input.replace(/.*?src\//, "src/")}`
+    groups.set(module, (groups.get(module) ?? 0) + bytesInOutput)
+  }
+  return [...groups].sort((a, b) => b[1] - a[1])
+}
 
 const measure = (config, minify) => {
   const outdir = mkdtempSync(join(tmpdir(), "durable-ws-bundle-"))
   try {
-    const flags = minify ? ["--minify"] : []
+    const flags = minify ? ["--minify", "--metafile", join(outdir, "meta.json")] : []
     execFileSync(wrangler, ["deploy", "--dry-run", "--outdir", outdir, "--config", config, ...flags], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
@@ -46,7 +60,8 @@ const measure = (config, minify) => {
       bytes += code.length
       gzip += gzipSync(code).length
     }
-    return { bytes, gzip }
+    const modules = minify ? modulesOf(JSON.parse(readFileSync(join(outdir, "meta.json"), "utf8"))) : []
+    return { bytes, gzip, modules }
   } finally {
     rmSync(outdir, { recursive: true, force: true })
   }
@@ -54,6 +69,8 @@ const measure = (config, minify) => {
 
 const kib = (bytes) => (bytes / KiB).toFixed(1)
 const rows = []
+const targets = []
+let quickStartModules = []
 for (const worker of workers) {
   if (worker.config === undefined) {
     rows.push([worker.name, "-", "-", "-", "-", "skipped: examples/chat is not there yet"])
@@ -61,11 +78,12 @@ for (const worker of workers) {
   }
   const plain = measure(worker.config, false)
   const minified = measure(worker.config, true)
-  const verdict = (gzip) => (gzip <= worker.limitKiB * KiB ? "met" : "MISSED")
-  const target = worker.limitKiB === undefined
-    ? ""
-    : `≤ ${worker.limitKiB} KiB gzip: ${verdict(plain.gzip)} as configured, ${verdict(minified.gzip)} minified`
+  const measured = worker.limitOn === "minified" ? minified : plain
+  const verdict = measured.gzip <= worker.limitKiB * KiB ? "met" : "MISSED"
+  const target = `≤ ${worker.limitKiB} KiB gzip ${worker.limitOn}: ${verdict}`
+  targets.push(`- ${worker.name} ≤ ${worker.limitKiB} KiB gzip (${worker.limitOn}): ${kib(measured.gzip)} KiB ${verdict}`)
   rows.push([worker.name, kib(plain.bytes), kib(plain.gzip), kib(minified.bytes), kib(minified.gzip), target])
+  if (worker.limitOn === "minified") quickStartModules = minified.modules
 }
 
 const header = ["worker bundle", "KiB", "KiB gzip", "minified KiB", "minified KiB gzip", "target"]
@@ -75,3 +93,13 @@ const left = (i) => i === 0 || i === last
 const line = (cells) => "| " + cells.map((c, i) => (left(i) ? c.padEnd(widths[i]) : c.padStart(widths[i]))).join(" | ") + " |"
 const rule = "|" + widths.map((w, i) => (left(i) ? "-".repeat(w + 2) : "-".repeat(w + 1) + ":")).join("|") + "|"
 console.log(["", line(header), rule, ...rows.map(line), ""].join("\n"))
+console.log(["Targets:", ...targets, ""].join("\n"))
+
+// What each module costs the quick start: minified bytes in the bundle, before gzip (gzip shrinks all alike, about 3×).
+const total = quickStartModules.reduce((sum, [, bytes]) => sum + bytes, 0)
+const shown = quickStartModules.slice(0, 30)
+const rest = quickStartModules.slice(30).reduce((sum, [, bytes]) => sum + bytes, 0)
+console.log(`Quick start, minified, by module (${kib(total)} KiB in all; esbuild metafile):`)
+console.log(["", "| module | minified KiB | share |", "|---|--:|--:|",
+  ...shown.map(([module, bytes]) => `| ${module} | ${kib(bytes)} | ${((100 * bytes) / total).toFixed(1)} % |`),
+  `| ${quickStartModules.length - shown.length} more | ${kib(rest)} | ${((100 * rest) / total).toFixed(1)} % |`, ""].join("\n"))

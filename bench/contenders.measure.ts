@@ -215,9 +215,9 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
         })
       const ms = await direct(frame)
       if (keep) record(results, "cpu", "handler CPU per echo message, in the object", "µs", contender, (ms * 1000) / calls)
-      // The same echo written as an Effect.fn handler (its generator made once, not per message).
-      // Only the Effect contender has that shape; the raw floor is repeated for the ratio.
-      if (contender === "effect" || contender === "raw") {
+      // The same echo written as an Effect.fnUntraced handler (its generator made once, not per message).
+      // Only the Effect contender has that shape; raw and promise are repeated for the ratios.
+      if (contender === "effect" || contender === "raw" || contender === "promise") {
         const hoisted = contender === "effect" ? await direct(echoFnFrame(1)) : ms
         if (keep) {
           record(results, "cpu-fn", "… written with Effect.fnUntraced, in the object", "µs", contender, (hoisted * 1000) / calls)

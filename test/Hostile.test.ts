@@ -418,4 +418,26 @@ describe("hostile upgrades", () => {
     const next = await eventually(() => upgradeOn(env.GATE, "stampede", init), (res) => res.status === 101)
     expect(next.webSocket).not.toBeNull()
   })
+
+  it("frees every slot of a connection that came and went, across evictions, and still refuses past the limit", async () => {
+    const init = { headers: { Origin: "https://app.example" } }
+    // Twelve connections open and close one after another, an eviction in the middle: none may stay counted.
+    for (let round = 0; round < 12; round++) {
+      const res = await eventually(() => upgradeOn(env.GATE, "churn", init), (r) => r.status === 101)
+      const socket = wrap(res.webSocket!)
+      socket.close(1000, "bye")
+      await socket.closed()
+      if (round === 5) await evictDurableObject(stubOf(env.GATE, "churn"))
+    }
+    // The last close may still be on its way to the object: each of the three slots is waited for.
+    const sockets = []
+    for (let slot = 0; slot < 3; slot++) {
+      const res = await eventually(() => upgradeOn(env.GATE, "churn", init), (r) => r.status === 101)
+      sockets.push(wrap(res.webSocket!))
+    }
+    const refused = await upgradeOn(env.GATE, "churn", init)
+    expect(refused.status).toBe(503)
+    await refused.text()
+    for (const socket of sockets) socket.close(1000, "done")
+  })
 })

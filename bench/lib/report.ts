@@ -110,6 +110,25 @@ const targets: ReadonlyArray<Target> = [
   { row: "fan-out-1000", text: "fan-out 1000 faster than partyserver", against: "party", meets: (r) => r < 1 }
 ]
 
+/** The cost of a message (issue 22): one paired ratio per line, `of` ÷ `against` on one row, at most `limit`. */
+interface CostTarget {
+  readonly row: string
+  readonly text: string
+  readonly of: Contender
+  readonly against: Contender
+  readonly limit: number
+}
+
+const costTargets: ReadonlyArray<CostTarget> = [
+  { row: "cpu", text: "handler CPU, Effect handler as the README writes it ≤ 1.3× the promise handler", of: "effect", against: "promise", limit: 1.3 },
+  { row: "cpu-fn", text: "handler CPU, Effect.fnUntraced handler ≤ 1.15× the promise handler", of: "effect", against: "promise", limit: 1.15 },
+  { row: "cpu", text: "handler CPU, promise handler ≤ 2.0× raw", of: "promise", against: "raw", limit: 2 },
+  { row: "fan-out-1000-object", text: "fan-out to 1000 in the object ≤ 1.05× raw, dws promise", of: "promise", against: "raw", limit: 1.05 },
+  { row: "fan-out-1000-object", text: "fan-out to 1000 in the object ≤ 1.05× raw, dws Effect", of: "effect", against: "raw", limit: 1.05 },
+  { row: "wake-object", text: "first publish after a wake, in the object ≤ 1.1× raw, dws promise", of: "promise", against: "raw", limit: 1.1 },
+  { row: "wake-object", text: "first publish after a wake, in the object ≤ 1.1× raw, dws Effect", of: "effect", against: "raw", limit: 1.1 }
+]
+
 /** The run as a Markdown table (medians, paired ratios) followed by the targets. */
 export const renderReport = (results: Results): string => {
   const header = [
@@ -149,6 +168,12 @@ export const renderReport = (results: Results): string => {
       return `${names[flavour]} ${times(r)} ${Number.isNaN(r) ? "" : target.meets(r) ? "met" : "MISSED"}`
     })
     lines.push(`- ${target.text}: ${verdicts.join(", ")}`)
+  }
+  for (const target of costTargets) {
+    const row = results.rows.get(target.row)
+    if (row === undefined) continue
+    const r = pairedRatio(row.samples[target.of], row.samples[target.against])
+    lines.push(`- ${target.text}: ${times(r)} ${Number.isNaN(r) ? "" : r <= target.limit ? "met" : "MISSED"}`)
   }
   lines.push(...recoveryTable(results))
   lines.push("", `Plan: ${JSON.stringify(results.plan)}`)

@@ -11,8 +11,8 @@ const Publish = message("PUBLISH", { topic: Schema.String, n: Schema.Number, tex
 const News = message("NEWS", { n: Schema.Number, text: Schema.String })
 const EchoRpc = rpc("ECHO_RPC", { n: Schema.Number, text: Schema.String }, "ECHO_RPC_REPLY", { n: Schema.Number, text: Schema.String })
 
-// Fan-out needs the subscribers plus the publisher in one object.
-const options = { maxConnections: 2000 }
+// Fan-out needs the subscribers plus the publisher in one object; the admission storm (admission.mjs) opens 3000.
+const options = { maxConnections: 5000 }
 
 /** durable-ws, promise facade: async handlers on `ctx`. */
 const promiseRouter = createRouter()

@@ -4,7 +4,8 @@
  *
  * - the object counts the time it spends handling WebSocket messages, from
  *   `webSocketMessage` being called to its work having settled;
- *   `GET …/__stats` answers `{ ms, messages }` for this instance and resets it;
+ *   `GET …/__stats` answers `{ ms, messages, born }` for this instance and
+ *   resets the first two (`born` tells a woken instance from the one before);
  * - `directCalls` runs the contender's own `webSocketMessage` in a loop
  *   inside the object, on a stand-in socket whose `send` does nothing, to
  *   price the handler path without the transport.
@@ -42,10 +43,11 @@ export const measured = <Base extends ObjectClass>(base: Base) =>
   class Measured extends base implements Instrumented {
     #ms = 0
     #messages = 0
+    readonly #born = `${Date.now()}-${Math.random()}`
 
     override fetch(request: Request): Response | Promise<Response> {
       if (new URL(request.url).pathname.endsWith("/__stats")) {
-        const stats = { ms: this.#ms, messages: this.#messages }
+        const stats = { ms: this.#ms, messages: this.#messages, born: this.#born }
         this.#ms = 0
         this.#messages = 0
         return Response.json(stats)

@@ -43,7 +43,7 @@ export type Refusal = ConnectionLimitExceeded | PayloadTooLarge | RateLimited | 
  */
 export const full = (instance: Instance, replacing?: string): ConnectionLimitExceeded | undefined => {
   const limit = instance.config.maxConnections
-  return instance.openCount(replacing) >= limit
+  return !instance.hasRoom(limit, replacing)
     ? new ConnectionLimitExceeded({ limit, message: "Too many connections" })
     : undefined
 }

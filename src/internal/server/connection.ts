@@ -1,5 +1,6 @@
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Fiber from "effect/Fiber"
 import { PayloadTooLarge } from "../../Errors"
 import type { MessageSchema } from "../../Message"
 import { encodePayload, isPendingResult } from "../../Message"
@@ -97,6 +98,8 @@ export class LiveConnection {
   presenceAnsweredAt = Number.NEGATIVE_INFINITY
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
+  /** Starts a fiber on {@link context}. */
+  fork: (<A, E>(effect: Effect.Effect<A, E>) => Fiber.Fiber<A, E>) | undefined = undefined
   // The rate limit's state (see rateLimit.ts): the bucket once a frame was counted,
   // when the current flood began (the first refusal since the bucket was last full),
   // and until when no plain refusal notice is sent (one per token interval).
@@ -216,9 +219,10 @@ export class LiveConnection {
     correlationId?: string
   ): string | Promise<string> {
     const encoded = encodePayload(message, payload)
+    const extra = options?.meta
     const meta = correlationId === undefined
-      ? { timestamp: Date.now(), ...options?.meta }
-      : { timestamp: Date.now(), ...options?.meta, correlationId }
+      ? extra === undefined ? { timestamp: Date.now() } : { timestamp: Date.now(), ...extra }
+      : { timestamp: Date.now(), ...extra, correlationId }
     if (isPendingResult(encoded)) {
       return encoded.then((result) => {
         if (!result.ok) throw outboundError(result.error.message)
@@ -344,8 +348,14 @@ export const sendEffect = (
   options: SendOptions | undefined
 ): Effect.Effect<void> =>
   Effect.suspend(() => {
+    const frame = connection.encode(message, payload, options)
+    // The common case, a frame encoded synchronously, goes out at once and allocates nothing more.
+    if (typeof frame === "string") {
+      connection.sendFrame(frame)
+      return Effect.void
+    }
     let interrupted: AbortSignal | undefined
-    const sent = connection.send(message, payload, options, {
+    const sent = connection.sendEncoded(frame, {
       get revoked() {
         return interrupted?.aborted === true
       }

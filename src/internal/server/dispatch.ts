@@ -26,6 +26,7 @@ import { runInScope } from "./scope"
 import { answeredBefore } from "./resume"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
+import { steadyGenerator } from "./generators"
 import type { Instance } from "./instance"
 import type { AnyHandler, AnyMiddleware, Route } from "./routes"
 
@@ -189,6 +190,7 @@ const presenceRequest = (
 export const deferredReplyMs = 30_000
 
 interface Prepared {
+  readonly instance: Instance
   readonly ctx: HandlerContext
   readonly route: Route
   /** Set while an asynchronous validator is still deciding on the payload. */
@@ -257,11 +259,11 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   }
   if (isPendingResult(payload)) {
     const ctx = new HandlerContext(instance, connection, type, undefined, meta, correlationId, route.response)
-    return { ctx: withProgress(ctx, route), route, validating: payload, sent: envelope.payload }
+    return { instance, ctx: withProgress(ctx, route), route, validating: payload, sent: envelope.payload }
   }
   if (!payload.ok) return invalidPayload(connection, payload.error, correlationId)
   const ctx = new HandlerContext(instance, connection, type, payload.value, meta, correlationId, route.response)
-  return { ctx: withProgress(ctx, route), route, validating: undefined, sent: envelope.payload }
+  return { instance, ctx: withProgress(ctx, route), route, validating: undefined, sent: envelope.payload }
 }
 
 /**
@@ -324,7 +326,8 @@ const finish = (instance: Instance, prepared: Prepared): Promise<void> | undefin
 }
 
 /** A handler's Effect ended: report its failure, or finish it. */
-const settled = (instance: Instance, prepared: Prepared) => (exit: Exit.Exit<unknown, unknown>): Promise<void> | undefined => {
+const settled = (prepared: Prepared, exit: Exit.Exit<unknown, unknown>): Promise<void> | undefined => {
+  const { instance } = prepared
   if (Exit.isSuccess(exit)) return finish(instance, prepared)
   reportError(instance, prepared.ctx, Cause.squash(exit.cause), true)
   return undefined
@@ -384,19 +387,22 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
     reportError(instance, ctx, error, true)
     return undefined
   }
-  if (Effect.isEffect(result)) {
-    return instance.runtime.runFork(
-      result as Effect.Effect<unknown, unknown>,
-      ctx.connection,
-      scope,
-      settled(instance, prepared),
-      unavailable
-    )
-  }
-  if (Predicate.isPromiseLike(result)) {
+  // A native Promise is the common answer of an async handler: checked first, it costs one instanceof.
+  if (result instanceof Promise || (!Effect.isEffect(result) && Predicate.isPromiseLike(result))) {
     return Promise.resolve(result).then(
       () => finish(instance, prepared),
       (error: unknown) => reportError(instance, ctx, error, true)
+    )
+  }
+  if (result === undefined) return finish(instance, prepared)
+  if (Effect.isEffect(result)) {
+    return instance.runtime.runFork(
+      steadyGenerator(result as Effect.Effect<unknown, unknown>),
+      ctx.connection,
+      scope,
+      prepared,
+      settled,
+      unavailable
     )
   }
   return finish(instance, prepared)
@@ -426,8 +432,7 @@ export const dispatch = (
     instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||
     instance.config.handlerTimeoutMs !== undefined
   ) {
-    const run = () =>
-      instance.runtime.runFork(program(instance, prepared), connection, scope, settled(instance, prepared), unavailable)
+    const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, prepared, settled, unavailable)
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
     return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
   }
@@ -461,5 +466,5 @@ export const runLifecycle = (
     { discard: true }
   )
   const { scope, enter } = instance.scopeOf(connection)
-  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, ignore, unavailable)))
+  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, undefined, ignore, unavailable)))
 }

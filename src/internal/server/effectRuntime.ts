@@ -62,6 +62,11 @@ export class InstanceRuntime {
     )
   }
 
+  /** Starts a fiber on the connection's context; the starter is made once per connection. */
+  private forkOn(services: Context.Context<never>, connection: LiveConnection, scope: PublishScope) {
+    return connection.fork ??= Effect.runForkWith(this.contextOf(services, connection, scope))
+  }
+
   /** Runs an Effect for promise callers; it rejects with the original error. */
   runPromise<A>(
     effect: Effect.Effect<A, unknown, unknown>,
@@ -76,32 +81,33 @@ export class InstanceRuntime {
   }
 
   /**
-   * Forks an Effect for the connection and hands its exit to `done` —
+   * Forks an Effect for the connection and hands `state` and its exit to `done` —
    * synchronously when it finishes without waiting on anything, which then
    * costs no promise — and waits for what `done` still has to do, if it
    * returns a Promise. Only building the services can fail: `unavailable`
    * is then called instead.
    */
-  runFork<A, E>(
+  runFork<A, E, S>(
     effect: Effect.Effect<A, E, unknown>,
     connection: LiveConnection,
     scope: PublishScope,
-    done: (exit: Exit.Exit<A, E>) => Promise<void> | undefined,
+    state: S,
+    done: (state: S, exit: Exit.Exit<A, E>) => Promise<void> | undefined,
     unavailable: (connection: LiveConnection, error: unknown) => void
   ): Promise<void> | undefined {
     const services = this.built()
     if (services instanceof Promise) {
       return services.then(
-        () => this.runFork(effect, connection, scope, done, unavailable),
+        () => this.runFork(effect, connection, scope, state, done, unavailable),
         (error: unknown) => unavailable(connection, error)
       )
     }
-    const fiber = Effect.runForkWith(this.contextOf(services, connection, scope))(effect as Effect.Effect<A, E>)
+    const fiber = this.forkOn(services, connection, scope)(effect as Effect.Effect<A, E>)
     const exit = fiber.pollUnsafe()
-    if (exit !== undefined) return done(exit)
+    if (exit !== undefined) return done(state, exit)
     return new Promise<void>((resolve) =>
       fiber.addObserver((exit) => {
-        const after = done(exit)
+        const after = done(state, exit)
         if (after === undefined) resolve()
         else void after.then(resolve)
       })

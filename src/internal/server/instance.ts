@@ -70,6 +70,14 @@ export class Instance {
   // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
   private readonly live = new WeakMap<Socket, LiveConnection | undefined>()
   private readonly scopes = new WeakMap<LiveConnection, ConnectionScope>()
+  /**
+   * Every connection of ours not closed yet: a superset of the open ones (a
+   * socket whose close is not handled yet is still in it). Complete once
+   * {@link enumerated} is set, which after a wake takes one pass over the
+   * runtime's sockets.
+   */
+  private readonly unclosed = new Set<LiveConnection>()
+  private enumerated = false
 
   constructor(
     readonly router: RouterTables,
@@ -163,6 +171,7 @@ export class Instance {
       )
       : undefined
     this.live.set(socket, connection)
+    if (connection !== undefined && !connection.closed) this.unclosed.add(connection)
     return connection
   }
 
@@ -182,7 +191,26 @@ export class Instance {
     for (const connection of this.connections()) {
       if (connection.socket.readyState === OPEN && connection.clientId !== except) open++
     }
+    this.enumerated = true
     return open
+  }
+
+  /**
+   * Whether fewer than `limit` connections are open (those of the client
+   * `except` left out, as {@link openCount} does). Counting them walks
+   * every socket, which a reconnect storm of thousands would do once per
+   * upgrade; the unclosed connections bound that count from above, so the
+   * walk is needed only near the limit.
+   */
+  hasRoom(limit: number, except?: string): boolean {
+    // The first count (after a wake) builds every connection, which completes the unclosed set.
+    if (!this.enumerated) return this.openCount(except) < limit
+    return this.unclosed.size < limit || this.openCount(except) < limit
+  }
+
+  /** A connection's close was handled: it no longer counts. */
+  release(connection: LiveConnection): void {
+    this.unclosed.delete(connection)
   }
 
   /**
@@ -199,6 +227,7 @@ export class Instance {
     connection.resuming = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
+    this.unclosed.add(connection)
     this.pubsub.track(connection)
     if (session !== undefined) this.presence?.resumed(connection)
     return connection

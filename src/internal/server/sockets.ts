@@ -80,6 +80,7 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed) return settled
   connection.closed = true
+  instance.release(connection)
   instance.pubsub.remove(connection)
   if (code === noCode) connection.close()
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
