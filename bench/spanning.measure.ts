@@ -5,7 +5,7 @@
  * publishes/s (many in flight, until every socket has every message). The
  * spanning rows also count the home's calls to edges per publish: the
  * object requests and edge rows written behind the cost model in the
- * README. Run with `npm run bench`.
+ * spanning-topics guide (docs/spanning-topics.md). Run with `npm run bench`.
  */
 import { env } from "cloudflare:test"
 import { afterAll, it } from "vitest"

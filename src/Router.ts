@@ -240,8 +240,8 @@ export class Router<TData = {}, R = never> {
   /**
    * Applies a plugin: a function of the router that returns it (or what it
    * built on it). WS-Kit's `withZod()`, `withValibot()` and the other
-   * plugins its docs show are no-ops here (see the README's migration
-   * section), so `createRouter().plugin(withZod())` runs unchanged.
+   * plugins its docs show are no-ops here (see docs/migrating-from-ws-kit.md),
+   * so `createRouter().plugin(withZod())` runs unchanged.
    */
   plugin<Out>(plugin: (router: this) => Out): Out {
     return plugin(this)

@@ -416,6 +416,12 @@ try {
     if (stdout.trim() !== "function function PONG") throw new Error(`unexpected exports: ${stdout}`)
   })
 
+  await step("the Testing example in plain Node", async () => {
+    await writeFile(join(app, "testing.ts"), block(blocks, "testing"))
+    const { stdout } = await node(["--experimental-strip-types", "--no-warnings", "testing.ts"], { cwd: app, timeout: 30_000 })
+    if (stdout.trim() !== "{ reply: 'Got: hi' }") throw new Error(`the Testing example printed ${JSON.stringify(stdout)}`)
+  })
+
   await step("the Quick start under wrangler dev: PING/PONG, the rpc through durable-ws/client, and the Client section's example", async () => {
     await underWranglerDev("wrangler.toml", "/?room=lobby", async (base) => {
       await cp(join(root, "test/consumer/drive.mjs"), join(app, "drive.mjs"))
