@@ -25,7 +25,18 @@ import { ErrorCode, ValidationError } from "./Errors"
 import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, ProgressOf, RpcLike, RpcOf, RpcSchema } from "./Message"
 import { decodePayload, encodePayload, isPendingResult, messageOf, rpcOf } from "./Message"
 import type { ServerFrame } from "./Protocol"
-import { decodeServerFrame, encodeFrame, interruptedReason, isErrorType, isProgressType, ReservedTypes } from "./Protocol"
+import {
+  decodePresenceFrame,
+  decodeServerFrame,
+  encodeFrame,
+  encodePresenceRequest,
+  interruptedReason,
+  isErrorType,
+  isProgressType,
+  ReservedTypes
+} from "./Protocol"
+import type { PresenceMembers } from "./Protocol"
+import { TopicPresence } from "./internal/client/presence"
 import { Handlers } from "./internal/client/handlers"
 import { PendingRequests } from "./internal/client/requests"
 import { ClientSession } from "./internal/client/session"
@@ -454,6 +465,51 @@ const resumeInfoOf = (payload: unknown): ResumeInfo => {
  * @since 0.1.0
  * @category models
  */
+/**
+ * A change in a topic's presence: the metas that joined and left (an
+ * updated meta leaves and joins under one ref), the keys that became or
+ * stopped being members, and the state after it. In counts-only mode
+ * (a large topic) only `count` is known.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceChange {
+  readonly topic: string
+  readonly joins: PresenceMembers
+  readonly leaves: PresenceMembers
+  /** Keys that were not members before this change. */
+  readonly joined: ReadonlyArray<string>
+  /** Keys that are no members any more. */
+  readonly left: ReadonlyArray<string>
+  readonly members: PresenceMembers
+  readonly count: number
+  readonly countsOnly: boolean
+}
+
+/**
+ * One topic's presence as the client knows it: the server sends it to
+ * subscribers of the topic (the whole state on subscribing and after a
+ * resume, then diffs).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceView {
+  readonly topic: string
+  /** The members now, by key, each with the metas of its connections. */
+  readonly members: PresenceMembers
+  /** How many members (the only figure in counts-only mode). */
+  readonly count: number
+  readonly countsOnly: boolean
+  /** Whether the server has sent this topic's state yet. */
+  readonly known: boolean
+  /** Runs on every change. Returns an unsubscribe function. */
+  onChange(listener: (change: PresenceChange) => void): () => void
+  /** Asks the server for the whole state again (answered only to a subscriber of the topic, once a second at most). */
+  refresh(): void
+}
+
 export class Client {
   private readonly transport: Transport
   private readonly pending = new PendingRequests()
@@ -464,6 +520,7 @@ export class Client {
   private readonly errorListeners = new Set<(error: unknown) => void>()
   private readonly stateListeners = new Set<(state: ClientState) => void>()
   private readonly resumeListeners = new Set<(info: ResumeInfo) => void>()
+  private readonly presences = new Map<string, { readonly state: TopicPresence; readonly listeners: Set<(change: PresenceChange) => void> }>()
   private openWaiters: Array<{ resolve: () => void; reject: (error: ConnectionClosedError) => void }> = []
   // Set while an asynchronous validator is busy with an outbound (or inbound) payload: what
   // comes after it waits, so frames leave, and handlers run, in order.
@@ -607,6 +664,50 @@ export class Client {
   /** Calls `handler` with the decoded payload of every `message` frame. Returns an unsubscribe function. */
   on<M extends MessageLike>(message: M, handler: (payload: Payload<M>, frame: InboundFrame) => void): () => void {
     return this.handlers.add(messageOf(message), handler as (payload: unknown, frame: InboundFrame) => void)
+  }
+
+  /**
+   * The presence of `topic`: its members now and their changes, kept up to
+   * date from the frames the server sends to the topic's subscribers.
+   */
+  presence(topic: string): PresenceView {
+    const entry = this.presenceOf(topic)
+    const client = this
+    return {
+      topic,
+      get members() {
+        return entry.state.snapshot
+      },
+      get count() {
+        return entry.state.count
+      },
+      get countsOnly() {
+        return entry.state.countsOnly
+      },
+      get known() {
+        return entry.state.known
+      },
+      onChange: (listener) => {
+        entry.listeners.add(listener)
+        return () => void entry.listeners.delete(listener)
+      },
+      refresh: () => void client.transport.write(encodePresenceRequest(topic), undefined)
+    }
+  }
+
+  private presenceOf(topic: string) {
+    let entry = this.presences.get(topic)
+    if (entry === undefined) this.presences.set(topic, entry = { state: new TopicPresence(topic), listeners: new Set() })
+    return entry
+  }
+
+  /** A `$presence` or `$presence_diff` frame: applied to the topic's copy, then reported. */
+  private presenceFrame(type: string, payload: unknown): void {
+    const frame = decodePresenceFrame(type, payload)
+    if (frame === undefined) return this.emitError(new ValidationError({ message: `Malformed ${type} frame` }))
+    const entry = this.presenceOf(frame.payload.topic)
+    const change = frame.kind === "state" ? entry.state.applyState(frame.payload) : entry.state.applyDiff(frame.payload)
+    this.emit(entry.listeners, change)
   }
 
   /**
@@ -772,6 +873,7 @@ export class Client {
         return undefined
       }
     }
+    if (type === ReservedTypes.presence || type === ReservedTypes.presenceDiff) return void this.presenceFrame(type, payload)
     const correlationId = typeof meta["correlationId"] === "string" ? meta["correlationId"] : undefined
     const report = (error: unknown) => this.emitError(error)
     if (isProgressType(type)) return this.pending.progress(correlationId, payload, report)

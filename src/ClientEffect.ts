@@ -27,6 +27,8 @@ import type {
   CloseDetails,
   CloseInfo,
   InboundFrame,
+  PresenceChange,
+  PresenceView,
   ReconnectOptions,
   RequestError,
   RequestOptions,
@@ -43,6 +45,7 @@ import {
 } from "./Client"
 import { ValidationError } from "./Errors"
 import type { MessageLike, Payload, PayloadArgs, ProgressOf, RpcLike, RpcOf } from "./Message"
+import type { PresenceMembers } from "./Protocol"
 
 /**
  * The client's options, with reconnects as a `Schedule` fed the close it
@@ -91,7 +94,29 @@ export interface Inbound<M extends MessageLike> {
   readonly frame: InboundFrame
 }
 
-export type { ClientState, CloseDetails, CloseInfo, RequestError, ResumeInfo } from "./Client"
+export type {
+  ClientState,
+  CloseDetails,
+  CloseInfo,
+  PresenceChange,
+  PresenceView,
+  RequestError,
+  ResumeInfo
+} from "./Client"
+
+/**
+ * One topic's presence in the Effect face.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface TopicPresence {
+  readonly view: PresenceView
+  /** The members now, by key. */
+  readonly current: Effect.Effect<PresenceMembers>
+  /** Every change from now on (joins, leaves, the state after each). */
+  readonly changes: Stream.Stream<PresenceChange>
+}
 
 const isRequestError = (error: unknown): error is RequestError =>
   error instanceof ServerError || error instanceof TimeoutError || error instanceof ConnectionClosedError ||
@@ -214,6 +239,10 @@ const wrap = (client: PromiseClient): Client["Service"] => {
     }, (state) => state === "closed"),
     closes: fromListener<CloseInfo>((emit) => client.onClose(emit), (info) => !info.willReconnect),
     resumes: fromListener<ResumeInfo>((emit) => client.onResumed(emit)),
+    presence: (topic) => {
+      const view = client.presence(topic)
+      return { view, current: Effect.sync(() => view.members), changes: fromListener((emit) => view.onChange(emit)) }
+    },
     errors: fromListener<unknown>((emit) => client.onError(emit)),
     close: (code, reason) => Effect.sync(() => client.close(code, reason))
   }
@@ -281,6 +310,8 @@ export class Client extends Context.Service<Client, {
   readonly closes: Stream.Stream<CloseInfo>
   /** With `recovery`: the outcome of every resume. */
   readonly resumes: Stream.Stream<ResumeInfo>
+  /** A topic's presence: the view, its members now, and a `Stream` of its changes. */
+  readonly presence: (topic: string) => TopicPresence
   /** Server errors that answer no request, undecodable frames, failures of listeners. */
   readonly errors: Stream.Stream<unknown>
   /** Closes for good (the Scope's end does it too). */

@@ -18,6 +18,7 @@ import type {
   RpcLike,
   RpcOf
 } from "./Message"
+import type { PresenceMembers } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 
 /**
@@ -32,6 +33,27 @@ export interface Topics {
   unsubscribe(topic: string): Promise<void>
   list(): ReadonlyArray<string>
   has(topic: string): boolean
+}
+
+/**
+ * The connection's presence (the handler's `presence` option turns it on):
+ * it enters, updates and leaves a topic's presence as itself only.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceActions {
+  /**
+   * Enters the topic's presence under `key` with `meta` (JSON, 1 KiB by
+   * default), or replaces its key or meta there. Authorized like a
+   * subscription; rejects with a `TopicError`.
+   */
+  track(topic: string, key: string, meta?: unknown): Promise<void>
+  /** Replaces the connection's meta in the topic; rejects when it is not tracked there. */
+  update(topic: string, meta: unknown): Promise<void>
+  untrack(topic: string): Promise<void>
+  /** The topic's members, by key, each with the metas of its connections. */
+  list(topic: string): PresenceMembers
 }
 
 /**
@@ -55,6 +77,7 @@ export interface ConnectionContext<TData = {}> {
   /** Publishes to subscribers of `topic` in this instance. Never rejects. */
   publish<M extends MessageLike>(topic: string, message: M, ...args: PayloadArgs<M, PublishOptions>): Promise<PublishResult>
   readonly topics: Topics
+  readonly presence: PresenceActions
   close(code?: number, reason?: string): void
   /** The Durable Object's storage (throws when the router runs without one). */
   readonly storage: DurableObjectStorage

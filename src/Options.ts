@@ -10,6 +10,7 @@ import type * as Effect from "effect/Effect"
 import type * as Layer from "effect/Layer"
 import type { Connections } from "./Connections"
 import type { ConnectionContext } from "./HandlerContext"
+import type { Presence, PresenceOptions } from "./Presence"
 import type { PubSub } from "./PubSub"
 import type { SpanOptions } from "./SpanningTopic"
 import type { Storage } from "./Storage"
@@ -136,6 +137,11 @@ export interface HandlerOptions<TData, R> {
    * delivers them to every object with subscribers); needs `state`.
    */
   readonly span?: SpanOptions
+  /**
+   * Presence: who is in each topic (`ctx.presence`, the `Presence` service,
+   * `$presence` frames to subscribers); off by default.
+   */
+  readonly presence?: boolean | PresenceOptions
 }
 
 /**
@@ -146,7 +152,7 @@ export interface HandlerOptions<TData, R> {
  * @since 0.1.0
  * @category models
  */
-export type InstanceServices = Connections | PubSub | Storage
+export type InstanceServices = Connections | PubSub | Presence | Storage
 
 /**
  * The `layer` option: required, and required to provide every service the

@@ -29,7 +29,9 @@ import { PayloadTooLarge, ValidationError } from "./Errors"
  * - `progress`: rpc progress, sent to the requester before the one reply, in WS-Kit's
  *   shape (`$ws:rpc-progress`, which WS-Kit's client understands);
  * - `legacyProgress`: what durable-ws sent for progress before; clients still read it;
- * - `heartbeat` / `heartbeatAck`: the keep-alive pair.
+ * - `heartbeat` / `heartbeatAck`: the keep-alive pair;
+ * - `presence`: a topic's full presence state (server → client), or a
+ *   request for it (client → server); `presenceDiff`: its joins and leaves.
  *
  * @since 0.1.0
  * @category constants
@@ -40,7 +42,9 @@ export const ReservedTypes = {
   progress: "$ws:rpc-progress",
   legacyProgress: "$progress",
   heartbeat: "__heartbeat",
-  heartbeatAck: "__heartbeat_ack"
+  heartbeatAck: "__heartbeat_ack",
+  presence: "$presence",
+  presenceDiff: "$presence_diff"
 } as const
 
 /**
@@ -414,4 +418,121 @@ export const parseResume = (value: string | null): ResumeRequest | undefined => 
   if (!sessionIdPattern.test(sessionId) || !tokenPattern.test(token) || !seqPattern.test(seq)) return undefined
   const after = Number(seq)
   return Number.isSafeInteger(after) ? { sessionId, token, after } : undefined
+}
+
+// ---------------------------------------------------------------------------
+// Presence
+// ---------------------------------------------------------------------------
+
+/**
+ * One connection's place in a member: its `ref` (random, stable while the
+ * connection stays tracked, and across a resume) and the metadata it was
+ * tracked with.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceMeta {
+  readonly ref: string
+  readonly meta: unknown
+}
+
+/**
+ * Members by key, each with the metas of its connections.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PresenceMembers = Readonly<Record<string, ReadonlyArray<PresenceMeta>>>
+
+/**
+ * The payload of a `$presence` frame from the server: a topic's whole
+ * presence — its members, or in counts-only mode how many there are.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PresenceStatePayload =
+  | { readonly topic: string; readonly members: PresenceMembers }
+  | { readonly topic: string; readonly count: number }
+
+/**
+ * The payload of a `$presence_diff` frame: the metas that left and the
+ * metas that joined since the last frame (apply the leaves first: an
+ * updated meta leaves and joins under one ref), or in counts-only mode the
+ * new member count.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PresenceDiffPayload =
+  | { readonly topic: string; readonly joins: PresenceMembers; readonly leaves: PresenceMembers }
+  | { readonly topic: string; readonly count: number }
+
+/**
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodePresenceState = (state: PresenceStatePayload): string => encodeFrame(ReservedTypes.presence, state)
+
+/**
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodePresenceDiff = (diff: PresenceDiffPayload): string => encodeFrame(ReservedTypes.presenceDiff, diff)
+
+/**
+ * The request a client sends for a topic's full presence state; only a
+ * subscriber of the topic is answered.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodePresenceRequest = (topic: string): string => encodeFrame(ReservedTypes.presence, { topic })
+
+/**
+ * The topic of a presence request, or `undefined` when the payload is not
+ * `{ topic: string }`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const presenceRequestTopic = (payload: unknown): string | undefined =>
+  isRecord(payload) && typeof payload["topic"] === "string" ? payload["topic"] : undefined
+
+const isMembers = (u: unknown): u is PresenceMembers =>
+  isRecord(u) &&
+  Object.values(u).every((metas) =>
+    Array.isArray(metas) && metas.every((m) => isRecord(m) && typeof m["ref"] === "string")
+  )
+
+/**
+ * Reads a `$presence` or `$presence_diff` payload from the server;
+ * `undefined` for anything malformed.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodePresenceFrame = (
+  type: string,
+  payload: unknown
+):
+  | { readonly kind: "state"; readonly payload: PresenceStatePayload }
+  | { readonly kind: "diff"; readonly payload: PresenceDiffPayload }
+  | undefined =>
+{
+  if (!isRecord(payload) || typeof payload["topic"] !== "string") return undefined
+  const topic = payload["topic"]
+  const count = payload["count"]
+  const counted = typeof count === "number" && Number.isSafeInteger(count) && count >= 0 ? { topic, count } : undefined
+  if (type === ReservedTypes.presence) {
+    if (counted !== undefined) return { kind: "state", payload: counted }
+    return isMembers(payload["members"]) ? { kind: "state", payload: { topic, members: payload["members"] } } : undefined
+  }
+  if (type === ReservedTypes.presenceDiff) {
+    if (counted !== undefined) return { kind: "diff", payload: counted }
+    const { joins, leaves } = payload
+    return isMembers(joins) && isMembers(leaves) ? { kind: "diff", payload: { topic, joins, leaves } } : undefined
+  }
+  return undefined
 }

@@ -18,6 +18,7 @@ import { registerTables, tablesOf } from "./internal/server/routes"
 import { currentScope } from "./internal/server/scope"
 import type { MessageLike, PayloadArgs, RpcLike, RpcSchema } from "./Message"
 import { messageOf, rpcOf } from "./Message"
+import type { Presence } from "./Presence"
 import type { PublishOptions, PublishResult, PubSub } from "./PubSub"
 import type { Storage } from "./Storage"
 
@@ -27,7 +28,7 @@ import type { Storage } from "./Storage"
  * @since 0.1.0
  * @category models
  */
-export type BuiltinServices = Connection | Connections | PubSub | Storage
+export type BuiltinServices = Connection | Connections | PubSub | Presence | Storage
 
 /**
  * What a handler may return: nothing, a Promise, or an Effect whose

@@ -44,11 +44,14 @@ export type {
   ErrorOptions,
   MessageContext,
   OpenContext,
+  PresenceActions,
   ProgressOptions,
   ReplyOptions,
   RpcContext,
   Topics
 } from "./HandlerContext"
+export { Presence } from "./Presence"
+export type { PresenceMembers, PresenceMeta, PresenceOptions } from "./Presence"
 export { Connection } from "./Connection"
 export type { ConnectionData, DurableObjectWebSocketData } from "./Connection"
 export { Connections } from "./Connections"

@@ -31,6 +31,9 @@ declare namespace Cloudflare {
     readonly WSKIT_CHAT: DurableObjectNamespace
     readonly DEADLINE_ROOM: DurableObjectNamespace
     readonly AUTH_ROOM: DurableObjectNamespace
+    readonly PRESENCE_ROOM: DurableObjectNamespace
+    readonly PRESENCE_RECOVERING: DurableObjectNamespace
+    readonly PRESENCE_COUNTED: DurableObjectNamespace
     readonly SPAN_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRoom>
     readonly SPAN_RECOVERING_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRecoveringRoom>
     readonly ANNOUNCEMENTS: DurableObjectNamespace<import("../examples/chat/worker").Announcements>

@@ -30,10 +30,18 @@ export const joinHistory = 20
 /** The most lines one "Load older messages" brings. */
 export const olderLimit = 100
 
-/** Joins the room under a name; the reply carries who is here and the recent history. */
+/** Every member of a room is subscribed to this topic of the room's object; its presence is who is here. */
+export const roomTopic = "room"
+
+/** A member's meta in the room's presence (its key is the member's name): the connection it came with. */
+export const PresenceMeta = Schema.Struct({ clientId: Schema.String })
+
+/**
+ * Joins the room under a name; the reply carries the recent history. Who
+ * is here arrives as the room topic's presence.
+ */
 export const Join = rpc("JOIN", { name: Name }, "JOINED", {
   you: Member,
-  members: Schema.Array(Member),
   history: Schema.Array(ChatLine)
 })
 
@@ -51,10 +59,6 @@ export const Typing = message("TYPING", { typing: Schema.Boolean })
 
 /** Broadcast: a new chat line (the sender gets it too, with its id and time). */
 export const Said = message("SAID", ChatLine)
-
-export const MemberJoined = message("MEMBER_JOINED", { member: Member })
-
-export const MemberLeft = message("MEMBER_LEFT", { member: Member })
 
 export const TypingChanged = message("TYPING_CHANGED", { member: Member, typing: Schema.Boolean })
 

@@ -3,16 +3,17 @@
  * handlers, and the room's history in SQLite through the `ChatHistory`
  * service. The page and its script are static assets (see wrangler.toml).
  *
+ * Who is in the room is the library's presence: a member is a name (two
+ * tabs with one name are one member), tracked on joining. With `recovery`,
+ * a member whose connection drops (a network change, a deploy) keeps its
+ * place while the page resumes its session; one that does not come back
+ * within `awayMs` leaves, and one that closed for good or was removed
+ * leaves at once. The pages hear it all as presence diffs.
+ *
  * Announcements (`/announce` in any room) go to every room: the
  * `announcements` topic spans the rooms' objects, with its home in an
  * `Announcements` object (`SpanningTopicHome`), so every member of every
  * room gets them in one order, each once.
- *
- * With `recovery`, a member whose connection drops (a network change, a
- * deploy) stays a member: the page resumes its session and gets what it
- * missed. "Left" is announced at once for a member who closed for good,
- * and after `awayGraceMs` for one whose connection dropped and did not
- * come back.
  */
 import * as Effect from "effect/Effect"
 import {
@@ -20,6 +21,7 @@ import {
   Connection,
   Connections,
   createRouter,
+  Presence,
   PubSub,
   SpanningTopicHome,
   WebSocketDurableObject,
@@ -37,8 +39,7 @@ import {
   Leave,
   LoadOlder,
   olderLimit,
-  MemberJoined,
-  MemberLeft,
+  roomTopic,
   Said,
   Say,
   Typing,
@@ -51,19 +52,11 @@ const historyLimit = 1000
 /** LOAD_OLDER reads at most this many lines, this many at a time, reporting progress after each chunk. */
 const olderChunk = 10
 
-/** Every member of a room is subscribed to this topic of the room's object. */
-const roomTopic = "room"
-
 /** Every member of every room is subscribed to this topic, which spans the rooms' objects. */
 const announcementsTopic = "announcements"
 
 /** How long a dropped member may take to come back before the others hear that they left. */
-const awayGraceMs = 5000
-
-/** Kept while a dropped member may still come back; the alarm announces those who did not. */
-const awayKey = (clientId: string) => `away:${clientId}`
-/** A dropped member already announced as gone: coming back is a join again. */
-const goneKey = (clientId: string) => `gone:${clientId}`
+const awayMs = 5000
 
 type ChatData = { name?: string }
 
@@ -77,7 +70,7 @@ const requireMember = (ctx: ConnectionContext<ChatData>) => {
     : Effect.succeed(member)
 }
 
-/** Everyone in the room, read from the connections themselves (so it survives hibernation), longest-present first. */
+/** Everyone in the room, read from the connections themselves, longest-present first: the host is the first. */
 const present = Effect.gen(function*() {
   const connections = yield* Connections
   const list = yield* connections.list
@@ -90,31 +83,29 @@ const present = Effect.gen(function*() {
     .sort((a, b) => a.since - b.since)
 })
 
-const members = Effect.map(present, (list) => list.map(({ clientId, name }): Member => ({ clientId, name })))
-
 export const router = createRouter<ChatData, ChatHistory>()
   .rpc(Join, (ctx) =>
     Effect.gen(function*() {
       const connection = yield* Connection
       const pubsub = yield* PubSub
+      const presence = yield* Presence
       const history = yield* ChatHistory
       const you = { clientId: ctx.clientId, name: ctx.payload.name }
-      // A page reloaded on a resumed session asks again for the history: it is no newcomer.
-      const already = memberOf(ctx)?.name === you.name
       yield* connection.assignData({ name: you.name })
+      // Subscribing sends this page the room's presence; tracking tells the others (a page reloaded on
+      // a resumed session tracks the same name again: no change, nothing is announced).
       yield* pubsub.subscribe(roomTopic)
       yield* pubsub.subscribe(announcementsTopic)
-      ctx.reply({ you, members: yield* members, history: yield* history.recent(joinHistory) })
-      if (!already) yield* pubsub.publish(roomTopic, MemberJoined, { member: you }, { excludeSelf: true })
+      yield* presence.track(roomTopic, you.name, { clientId: you.clientId })
+      ctx.reply({ you, history: yield* history.recent(joinHistory) })
     }))
   .on(Leave, (ctx) =>
     Effect.gen(function*() {
-      const member = memberOf(ctx)
-      if (member === undefined) return
+      const presence = yield* Presence
       const pubsub = yield* PubSub
+      yield* presence.untrack(roomTopic)
       yield* pubsub.unsubscribe(roomTopic)
       yield* pubsub.unsubscribe(announcementsTopic)
-      yield* pubsub.publish(roomTopic, MemberLeft, { member })
     }))
   .on(Announce, (ctx) =>
     Effect.gen(function*() {
@@ -165,38 +156,8 @@ export const router = createRouter<ChatData, ChatHistory>()
         return yield* new WsError({ code: "NOT_FOUND", message: `No one called ${ctx.payload.name} is here` })
       }
       const connections = yield* Connections
-      const pubsub = yield* PubSub
-      for (const target of targets) {
-        yield* connections.close(target.clientId, CloseCodes.Forbidden, `Removed by ${me.name}`)
-        yield* pubsub.publish(roomTopic, MemberLeft, { member: { clientId: target.clientId, name: target.name } })
-      }
-    }))
-  .onOpen((ctx) =>
-    Effect.gen(function*() {
-      if (!ctx.recovered) return
-      const member = memberOf(ctx)
-      yield* Effect.promise(() => ctx.storage.delete(awayKey(ctx.clientId)))
-      const wasGone = yield* Effect.promise(() => ctx.storage.delete(goneKey(ctx.clientId)))
-      if (member !== undefined && wasGone) {
-        const pubsub = yield* PubSub
-        yield* pubsub.publish(roomTopic, MemberJoined, { member }, { excludeSelf: true })
-      }
-    }))
-  .onClose((ctx) =>
-    Effect.gen(function*() {
-      const member = memberOf(ctx)
-      // A removed member was announced by the kick.
-      if (member === undefined || ctx.code === CloseCodes.Forbidden) return
-      if (ctx.resumable) {
-        const now = Date.now()
-        yield* Effect.promise(async () => {
-          await ctx.storage.put(awayKey(ctx.clientId), { member, since: now })
-          if ((await ctx.storage.getAlarm()) === null) await ctx.storage.setAlarm(now + awayGraceMs)
-        })
-        return
-      }
-      const pubsub = yield* PubSub
-      yield* pubsub.publish(roomTopic, MemberLeft, { member })
+      // A terminal close: the removed member leaves the room's presence at once.
+      for (const target of targets) yield* connections.close(target.clientId, CloseCodes.Forbidden, `Removed by ${me.name}`)
     }))
 
 /** One chat room. Sockets are hibernatable: an idle room costs nothing. */
@@ -205,28 +166,9 @@ export class ChatRoom extends WebSocketDurableObject(router, {
   maxPayloadBytes: 16 * 1024,
   rateLimit: { capacity: 20, refillPerSecond: 5 },
   recovery: { sessionTtlMs: 10 * 60_000, maxAgeMs: 10 * 60_000 },
+  presence: { awayMs },
   span: { topics: (topic) => topic === announcementsTopic, home: (env) => env.ANNOUNCEMENTS, edge: "CHAT" }
-}) {
-  /** Announces the dropped members who did not come back within the grace period. */
-  override async alarm(): Promise<void> {
-    const now = Date.now()
-    const live = new Set(this.ws.connections().map((c) => c.clientId))
-    let next: number | undefined
-    for (const [key, value] of await this.ctx.storage.list<{ member: Member; since: number }>({ prefix: "away:" })) {
-      const { member, since } = value
-      if (live.has(member.clientId)) {
-        await this.ctx.storage.delete(key)
-      } else if (now - since >= awayGraceMs) {
-        await this.ctx.storage.delete(key)
-        await this.ctx.storage.put(goneKey(member.clientId), true)
-        await this.ws.publish(roomTopic, MemberLeft, { member })
-      } else {
-        next = Math.min(next ?? Number.POSITIVE_INFINITY, since + awayGraceMs)
-      }
-    }
-    if (next !== undefined) await this.ctx.storage.setAlarm(next)
-  }
-}
+}) {}
 
 /** The home of the `announcements` topic: it numbers, logs and delivers every announcement to the rooms. */
 export class Announcements extends SpanningTopicHome {}

@@ -59,7 +59,8 @@ describe("the chat example in Chromium", () => {
     await join(ada, "Ada")
     await join(grace, "Grace")
     await ada.locator("#members li", { hasText: "Grace" }).waitFor(wait)
-    expect(await grace.locator("#members li").allTextContents()).toEqual(["Ada", "Grace (you)"])
+    // Grace's own entry reaches her page in the same presence diff: poll, the pages are separate.
+    await expect.poll(() => grace.locator("#members li").allTextContents(), wait).toEqual(["Ada", "Grace (you)"])
 
     await say(ada, "Hello from Ada")
     await line(grace, "Hello from Ada").waitFor(wait)
@@ -214,7 +215,7 @@ describe("the chat example in Chromium", () => {
       talk("after the reload")
       await line(grace, "after the reload").waitFor(wait)
       await line(ada, "after the reload").waitFor(wait)
-      expect(await grace.locator("#members li").allTextContents()).toEqual(["Ada", "Grace (you)", "Talker"])
+      await expect.poll(() => grace.locator("#members li").allTextContents(), wait).toEqual(["Ada", "Grace (you)", "Talker"])
       expect(await ada.locator("#messages li.notice").allTextContents()).toEqual([...noticesBefore, "reconnected"])
       expect(await ada.locator("#members li").allTextContents()).toEqual(membersBefore)
       expect(await texts(ada)).toEqual(expected)
@@ -267,6 +268,46 @@ describe("the chat example in Chromium", () => {
     expect(await texts(ada)).toEqual([])
     await grace.close()
     await ada.close()
+  })
+
+  it("shows two tabs of one user as one member, who leaves with the last tab, and leaves no ghost after a restart", async () => {
+    const room = "presence"
+    const members = (page: Page) => page.locator("#members li").allTextContents()
+    // The list follows presence diffs, which come a moment after each join: wait for it to settle.
+    const membersAre = (page: Page, expected: Array<string>) =>
+      expect.poll(() => members(page), { timeout: wait.timeout }).toEqual(expected)
+    const ada1 = await open(room)
+    const ada2 = await open(room)
+    const grace = await open(room)
+    await join(ada1, "Ada")
+    await join(ada2, "Ada")
+    await join(grace, "Grace")
+    await membersAre(grace, ["Ada", "Grace (you)"])
+    await membersAre(ada1, ["Ada (you)", "Grace"])
+    await membersAre(ada2, ["Ada (you)", "Grace"])
+
+    // One tab closes: the other keeps Ada in the room, also past the room's 5 s hold of a dropped tab.
+    await ada1.close()
+    await grace.waitForTimeout(6500)
+    expect(await members(grace)).toEqual(["Ada", "Grace (you)"])
+    expect(await grace.locator("#messages li.notice", { hasText: "Ada left" }).count()).toBe(0)
+    await ada2.close()
+    await grace.locator("#messages li.notice", { hasText: "Ada left" }).waitFor(wait)
+    await membersAre(grace, ["Grace (you)"])
+
+    // A restart: Linus's tab goes away while the server is down, so his socket never comes back.
+    const linus = await open(room)
+    await join(linus, "Linus")
+    await membersAre(grace, ["Grace (you)", "Linus"])
+    const { port, persistTo } = server!
+    await server!.stop({ keepStorage: true })
+    await linus.close()
+    server = await startDevServer({ port, persistTo })
+    await grace.locator("#status[data-state=open]").waitFor({ timeout: 30_000 })
+    await grace.locator("#messages li.notice", { hasText: "Linus left" }).waitFor(wait)
+    await membersAre(grace, ["Grace (you)"])
+    await grace.close()
+    expect(pageErrors).toEqual([])
   })
 
   it("loads older history with a progress bar", async () => {

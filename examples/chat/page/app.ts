@@ -4,7 +4,9 @@
  * ../build.mjs.
  */
 import { CloseCodes, createClient, ServerError, TimeoutError } from "../../../src/Client"
-import type { ChatLine, Member } from "../protocol"
+import type { PresenceChange } from "../../../src/Client"
+import * as Schema from "effect/Schema"
+import type { ChatLine } from "../protocol"
 import {
   Announce,
   Announced,
@@ -14,8 +16,8 @@ import {
   Leave,
   LoadOlder,
   olderLimit,
-  MemberJoined,
-  MemberLeft,
+  PresenceMeta,
+  roomTopic,
   Said,
   Say,
   Typing,
@@ -73,7 +75,10 @@ const rememberId = (clientId: string) => {
   myIds.add(clientId)
   sessionStorage.setItem(idsKey, JSON.stringify([...myIds].slice(-50)))
 }
-let members = new Map<string, Member>()
+/** Who is here: the room topic's presence, kept by the client (a member per name, a meta per tab). */
+const presence = client.presence(roomTopic)
+/** Set while joining: the presence that arrives then is the room as found, not news to announce. */
+let announceChanges = false
 const typists = new Map<string, { readonly name: string; readonly timer: ReturnType<typeof setTimeout> }>()
 
 // -- Rendering ---------------------------------------------------------------
@@ -117,14 +122,20 @@ const notice = (text: string) => {
   scrollDown()
 }
 
+const isPresenceMeta = Schema.is(PresenceMeta)
+
+/** Whether one of the member's tabs is this one. */
+const isMe = (name: string) =>
+  (presence.members[name] ?? []).some(({ meta }) => isPresenceMeta(meta) && myIds.has(meta.clientId))
+
 const renderMembers = () => {
   ui.members.replaceChildren(
-    ...[...members.values()]
-      .sort((a, b) => a.name.localeCompare(b.name))
-      .map((member) => {
+    ...Object.keys(presence.members)
+      .sort((a, b) => a.localeCompare(b))
+      .map((name) => {
         const item = document.createElement("li")
-        const mine = myIds.has(member.clientId)
-        item.textContent = mine ? `${member.name} (you)` : member.name
+        const mine = isMe(name)
+        item.textContent = mine ? `${name} (you)` : name
         if (mine) item.classList.add("me")
         return item
       })
@@ -175,8 +186,8 @@ const join = async (name: string) => {
     // A full page of history may have more before it.
     ui.loadOlder.hidden = joined.history.length < joinHistory
     ui.olderStatus.textContent = ""
-    members = new Map(joined.members.map((member) => [member.clientId, member]))
     renderMembers()
+    announceChanges = true
     setJoined(true)
   } catch (error) {
     showError(error)
@@ -327,9 +338,9 @@ client.onError(showError)
 // The server closes with a terminal code to say "do not come back"; the client then stays closed.
 client.onClose(({ code, reason, willReconnect }) => {
   if (willReconnect) return
-  // Sent away: who was here is no longer known.
-  members.clear()
-  renderMembers()
+  // Sent away: who was here is no longer known (and no more presence comes).
+  announceChanges = false
+  ui.members.replaceChildren()
   if (code === CloseCodes.Forbidden) notice(`You were removed from the room${reason === "" ? "" : ` (${reason})`}`)
   else if (code === CloseCodes.Replaced) notice("This chat was opened in another tab")
   else if (code !== CloseCodes.Normal) notice(`Disconnected (${code}${reason === "" ? "" : `: ${reason}`})`)
@@ -344,19 +355,19 @@ client.on(Said, (line) => {
   renderLine(line)
 })
 client.on(Announced, ({ name, text }) => notice(`📣 ${name} to every room: ${text}`))
-client.on(MemberJoined, ({ member }) => {
-  members.set(member.clientId, member)
+presence.onChange((change: PresenceChange) => {
   renderMembers()
-  notice(`${member.name} joined`)
-})
-client.on(MemberLeft, ({ member }) => {
-  if (!members.delete(member.clientId)) return
-  const typist = typists.get(member.clientId)
-  if (typist !== undefined) clearTimeout(typist.timer)
-  typists.delete(member.clientId)
-  renderMembers()
+  if (!announceChanges) return
+  for (const name of change.joined) notice(`${name} joined`)
+  for (const name of change.left) {
+    for (const [clientId, typist] of typists) {
+      if (typist.name !== name) continue
+      clearTimeout(typist.timer)
+      typists.delete(clientId)
+    }
+    notice(`${name} left`)
+  }
   renderTyping()
-  notice(`${member.name} left`)
 })
 client.on(TypingChanged, ({ member, typing }) => {
   clearTimeout(typists.get(member.clientId)?.timer)
@@ -413,8 +424,8 @@ ui.leave.addEventListener("click", () => {
   client.send(Leave)
   wantedName = undefined
   sessionStorage.removeItem(nameKey)
-  members.clear()
-  renderMembers()
+  announceChanges = false
+  ui.members.replaceChildren()
   notice("You left the room")
   setJoined(false)
 })

@@ -21,6 +21,41 @@ export interface Attachment {
   readonly t: ReadonlyArray<string>
   /** The rate-limit bucket, once it matters (see {@link TokenBucket}). */
   readonly r?: SavedBucket
+  /** Presence entries by topic, as `[key, ref, meta]`, once the connection is tracked somewhere. */
+  readonly p?: Readonly<Record<string, SavedEntry>>
+}
+
+/** A connection's place in one topic's presence. */
+export interface PresenceEntry {
+  readonly key: string
+  readonly ref: string
+  readonly meta: unknown
+}
+
+type SavedEntry = readonly [key: string, ref: string, meta: unknown]
+
+const isSavedEntry = (u: unknown): u is SavedEntry =>
+  Array.isArray(u) && u.length === 3 && typeof u[0] === "string" && typeof u[1] === "string"
+
+/** The presence entries an attachment holds; anything malformed is no entry. */
+export const presenceOf = (attachment: Attachment): Map<string, PresenceEntry> => {
+  const entries = new Map<string, PresenceEntry>()
+  const saved = attachment.p
+  if (typeof saved !== "object" || saved === null) return entries
+  for (const topic of Object.keys(saved)) {
+    const entry: unknown = saved[topic]
+    if (isSavedEntry(entry)) entries.set(topic, { key: entry[0], ref: entry[1], meta: entry[2] })
+  }
+  return entries
+}
+
+const savedPresence = (entries: ReadonlyMap<string, PresenceEntry>): Record<string, SavedEntry> | undefined => {
+  if (entries.size === 0) return undefined
+  const out: Record<string, SavedEntry> = {}
+  for (const [topic, { key, ref, meta }] of entries) {
+    Object.defineProperty(out, topic, { value: [key, ref, meta], enumerable: true, writable: true, configurable: true })
+  }
+  return out
 }
 
 export interface AttachmentStore {
@@ -59,6 +94,8 @@ export class LiveConnection {
   resuming = false
   /** Closed because its session was resumed on a newer socket. */
   replaced = false
+  /** When a presence request of this connection was last answered (requests are throttled). */
+  presenceAnsweredAt = Number.NEGATIVE_INFINITY
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
   /** Starts a fiber on {@link context}. */
@@ -75,7 +112,9 @@ export class LiveConnection {
     public data: ConnectionData<Record<string, unknown>>,
     readonly topics: Set<string>,
     private readonly store: AttachmentStore,
-    readonly savedBucket?: SavedBucket
+    readonly savedBucket?: SavedBucket,
+    /** Where this connection is in presence, by topic (kept in the attachment). */
+    public presence: ReadonlyMap<string, PresenceEntry> = new Map()
   ) {}
 
   get clientId(): string {
@@ -145,13 +184,16 @@ export class LiveConnection {
   /** Writes the attachment, refusing (and keeping the old one) past workerd's 16 KiB. */
   persist(
     data: ConnectionData<Record<string, unknown>> = this.data,
-    topics: Iterable<string> = this.topics
+    topics: Iterable<string> = this.topics,
+    presence: ReadonlyMap<string, PresenceEntry> = this.presence
   ): PayloadTooLarge | undefined {
     // A bucket restored after a wake but not used yet is carried over, never dropped.
     const bucket = this.bucket?.state() ?? this.savedBucket
-    const attachment: Attachment = bucket === undefined
+    const p = savedPresence(presence)
+    const base: Attachment = bucket === undefined
       ? { d: data, t: Array.from(topics) }
       : { d: data, t: Array.from(topics), r: bucket }
+    const attachment: Attachment = p === undefined ? base : { ...base, p }
     const size = utf8Length(JSON.stringify(attachment))
     if (size > maxAttachmentBytes) {
       return new PayloadTooLarge({

@@ -1,3 +1,4 @@
+import * as Effect from "effect/Effect"
 import type { ConnectionData, SendOptions } from "../../Connection"
 import type { CustomWireError } from "../../Errors"
 import { describeCode, SentError } from "../../Errors"
@@ -5,6 +6,7 @@ import type {
   CloseContext,
   ErrorOptions,
   OpenContext,
+  PresenceActions,
   ProgressOptions,
   ReplyOptions,
   RpcContext,
@@ -13,6 +15,7 @@ import type {
 import type { MessageLike, MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
 import { messageOf } from "../../Message"
 import { encodeErrorFrame, encodeFrame, progressType } from "../../Protocol"
+import type { PresenceMembers } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
 import type { Instance } from "./instance"
@@ -25,7 +28,7 @@ type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSche
 /** What a context needs from its instance. */
 export type ContextHost = Pick<
   Instance,
-  "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered" | "errorSent"
+  "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered" | "errorSent" | "presence" | "presenceOr" | "run"
 >
 
 const revokedPublish: PublishResult = {
@@ -55,6 +58,28 @@ class TopicsView implements Topics {
   }
 }
 
+class PresenceView implements PresenceActions {
+  constructor(private readonly ctx: HandlerContext) {}
+  track(topic: string, key: string, meta?: unknown): Promise<void> {
+    const { ctx } = this
+    if (ctx.revoked) return settled
+    return ctx.host.run(Effect.flatMap(ctx.host.presenceOr(topic), (p) => p.track(ctx.connection, topic, key, meta ?? null)))
+  }
+  update(topic: string, meta: unknown): Promise<void> {
+    const { ctx } = this
+    if (ctx.revoked) return settled
+    return ctx.host.run(Effect.flatMap(ctx.host.presenceOr(topic), (p) => p.update(ctx.connection, topic, meta)))
+  }
+  untrack(topic: string): Promise<void> {
+    const { ctx } = this
+    if (!ctx.revoked) ctx.host.presence?.untrack(ctx.connection, topic)
+    return settled
+  }
+  list(topic: string): PresenceMembers {
+    return this.ctx.host.presence?.list(topic) ?? {}
+  }
+}
+
 /**
  * The one implementation behind every context type. Methods live on the
  * prototype so building a context per message allocates one small object.
@@ -81,6 +106,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   /** Armed while an rpc whose handler returned waits for a deferred reply. */
   private replyDeadline: ReturnType<typeof setTimeout> | undefined = undefined
   private topicsView: Topics | undefined = undefined
+  private presenceView: PresenceActions | undefined = undefined
   /** Sends still waiting for an asynchronous validator; the message is handled once they are done. */
   private sending: Promise<void> | undefined = undefined
   private sendFailure: { readonly error: unknown } | undefined = undefined
@@ -112,6 +138,9 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   }
   get topics(): Topics {
     return this.topicsView ??= new TopicsView(this)
+  }
+  get presence(): PresenceActions {
+    return this.presenceView ??= new PresenceView(this)
   }
 
   /** Stops everything this context does from reaching the client. */

@@ -9,10 +9,18 @@ import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../../Errors"
-import { HandlerTimeout, toWireError, UnknownMessageType, ValidationError } from "../../Errors"
+import { HandlerTimeout, toWireError, TopicError, UnknownMessageType, ValidationError, WsError } from "../../Errors"
 import type { PayloadResult, RpcSchema } from "../../Message"
 import { declaresMeta, decodeMeta, decodePayload, isPendingResult } from "../../Message"
-import { decodeEnvelope, encodeErrorFrame, heartbeat, isInvalidFrame, isReservedType, ReservedTypes } from "../../Protocol"
+import {
+  decodeEnvelope,
+  encodeErrorFrame,
+  heartbeat,
+  isInvalidFrame,
+  isReservedType,
+  presenceRequestTopic,
+  ReservedTypes
+} from "../../Protocol"
 import type { PublishScope } from "./scope"
 import { runInScope } from "./scope"
 import { answeredBefore } from "./resume"
@@ -138,6 +146,42 @@ const reportFailure = (
 // An unknown type is client input: name it in the error, but never reflect a huge one back whole.
 const shownType = (type: string): string => type.length <= 64 ? type : `${type.slice(0, 64)}…`
 
+const presenceRequestIntervalMs = 1000
+
+/** A client asks for a topic's presence: only a subscriber of the topic is answered (SPEC §15's ACL). */
+const presenceRequest = (
+  instance: Instance,
+  connection: LiveConnection,
+  topic: string | undefined,
+  correlationId: string | undefined
+): undefined => {
+  if (topic === undefined) {
+    return reject(instance, connection, new ValidationError({ message: "A presence request is { topic: string }" }), correlationId)
+  }
+  if (!connection.topics.has(topic)) {
+    return reject(
+      instance,
+      connection,
+      new TopicError({ topic: shownType(topic), code: "PERMISSION_DENIED", message: "Subscribe to a topic to see its presence" }),
+      correlationId
+    )
+  }
+  // A few bytes ask for a whole member list: one answer per connection per interval, so asking is no amplifier.
+  const now = Date.now()
+  if (now < connection.presenceAnsweredAt + presenceRequestIntervalMs) {
+    return reject(
+      instance,
+      connection,
+      new WsError({ code: "RESOURCE_EXHAUSTED", message: `One presence request per ${presenceRequestIntervalMs} ms` }),
+      correlationId
+    )
+  }
+  connection.presenceAnsweredAt = now
+  instance.sendPresence(connection, topic)
+  return undefined
+}
+
+
 /**
  * How long an rpc whose handler returned without replying may still reply
  * (from a callback, a timer, another message) when no `handlerTimeoutMs` is
@@ -175,6 +219,9 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   if (type === ReservedTypes.heartbeat) {
     connection.sendFrame(heartbeat.response)
     return undefined
+  }
+  if (type === ReservedTypes.presence && instance.presence !== undefined) {
+    return presenceRequest(instance, connection, presenceRequestTopic(envelope.payload), correlationId)
   }
   const route = isReservedType(type) ? undefined : instance.router.routes.get(type)
   if (route === undefined) {

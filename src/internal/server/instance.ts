@@ -9,7 +9,7 @@ import * as Storage from "../../Storage"
 import type { Enter, PublishScope } from "./scope"
 import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
-import { isAttachment, LiveConnection } from "./connection"
+import { isAttachment, LiveConnection, presenceOf } from "./connection"
 import { HandlerContext } from "./context"
 import { encodeFrame } from "../../Protocol"
 import type { ConnectionData } from "../../Connection"
@@ -18,10 +18,13 @@ import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
 import type { Resumption } from "./recovery"
 import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
+import { InstancePresence } from "./presence"
 import { InstancePubSub } from "./pubsub"
 import { SpanEdge } from "./span"
 import type { RouterTables } from "./routes"
-import { connectionsService, pubSubService } from "./services"
+import { connectionsService, presenceService, pubSubService } from "./services"
+import { Presence } from "../../Presence"
+import { TopicError } from "../../Errors"
 import { InstanceRuntime } from "./effectRuntime"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
@@ -33,6 +36,13 @@ export interface SocketRegistry extends AttachmentStore {
 }
 
 const OPEN = 1
+
+const presenceOff = (topic: string): TopicError =>
+  new TopicError({
+    topic,
+    code: "INVALID_ARGUMENT",
+    message: "Presence is off: create the handler with the `presence` option"
+  })
 
 /** A connection's publish scope and the async context that carries it, captured once. */
 interface ConnectionScope {
@@ -47,6 +57,8 @@ interface ConnectionScope {
  */
 export class Instance {
   readonly pubsub: InstancePubSub
+  /** Who is in each topic (SPEC §15), when `presence` is on. */
+  readonly presence: InstancePresence | undefined
   readonly runtime: InstanceRuntime
   /** Sessions, log and reply cache (SPEC §11), when `recovery` is on. */
   readonly recovery: RecoveryStore | undefined
@@ -89,12 +101,20 @@ export class Instance {
         if (endsSession(code)) recovery.endSession(clientId)
       }
     }
+    const presence = config.presence
     this.pubsub = new InstancePubSub(
       () => this.connections(),
       hook(config.authorizeSubscribe),
       hook(config.authorizePublish),
-      recovery
+      recovery,
+      presence === undefined ? undefined : (connection, topic) => this.sendPresence(connection, topic)
     )
+    this.presence = presence === undefined ? undefined : new InstancePresence({
+      connections: () => this.connections(),
+      fanOut: (topic, frame) => this.pubsub.fanOut(topic, frame, undefined),
+      authorize: hook(config.authorizeSubscribe),
+      sql: recovery === undefined ? undefined : this.storage.sql
+    }, presence)
     this.span = config.span === undefined || config.state === undefined ? undefined : new SpanEdge(
       config.span,
       config.state,
@@ -117,7 +137,7 @@ export class Instance {
         count: () => this.openCount(),
         endSession: (clientId, code) => this.endSession(clientId, code)
       })
-    ).pipe(Context.add(PubSub, pubSubService(this.pubsub)))
+    ).pipe(Context.add(PubSub, pubSubService(this.pubsub)), Context.add(Presence, presenceService(this)))
     this.runtime = new InstanceRuntime(
       (config.storage === undefined
         ? builtins
@@ -146,7 +166,8 @@ export class Instance {
         attachment.d,
         new Set(attachment.t),
         this.store,
-        isSavedBucket(attachment.r) ? attachment.r : undefined
+        isSavedBucket(attachment.r) ? attachment.r : undefined,
+        presenceOf(attachment)
       )
       : undefined
     this.live.set(socket, connection)
@@ -208,6 +229,7 @@ export class Instance {
     this.live.set(socket, connection)
     this.unclosed.add(connection)
     this.pubsub.track(connection)
+    if (session !== undefined) this.presence?.resumed(connection)
     return connection
   }
 
@@ -241,7 +263,10 @@ export class Instance {
    */
   endSession(clientId: string, code: number): boolean {
     if (this.recovery === undefined || !endsSession(code)) return false
-    return this.recovery.endSession(clientId)
+    const ended = this.recovery.endSession(clientId)
+    // Its place in presence, held while it might resume, goes with it.
+    this.presence?.ended(clientId)
+    return ended
   }
 
   errorSent(error: SentError, ctx: HandlerContext): void {
@@ -276,6 +301,20 @@ export class Instance {
       if (result.ok) this.router.observe("onPublish", { topic, type: message.type, payload, meta: options?.meta })
       return result
     })
+  }
+
+  // -- Presence ------------------------------------------------------------------
+
+  /** The presence engine, or a failure saying it is off. */
+  presenceOr(topic: string): Effect.Effect<InstancePresence, TopicError> {
+    return this.presence === undefined
+      ? Effect.fail(presenceOff(topic))
+      : Effect.succeed(this.presence)
+  }
+
+  /** Sends a topic's whole presence to one of its subscribers (on subscribe, resume, request). */
+  sendPresence(connection: LiveConnection, topic: string): void {
+    if (this.presence !== undefined) connection.sendFrame(this.presence.stateFrame(topic))
   }
 
   /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */

@@ -5,6 +5,9 @@ import { defaults } from "../../Options"
 import type { HandlerContext } from "./context"
 import type { ResolvedRecovery } from "./recovery"
 import { canonicalJson } from "./recovery"
+import type { ResolvedPresence } from "./presence"
+import type { PresenceOptions } from "../../Presence"
+import { defaults as presenceDefaults } from "../../Presence"
 import type { ResolvedRateLimit } from "./rateLimit"
 import type { ResolvedSpan } from "./span"
 import { checkRateLimit } from "./rateLimit"
@@ -30,6 +33,7 @@ export interface InstanceConfig {
   readonly authorizePublish: TopicHook | undefined
   readonly layer: Layer.Layer<unknown, unknown, unknown> | undefined
   readonly recovery: ResolvedRecovery | undefined
+  readonly presence: ResolvedPresence | undefined
   readonly span: ResolvedSpan | undefined
 }
 
@@ -79,6 +83,27 @@ const checkIdentity = (identity: unknown): ResolvedRecovery["identity"] => {
     const value = given(authData)
     if (typeof value !== "string") throw new TypeError("durable-ws: recovery.identity must return a string")
     return value
+  }
+}
+
+const checkPresence = (value: unknown, recovery: ResolvedRecovery | undefined): ResolvedPresence | undefined => {
+  if (value === undefined || value === false) return undefined
+  if (value !== true && (typeof value !== "object" || value === null)) {
+    throw new TypeError("durable-ws: presence must be true or an object of options")
+  }
+  const options: PresenceOptions = value === true ? {} : value as PresenceOptions
+  const countsOnlyAbove = options.countsOnlyAbove === undefined
+    ? Number.POSITIVE_INFINITY
+    : positiveInteger("presence.countsOnlyAbove", options.countsOnlyAbove, 0)
+  const sessionTtlMs = recovery?.sessionTtlMs ?? 0
+  const awayMs = options.awayMs === undefined ? sessionTtlMs : positiveInteger("presence.awayMs", options.awayMs, 0)
+  return {
+    maxMetaBytes: positiveInteger("presence.maxMetaBytes", options.maxMetaBytes, presenceDefaults.maxMetaBytes),
+    maxKeyLength: positiveInteger("presence.maxKeyLength", options.maxKeyLength, presenceDefaults.maxKeyLength),
+    flushMs: positiveInteger("presence.flushMs", options.flushMs, presenceDefaults.flushMs),
+    countsOnlyAbove,
+    // A session is never held past its own life.
+    awayMs: Math.min(awayMs, sessionTtlMs)
   }
 }
 
@@ -133,6 +158,7 @@ export const resolveOptions = (
     env: options.env ?? ({} as Cloudflare.Env),
     storage,
     recovery,
+    presence: checkPresence(options.presence, recovery),
     span,
     authenticate: optionalFunction("authenticate", options.authenticate),
     maxConnections: positiveInteger("maxConnections", options.maxConnections, defaults.maxConnections),

@@ -29,7 +29,7 @@ const validatorFailed = (message: MessageSchema, error: unknown): PublishResult 
   return failed("INTERNAL", `The validator of "${message.type}" failed`)
 }
 
-const allowed = (authorize: Authorize | undefined, connection: LiveConnection | undefined, topic: string) =>
+export const allowed = (authorize: Authorize | undefined, connection: LiveConnection | undefined, topic: string) =>
   authorize === undefined || connection === undefined
     ? Effect.succeed(true)
     : Effect.tryPromise(async () => (await authorize(connection, topic)) === true).pipe(
@@ -52,7 +52,9 @@ export class InstancePubSub {
     private readonly authorizeSubscribe?: Authorize,
     private readonly authorizePublish?: Authorize,
     /** With recovery, every publish is logged first and its frame carries `meta.topic` and `meta.seq`. */
-    private readonly log?: Pick<RecoveryStore, "append">
+    private readonly log?: Pick<RecoveryStore, "append">,
+    /** Told of every new subscription (presence sends the topic's state). */
+    private readonly subscribed?: (connection: LiveConnection, topic: string) => void
   ) {}
 
   /** After a wake the index is empty: rebuild it from the attachments once, on first use. */
@@ -120,7 +122,8 @@ export class InstancePubSub {
         this.ensureIndex()
         connection.topics.add(topic)
         this.add(topic, connection)
-        return this.joinSpanning(connection, topic)
+        // The subscriber hears the topic's presence once its subscription holds.
+        return Effect.tap(this.joinSpanning(connection, topic), () => Effect.sync(() => this.subscribed?.(connection, topic)))
       })
     )
   }

@@ -90,6 +90,8 @@ const goLive = (
   const step = (): Promise<void> | undefined => {
     for (const frame of store.replayChunk(cursor)) connection.sendFrame(frame)
     if (!replayDone(cursor) && !connection.closed) return yieldTurn().then(step)
+    // Diffs sent while it was away are lost to it: it gets each topic's presence whole.
+    for (const topic of connection.topics) instance.sendPresence(connection, topic)
     connection.sendFrame(
       encodeResumedFrame({
         recovered: true,

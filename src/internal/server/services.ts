@@ -18,6 +18,8 @@ import { PubSub } from "../../PubSub"
 import type { LiveConnection } from "./connection"
 import { bindService, liveConnectionOf, outboundError, sendEffect } from "./connection"
 import type { InstancePubSub } from "./pubsub"
+import { Presence } from "../../Presence"
+import type { Instance } from "./instance"
 
 /**
  * The service for one live connection of an instance: what Effect handlers
@@ -122,4 +124,15 @@ export const pubSubService = (pubsub: InstancePubSub): PubSub["Service"] =>
         (c) => pubsub.publish(topic, messageOf(message), payload, options, Option.isSome(c) ? liveConnectionOf(c.value) : undefined)
       ),
     subscriberCount: (topic) => Effect.sync(() => pubsub.subscriberCount(topic))
+  })
+
+/** The {@link Presence} service over one instance's presence: a connection tracks only itself. */
+export const presenceService = (instance: Pick<Instance, "presenceOr" | "presence">): Presence["Service"] =>
+  Presence.of({
+    track: (topic, key, meta) =>
+      Effect.flatMap(currentConnection, (c) => Effect.flatMap(instance.presenceOr(topic), (p) => p.track(c, topic, key, meta ?? null))),
+    update: (topic, meta) =>
+      Effect.flatMap(currentConnection, (c) => Effect.flatMap(instance.presenceOr(topic), (p) => p.update(c, topic, meta))),
+    untrack: (topic) => Effect.map(currentConnection, (c) => instance.presence?.untrack(c, topic)),
+    list: (topic) => Effect.sync(() => instance.presence?.list(topic) ?? {})
   })

@@ -35,6 +35,7 @@ export const open = (
   resumption?: Resumption
 ): LiveConnection => {
   const connection = instance.adopt(socket, data, resumption)
+  instance.presence?.wake()
   if (resumption !== undefined) {
     if (resumption.session !== undefined) {
       for (const older of replacedBy(instance, connection)) {
@@ -53,6 +54,7 @@ export const open = (
 }
 
 export const message = (instance: Instance, socket: Socket, frame: string | ArrayBuffer): Promise<void> => {
+  instance.presence?.wake()
   const connection = instance.connectionOf(socket)
   if (connection === undefined || connection.closed || connection.cutOff) return settled
   const limit = instance.config.rateLimit
@@ -91,6 +93,8 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
     waiting.revoke()
     if (waiting.record !== undefined) instance.pendingReplies.abandon(waiting.record)
   }
+  // Held while the session may be resumed; a terminal close ended the session, so it leaves at once.
+  instance.presence?.closed(connection, resumable)
   if (instance.router.observers.length > 0) instance.router.observe("onConnectionClose", connection.clientId, { code, reason })
   if (instance.router.closeHooks.length === 0) return settled
   const ctx = instance.lifecycleContext(connection, code, reason)

@@ -1,0 +1,146 @@
+/**
+ * What presence costs (SPEC §15), on the engine itself through
+ * `Testing.make` (the same instance code the Durable Object runs, sockets
+ * in memory), so the figures are the engine's work, not the transport's:
+ *
+ * - a burst of 200 joins: frames and bytes each subscriber receives with
+ *   presence (diffs collected for `flushMs`) against the hand-rolled way
+ *   (every join publishes a "joined" message to the room topic);
+ * - the time of one join (track, then its diff fanned out) in a topic
+ *   with 1,000 members and subscribers, against the same in a topic with
+ *   one, interleaved round by round.
+ */
+import { env } from "cloudflare:test"
+import * as Schema from "effect/Schema"
+import { afterAll, describe, it } from "vitest"
+import { createRouter, message } from "../src/index"
+import * as Testing from "../src/Testing"
+import { median } from "./lib/stats"
+
+const quick = env.BENCH_QUICK === "1"
+// workerd's clock only moves at I/O: a timer at the end of a timed batch lets it catch up.
+const clockAfterIo = async () => {
+  await new Promise((resolve) => setTimeout(resolve, 0))
+  return Date.now()
+}
+const topic = "room"
+const flushMs = 5
+const Join = message("JOIN", { name: Schema.String })
+const Watch = message("WATCH")
+const Joined = message("JOINED", { name: Schema.String, clientId: Schema.String })
+const Leave = message("LEAVE")
+
+const router = createRouter<{ name?: string }>()
+  .on(Watch, (ctx) => ctx.topics.subscribe(topic))
+  .on(Join, async (ctx) => {
+    await ctx.topics.subscribe(topic)
+    await ctx.presence.track(topic, ctx.payload.name, { since: 0 })
+  })
+  .on(Leave, (ctx) => ctx.presence.untrack(topic))
+
+/** The hand-rolled way: one published "joined" message per join. */
+const handRolled = createRouter<{ name?: string }>()
+  .on(Watch, (ctx) => ctx.topics.subscribe(topic))
+  .on(Join, async (ctx) => {
+    await ctx.topics.subscribe(topic)
+    await ctx.publish(topic, Joined, { name: ctx.payload.name, clientId: ctx.clientId })
+  })
+
+const settle = () => new Promise((resolve) => setTimeout(resolve, flushMs * 4))
+const bytesOf = (frames: ReadonlyArray<unknown>) => frames.reduce<number>((sum, f) => sum + JSON.stringify(f).length, 0)
+const lines: Array<string> = []
+
+describe("presence", () => {
+  afterAll(() => console.log(["", ...lines, ""].join("\n")))
+
+  it("a burst of 200 joins: frames and bytes per subscriber", async () => {
+    const watchers = 10
+    const joins = 200
+    const burst = async (r: typeof router) => {
+      const runtime = Testing.make(r, { presence: { flushMs } })
+      const subscribers = await Promise.all(Array.from({ length: watchers }, () => runtime.connect({})))
+      await Promise.all(subscribers.map((s) => s.send({ type: "WATCH" })))
+      await settle()
+      const before = subscribers.map((s) => s.frames.length)
+      const joiners = await Promise.all(Array.from({ length: joins }, () => runtime.connect({})))
+      await Promise.all(joiners.map((j, i) => j.send({ type: "JOIN", payload: { name: `user-${i}` } })))
+      await settle()
+      const received = subscribers.map((s, i) => s.frames.slice(before[i]))
+      await runtime.dispose()
+      return { frames: median(received.map((f) => f.length)), bytes: median(received.map(bytesOf)) }
+    }
+    const presence = await burst(router)
+    const rolled = await burst(handRolled)
+    lines.push(
+      `presence: a burst of ${joins} joins, per subscriber (${watchers} subscribers, flushMs ${flushMs})`,
+      `| | frames | bytes |`,
+      `|---|---|---|`,
+      `| presence diffs | ${presence.frames} | ${presence.bytes} |`,
+      `| hand-rolled: one published message per join | ${rolled.frames} | ${rolled.bytes} |`,
+      `| ratio | ${(presence.frames / rolled.frames).toFixed(3)} | ${(presence.bytes / rolled.bytes).toFixed(3)} |`,
+      ""
+    )
+  })
+
+  it("one join in a topic of 1,000 members against one of 1 member", async () => {
+    const rounds = quick ? 2 : 7
+    const perRound = quick ? 20 : 1000
+    const room = async (members: number) => {
+      const runtime = Testing.make(router, { presence: { flushMs }, maxConnections: 2000 })
+      const present = await Promise.all(Array.from({ length: members }, () => runtime.connect({})))
+      await Promise.all(present.map((c, i) => c.send({ type: "JOIN", payload: { name: `member-${i}` } })))
+      await settle()
+      const newcomer = await runtime.connect({})
+      await newcomer.send({ type: "WATCH" })
+      return { runtime, newcomer }
+    }
+    const big = await room(1000)
+    const small = await room(1)
+    const timeJoins = async ({ newcomer }: { newcomer: Testing.TestConnection<{ name?: string }> }) => {
+      const started = await clockAfterIo()
+      for (let i = 0; i < perRound; i++) {
+        await newcomer.send({ type: "JOIN", payload: { name: `newcomer-${i}` } })
+        await newcomer.send({ type: "LEAVE" })
+      }
+      return ((await clockAfterIo()) - started) / perRound
+    }
+    const timeFlush = async ({ newcomer }: { newcomer: Testing.TestConnection<{ name?: string }> }) => {
+      // The diff goes out on a timer: time from the join to the newcomer (the last subscriber) having it.
+      const before = newcomer.frames.length
+      const started = await clockAfterIo()
+      await newcomer.send({ type: "JOIN", payload: { name: "flush" } })
+      while (newcomer.frames.length === before) await new Promise((r) => setTimeout(r, 0))
+      const elapsed = Date.now() - started
+      await newcomer.send({ type: "LEAVE" })
+      await settle()
+      return elapsed
+    }
+    const ratios: Array<number> = []
+    const bigJoins: Array<number> = []
+    const smallJoins: Array<number> = []
+    const bigFlush: Array<number> = []
+    for (let round = 0; round <= rounds; round++) {
+      const order = round % 2 === 0 ? [big, small] : [small, big]
+      const times = new Map<unknown, number>()
+      for (const subject of order) times.set(subject, await timeJoins(subject))
+      const flushed = await timeFlush(big)
+      if (round === 0) continue
+      bigJoins.push(times.get(big)!)
+      smallJoins.push(times.get(small)!)
+      ratios.push(times.get(big)! / times.get(small)!)
+      bigFlush.push(flushed)
+    }
+    await big.runtime.dispose()
+    await small.runtime.dispose()
+    lines.push(
+      `presence: one join and its leave (the handler's track, then untrack), median of ${rounds} rounds × ${perRound} pairs`,
+      `| topic | join + leave (ms) |`,
+      `|---|---|`,
+      `| 1,000 members and subscribers | ${median(bigJoins).toFixed(3)} |`,
+      `| 1 member | ${median(smallJoins).toFixed(3)} |`,
+      `| ratio 1,000 ÷ 1 (per round) | ${median(ratios).toFixed(2)} |`,
+      `| join to diff received by the 1,001st subscriber, 1,000 members (ms, includes the ${flushMs} ms flush delay) | ${median(bigFlush).toFixed(1)} |`,
+      ""
+    )
+  })
+})
