@@ -167,7 +167,8 @@ const showError = (error: unknown) => {
 const setJoined = (joined: boolean) => {
   ui.joinForm.hidden = joined
   ui.sayForm.hidden = !joined
-  ui.older.hidden = !joined
+  // The bar shows while there may be older lines, or while it reports a load.
+  ui.older.hidden = !joined || (ui.loadOlder.hidden && ui.olderStatus.textContent === "")
   if (joined) ui.text.focus()
   else ui.name.focus()
 }
