@@ -232,6 +232,24 @@ describe("presence: recovery", () => {
     expect(Object.keys(leave.payload.leaves)).toEqual(["ann"])
   })
 
+  it("a resume that loses a topic to authorizeSubscribe leaves that topic's presence", async () => {
+    const name = room()
+    const watcher = await open(env.PRESENCE_RECOVERING, name, "watcher")
+    await watch(watcher, "lobby")
+    const ann = await open(env.PRESENCE_RECOVERING, name, "ann")
+    const session = await sessionOf(ann)
+    await join(ann, "lobby")
+    await watcher.next(isDiff("lobby"))
+    ann.close(4000, "network gone")
+    await ann.closed()
+    await stubOf(env.PRESENCE_RECOVERING, name).fetch("http://test.local/deny?topic=lobby")
+    const back = await open(env.PRESENCE_RECOVERING, name, "ann", `&dws_resume=${session.sessionId}.${session.token}.${session.seq}`)
+    expect((await back.next((f) => f.type === "$resumed")).payload.recovered).toBe(true)
+    const leave = await watcher.next((f) => isDiff("lobby")(f) && Object.keys(f.payload.leaves).length > 0)
+    expect(Object.keys(leave.payload.leaves)).toEqual(["ann"])
+    expect((await call(watcher, "P_LIST", { topic: "lobby" })).payload.members).toEqual({})
+  })
+
   it("after a restart, a member that resumes keeps its place while one that does not leaves", async () => {
     const name = room()
     const ann = await open(env.PRESENCE_RECOVERING, name, "ann")

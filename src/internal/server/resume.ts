@@ -79,7 +79,10 @@ const goLive = (
   if (allowed !== undefined) {
     let dropped = false
     for (const topic of connection.topics) {
-      if (!allowed.has(topic)) dropped = connection.topics.delete(topic) || dropped
+      if (allowed.has(topic)) continue
+      dropped = connection.topics.delete(topic) || dropped
+      // No longer allowed to see the topic, so no longer in its presence either.
+      instance.presence?.untrack(connection, topic)
     }
     if (dropped) connection.persist()
   }
