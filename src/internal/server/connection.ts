@@ -94,6 +94,11 @@ export class LiveConnection {
   resuming = false
   /** Closed because its session was resumed on a newer socket. */
   replaced = false
+  /**
+   * Opened by a resume of its session. Only such a socket can carry a
+   * resend; on any other, every rpc request is new.
+   */
+  fromResume = false
   /** When a presence request of this connection was last answered (requests are throttled). */
   presenceAnsweredAt = Number.NEGATIVE_INFINITY
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */

@@ -18,6 +18,7 @@ import { encodeErrorFrame, encodeFrame, progressType } from "../../Protocol"
 import type { PresenceMembers } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
+import type { FreshRequest } from "./recovery"
 import type { Instance } from "./instance"
 
 type AnyData = Record<string, unknown>
@@ -28,7 +29,17 @@ type AnyRpc = RpcSchema<string, PayloadSchema, MessageSchema<string, PayloadSche
 /** What a context needs from its instance. */
 export type ContextHost = Pick<
   Instance,
-  "env" | "storage" | "publish" | "subscribe" | "unsubscribe" | "answered" | "errorSent" | "presence" | "presenceOr" | "run"
+  | "env"
+  | "storage"
+  | "publish"
+  | "subscribe"
+  | "unsubscribe"
+  | "answered"
+  | "recordAnswer"
+  | "errorSent"
+  | "presence"
+  | "presenceOr"
+  | "run"
 >
 
 const revokedPublish: PublishResult = {
@@ -97,6 +108,12 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
   resumable = false
   /** With recovery: the durable record of this rpc request, which keeps its answer. */
   record: number | undefined = undefined
+  /**
+   * With recovery, a request on a socket whose session was not resumed: it is
+   * recorded when its handler's synchronous part is over, with its answer
+   * when it has one by then (one write instead of two).
+   */
+  fresh: FreshRequest | undefined = undefined
   /** The progress message of an rpc that declares one. */
   progressMessage: MessageSchema | undefined = undefined
   /** When progress last went out, for `throttleMs`. */
@@ -195,8 +212,12 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
    * instance once it is known.
    */
   answer(frame: string | Promise<string>): Promise<void> | undefined {
-    const { record } = this
-    const answered = record === undefined ? undefined : (sent: string) => this.host.answered(record, sent)
+    const answered = this.record === undefined && this.fresh === undefined ? undefined : (sent: string) => {
+      const fresh = this.fresh
+      if (fresh === undefined) return this.host.answered(this.record!, sent)
+      this.fresh = undefined
+      this.record = this.host.recordAnswer(fresh, sent)
+    }
     const sent = this.connection.sendEncoded(frame, this, answered)
     this.track(sent)
     return sent

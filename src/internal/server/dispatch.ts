@@ -23,7 +23,7 @@ import {
 } from "../../Protocol"
 import type { PublishScope } from "./scope"
 import { runInScope } from "./scope"
-import { answeredBefore } from "./resume"
+import { answeredBefore, recordIfUnanswered } from "./resume"
 import type { LiveConnection } from "./connection"
 import { HandlerContext } from "./context"
 import { steadyGenerator } from "./generators"
@@ -434,10 +434,18 @@ export const dispatch = (
   ) {
     const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, prepared, settled, unavailable)
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
-    return instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
+    const running = instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
+    recordIfUnanswered(instance, prepared.ctx)
+    return running
   }
   const { validating } = prepared
-  if (validating === undefined) return start(instance, prepared, scope)
+  if (validating === undefined) {
+    const running = start(instance, prepared, scope)
+    recordIfUnanswered(instance, prepared.ctx)
+    return running
+  }
+  // The handler starts in a later turn: the request is recorded now.
+  recordIfUnanswered(instance, prepared.ctx)
   return validating.then(
     (result) => accept(prepared, result) ? start(instance, prepared, scope) : undefined,
     (error: unknown) => reportError(instance, prepared.ctx, error, true)

@@ -16,7 +16,7 @@ import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
 import { isSavedBucket } from "./rateLimit"
-import type { Resumption } from "./recovery"
+import type { FreshRequest, Resumption } from "./recovery"
 import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
 import { InstancePresence } from "./presence"
 import { InstancePubSub } from "./pubsub"
@@ -225,6 +225,7 @@ export class Instance {
       this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
     }
     connection.resuming = session !== undefined
+    connection.fromResume = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
     this.unclosed.add(connection)
@@ -248,6 +249,11 @@ export class Instance {
 
   lifecycleContext(connection: LiveConnection, code?: number, reason?: string): HandlerContext {
     return new HandlerContext(this, connection, "", undefined, {}, undefined, undefined, code, reason)
+  }
+
+  /** A new rpc request answered before its handler's synchronous part was over: recorded with its answer, at once. */
+  recordAnswer(request: FreshRequest, frame: string): number {
+    return this.recovery!.recordFresh(request, frame)
   }
 
   /** A recorded rpc was answered: the answer is kept, and sockets of its session waiting for it get it. */

@@ -226,6 +226,14 @@ const replayChunkBytes = 16 * 1024
  * The SQLite side of recovery for one instance. Tables are created on first
  * use and prefixed `_dws_` so they never meet the application's own.
  */
+/** An rpc request not recorded yet: see {@link RecoveryStore.recordFresh}. */
+export interface FreshRequest {
+  readonly session: string
+  readonly correlationId: string
+  readonly type: string
+  readonly digest: string
+}
+
 export class RecoveryStore {
   private ready = false
   private position = 0
@@ -691,6 +699,42 @@ export class RecoveryStore {
       session,
       this.config.replyCacheSize
     )
+  }
+
+  /**
+   * Records a request that came on a socket whose session was not resumed:
+   * no earlier socket sent it, so it is new whatever the cache holds for its
+   * correlationId. One statement, carrying its answer when the handler gave
+   * it before its synchronous part was over (a request reusing the
+   * correlationId of one still in the cache replaces it, in two).
+   */
+  recordFresh(request: FreshRequest, frame: string | null): number {
+    this.init()
+    const { session, correlationId, type, digest } = request
+    const inserted = this.sql.exec<{ id: number }>(
+      "INSERT INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (session, correlation) DO NOTHING RETURNING id",
+      session,
+      correlationId,
+      type,
+      digest,
+      frame
+    ).toArray()[0]
+    let id: number
+    if (inserted !== undefined) {
+      id = inserted.id
+    } else {
+      this.sql.exec("DELETE FROM _dws_replies WHERE session = ? AND correlation = ?", session, correlationId)
+      id = this.sql.exec<{ id: number }>(
+        "INSERT INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, ?, 0) RETURNING id",
+        session,
+        correlationId,
+        type,
+        digest,
+        frame
+      ).one().id
+    }
+    this.trimReplies(session)
+    return id
   }
 
   /** A recorded request got its answer: kept for a resend. */

@@ -143,6 +143,10 @@ export const answeredBefore = (instance: Instance, ctx: HandlerContext, payload:
   const store = instance.recovery
   const { correlationId, connection } = ctx
   if (store === undefined || ctx.response === undefined || correlationId === undefined) return false
+  if (!connection.fromResume) {
+    ctx.fresh = { session: connection.clientId, correlationId, type: ctx.type, digest: payloadDigest(payload) }
+    return false
+  }
   const found = store.beginRequest(connection.clientId, correlationId, ctx.type, payloadDigest(payload))
   if (found._tag === "cached") {
     connection.sendFrame(found.frame)
@@ -158,4 +162,20 @@ export const answeredBefore = (instance: Instance, ctx: HandlerContext, payload:
   ctx.record = found.record
   instance.pendingReplies.start(found.record)
   return false
+}
+
+/**
+ * The handler of a request on a fresh socket has run its synchronous part:
+ * unanswered, it is recorded now, before anything else can run (a resend
+ * can only come on a later socket, in a later turn). SQLite writes in a
+ * Durable Object commit together before any output leaves, so recording it
+ * here is as durable as recording it before the handler started.
+ */
+export const recordIfUnanswered = (instance: Instance, ctx: HandlerContext): void => {
+  const fresh = ctx.fresh
+  if (fresh === undefined) return
+  ctx.fresh = undefined
+  const record = instance.recovery!.recordFresh(fresh, null)
+  ctx.record = record
+  instance.pendingReplies.start(record)
 }
