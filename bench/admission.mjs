@@ -17,7 +17,7 @@
 // (global WebSocket and fetch) and talks only to 127.0.0.1.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { createServer } from "node:net"
+import { freePort } from "./lib/freePort.mjs"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 
@@ -36,15 +36,6 @@ const idleForEvictionMs = 30_000
 const progress = (line) => process.stderr.write(`admission: ${line}\n`)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-const freePort = () =>
-  new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolvePort(port))
-    })
-  })
 
 const startDev = async () => {
   const port = await freePort()

@@ -8,22 +8,13 @@
 // Everything stays on 127.0.0.1; the run is bounded (under a minute).
 import { spawn } from "node:child_process"
 import { readFileSync, readdirSync } from "node:fs"
-import { createServer } from "node:net"
+import { freePort } from "./lib/freePort.mjs"
 import { join, resolve } from "node:path"
 
 const root = resolve(import.meta.dirname, "..")
 const frames = Number(process.env.FLOOD_FRAMES ?? 200_000)
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
-const freePort = () =>
-  new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolvePort(port))
-    })
-  })
 
 const port = await freePort()
 const child = spawn(
