@@ -159,14 +159,15 @@ export class HomePresence {
 
   /** An edge's part changed (or here is all of it). */
   update(topic: string, address: EdgeAddress, part: PresencePart): PresencePartAnswer {
-    this.checkCaller(topic, address)
-    const state = this.topic(topic)
-    return this.take(topic, state, address, part)
+    const refused = this.refusal(topic, address)
+    if (refused !== undefined) return { ok: false, refused }
+    return this.take(topic, this.topic(topic), address, part)
   }
 
   /** The topic's members on every object, for an edge that has no copy (or a stale one). */
   async state(topic: string, address: EdgeAddress): Promise<SpannedPresence & { readonly members: PresenceMembers }> {
-    this.checkCaller(topic, address)
+    const refused = this.refusal(topic, address)
+    if (refused !== undefined) throw new TypeError(`durable-ws: ${refused}`)
     const state = this.topic(topic)
     if (state.rebuilding !== undefined) await state.rebuilding
     const cursor = this.cursor(state, address.id)
@@ -183,18 +184,20 @@ export class HomePresence {
   }
 
   /** Only an edge of a bound namespace: an address that names no object of the binding is refused. */
-  private checkCaller(topic: string, address: EdgeAddress): void {
+  private refusal(topic: string, address: EdgeAddress): string | undefined {
     const problem = checkTopic(topic)
-    if (problem !== undefined) throw new TypeError(`durable-ws: ${problem}`)
+    if (problem !== undefined) return problem
     if (typeof address !== "object" || address === null || typeof address.id !== "string" || typeof address.binding !== "string") {
-      throw new TypeError("durable-ws: an edge address is { id, binding }")
+      return "an edge address is { id, binding }"
     }
     const namespace = (this.host.env as unknown as Record<string, Partial<DurableObjectNamespace> | undefined>)[address.binding]
-    if (typeof namespace?.idFromString !== "function") {
-      throw new TypeError(`durable-ws: "${address.binding}" is no Durable Object binding of this home's env`)
+    if (typeof namespace?.idFromString !== "function") return `"${address.binding}" is no Durable Object binding of this home's env`
+    try {
+      namespace.idFromString(address.id)
+      return undefined
+    } catch {
+      return `"${address.id}" is no object of "${address.binding}"`
     }
-    // Throws for an id that is not one of that namespace's.
-    namespace.idFromString(address.id)
   }
 
   private take(topic: string, state: TopicState, address: EdgeAddress, part: PresencePart): PresencePartAnswer {
@@ -360,6 +363,11 @@ export class HomePresence {
         cursor.inFlight = false
         cursor.failures = 0
         cursor.retryAt = 0
+        if (answer.epoch !== this.epoch) {
+          // The edge does not count the topic as spanning (its code changed): stop until the next change.
+          state.cursors.delete(address.id)
+          return
+        }
         cursor.epoch = answer.epoch
         cursor.version = answer.version
         this.heard(state, address.id)

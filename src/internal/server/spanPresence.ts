@@ -49,9 +49,10 @@ interface Union {
   readonly members: TopicMembers
 }
 
-/** Retries of a failed update to the home, before leaving it to the home's periodic check. */
-const maxRetries = 6
+/** A failed update to the home is retried with backoff (100 ms doubling to 5 s) for about five minutes. */
+const maxRetries = 64
 const firstRetryMs = 100
+const maxRetryMs = 5_000
 
 export class SpanPresence implements PresenceSpan {
   /** This process: a home that knows another epoch of this edge needs the whole part. */
@@ -137,21 +138,23 @@ export class SpanPresence implements PresenceSpan {
   private retryLater(topic: string, error: unknown): void {
     const attempt = (this.retries.get(topic) ?? 0) + 1
     if (attempt > maxRetries) {
-      // The home's periodic check asks for the whole part once it is back.
+      // The next local change sends the whole part; a home that knew this edge asks for it by itself.
       this.retries.delete(topic)
-      console.warn(`durable-ws: presence of "${topic}" could not reach its home; its check will repair it`, error)
+      console.warn(`durable-ws: presence of "${topic}" could not reach its home; giving up until the next change`, error)
       return
     }
+    if (attempt === 1) console.warn(`durable-ws: presence of "${topic}" could not reach its home; retrying`, error)
     this.retries.set(topic, attempt)
     setTimeout(() => {
       if (this.counters.has(topic)) return
       void this.serially(`out:${topic}`, () => this.counters.has(topic) ? Promise.resolve() : this.sendPart(topic, undefined))
-    }, firstRetryMs * 2 ** (attempt - 1))
+    }, Math.min(maxRetryMs, firstRetryMs * 2 ** (attempt - 1)))
   }
 
   /** The home asks whether its copy of this edge's part is current. */
   check(topic: string, epoch: string, counter: number): Promise<PresencePartCheck> {
-    if (!this.spans(topic)) return Promise.reject(new Error(`durable-ws: "${topic}" does not span objects here`))
+    // A topic that does not span objects here has no part here.
+    if (!this.spans(topic)) return Promise.resolve({ same: false, part: { epoch: this.epoch, counter: 0, members: {} } })
     return this.serially<PresencePartCheck>(`out:${topic}`, () => {
       if (epoch === this.epoch && this.counters.get(topic) === counter) return Promise.resolve({ same: true })
       const next = (this.counters.get(topic) ?? 0) + 1
@@ -165,7 +168,8 @@ export class SpanPresence implements PresenceSpan {
 
   /** The home sends the topic's members on every object: changes in order, or the whole list. */
   deliver(topic: string, update: SpannedPresence): Promise<SpannedPresenceAnswer> {
-    if (!this.spans(topic)) return Promise.reject(new Error(`durable-ws: "${topic}" does not span objects here`))
+    // Ignored, with an answer of no epoch: the home stops sending it.
+    if (!this.spans(topic)) return Promise.resolve({ epoch: "", version: 0 })
     return this.serially(`in:${topic}`, async () => {
       const union = this.unions.get(topic)
       const same = union !== undefined && union.epoch === update.epoch
