@@ -370,7 +370,7 @@ export class HomePresence {
         }
         cursor.epoch = answer.epoch
         cursor.version = answer.version
-        this.heard(state, address.id)
+        // Not a sign that the home's copy of the edge's part is current (a restarted edge answers too): the check is.
         if (this.host.edgesOf(topic).some((edge) => edge.id === address.id)) this.pump(topic, state, address)
         else state.cursors.delete(address.id)
       },
@@ -388,11 +388,6 @@ export class HomePresence {
         this.host.watch(cursor.retryAt)
       }
     )
-  }
-
-  private heard(state: TopicState, id: string): void {
-    const part = state.parts.get(id)
-    if (part !== undefined) part.heardAt = Date.now()
   }
 
   // -- Liveness: the alarm ------------------------------------------------------------
