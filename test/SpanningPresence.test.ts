@@ -239,6 +239,38 @@ describe("presence across objects: evictions, restarts, dead edges", () => {
   })
 })
 
+describe("presence across objects: failed calls", () => {
+  it("an edge's update that fails is sent again, whole, until the home takes it", async () => {
+    const warnings = captureConsole("warn")
+    const topic = newTopic("retry-out")
+    const watcher = await open(edgeName("retry-out", 1), "watcher")
+    await watch(watcher, topic)
+    await home(topic).failUpdates(2)
+    await join(await open(edgeName("retry-out", 0), "ann"), topic)
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.includes("ann"), 5000)
+    expect(warnings.lines().some((line) => line.includes("could not reach its home; retrying"))).toBe(true)
+  })
+
+  it("a delivery to an edge that fails is retried, and the edge catches up on what it missed", async () => {
+    const warnings = captureConsole("warn")
+    const topic = newTopic("retry-in")
+    const b = edgeName("retry-in", 1)
+    const watcher = await open(b, "watcher")
+    await watch(watcher, topic)
+    await home(topic).failEdge(edgeId(b))
+    const a = edgeName("retry-in", 0)
+    await join(await open(a, "ann"), topic)
+    const bob = await open(a, "bob")
+    await join(bob, topic)
+    bob.close(1000)
+    await sleep(300)
+    expect(keysShown(watcher, topic)).toEqual([])
+    expect(warnings.lines().some((line) => line.includes("presence delivery to edge"))).toBe(true)
+    await home(topic).failEdge(null)
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.join() === "ann", 5000)
+  })
+})
+
 describe("presence across objects: recovery", () => {
   const sessionOf = async (socket: TestSocket) =>
     (await socket.next((f) => f.type === "$session")).payload as { sessionId: string; token: string; seq: number }
