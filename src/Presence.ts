@@ -12,7 +12,10 @@
  * dropped keeps its place for `awayMs` while it may resume.
  *
  * Turn it on with the handler's `presence` option; handlers reach it as
- * `ctx.presence` (promises) or this `Presence` service (Effects).
+ * `ctx.presence` (promises) or this `Presence` service (Effects). A topic
+ * that spans objects (`span`) has one member list across its edge objects,
+ * kept by the topic's home; the models at the end of this module are what
+ * edges and homes send each other for it.
  *
  * @since 0.1.0
  */
