@@ -1,5 +1,9 @@
 import { env, evictDurableObject, SELF } from "cloudflare:test"
 import { describe, expect, it } from "vitest"
+import type { PresenceChange } from "../src/Client"
+import { createClient } from "../src/Client"
+import { HJoin, HWatch } from "./fixtures/spanPresence"
+import { workerdSockets } from "./helpers/clientSocket"
 import { captureConsole } from "./helpers/console"
 import { eventually, openOn, stubOf } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
@@ -154,6 +158,42 @@ describe("presence across objects", () => {
     expect((await mallory.closed()).code).toBe(4403)
     await eventually(async () => keysShown(watcher, topic), (keys) => !keys.includes("mallory"), 3000)
     expect(Date.now() - started).toBeLessThan(1000)
+  })
+})
+
+describe("presence across objects: the client", () => {
+  const person = (edge: string, user: string) => {
+    const client = createClient({
+      url: `ws://hall.test/${edge}?user=${user}`,
+      webSocket: workerdSockets(env.SPAN_PRESENCE_ROOM).factory,
+      heartbeat: false,
+      reconnect: false
+    })
+    void client.connect()
+    return client
+  }
+
+  it("needs nothing new: its view shows one list, and a user leaves when the last tab on any edge closes", async () => {
+    const topic = newTopic("client")
+    const watcher = person(edgeName("client", 2), "watcher")
+    const view = watcher.presence(topic)
+    const changes: Array<PresenceChange> = []
+    view.onChange((change) => void changes.push(change))
+    expect(await watcher.request(HWatch, { topic })).toEqual({ ok: true })
+    await eventually(async () => view.known, (known) => known)
+    const laptop = person(edgeName("client", 0), "ann")
+    const phone = person(edgeName("client", 1), "ann")
+    expect(await laptop.request(HJoin, { topic, meta: { device: "laptop" } })).toEqual({ ok: true })
+    expect(await phone.request(HJoin, { topic, meta: { device: "phone" } })).toEqual({ ok: true })
+    await eventually(async () => view.members["ann"]?.length ?? 0, (metas) => metas === 2)
+    laptop.close()
+    await eventually(async () => view.members["ann"]?.length ?? 0, (metas) => metas === 1)
+    expect(changes.flatMap((change) => change.left)).toEqual([])
+    phone.close()
+    await eventually(async () => view.count, (count) => count === 0)
+    expect(changes.flatMap((change) => change.left)).toEqual(["ann"])
+    expect(changes.flatMap((change) => change.joined)).toEqual(["ann"])
+    watcher.close()
   })
 })
 
