@@ -187,7 +187,8 @@ export type PresencePartCheck =
 
 /**
  * An edge's acknowledgement of a {@link SpannedPresence}: the home's
- * epoch and version its copy of the members is now at.
+ * epoch and version its copy of the members is now at, and the edge's own
+ * epoch (a home holding this edge's part from another epoch asks for it).
  *
  * @since 0.1.0
  * @category models
@@ -195,6 +196,7 @@ export type PresencePartCheck =
 export interface SpannedPresenceAnswer {
   readonly epoch: string
   readonly version: number
+  readonly edgeEpoch: string
 }
 
 /**

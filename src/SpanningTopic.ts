@@ -161,9 +161,9 @@ export interface HomeSettings {
   readonly ackWriteEvery: number
   /** Presence across objects: how long changes from the edges are collected before one goes out (default 20 ms). */
   readonly presenceFlushMs: number
-  /** An edge with members not heard from for this long is asked whether the home's copy is current (default 30 000 ms). */
+  /** Every this often, each edge with members not heard from lately is asked whether the home's copy is current (default 60 000 ms). */
   readonly presenceCheckMs: number
-  /** An edge with members that has not answered for this long is dropped: its members leave (default 90 000 ms). */
+  /** An edge with members that has not answered for this long is dropped: its members leave (default 180 000 ms). */
   readonly presenceDropMs: number
   /** Connections (metas) one edge may have in one topic's presence (default 10 000). */
   readonly maxPresencePerEdge: number
@@ -185,8 +185,8 @@ export const defaultHomeSettings: HomeSettings = {
   maxMessages: 10_000,
   ackWriteEvery: 1_000,
   presenceFlushMs: 20,
-  presenceCheckMs: 30_000,
-  presenceDropMs: 90_000,
+  presenceCheckMs: 60_000,
+  presenceDropMs: 180_000,
   maxPresencePerEdge: 10_000,
   maxPresenceMetaBytes: 1024,
   maxPresenceKeyLength: 256

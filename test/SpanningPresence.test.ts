@@ -251,9 +251,30 @@ describe("presence across objects: evictions, restarts, dead edges", () => {
     await ann.closed(5000)
     const started = Date.now()
     await eventually(async () => keysShown(watcher, topic), (keys) => !keys.includes("ann"), 5000)
-    // presenceCheckMs is 300 ms here (30 s by default).
+    // presenceCheckMs is 300 ms here (60 s by default).
     expect(Date.now() - started).toBeLessThan(2000)
     expect((await home(topic).presenceStatus(topic)).edges).toEqual([])
+  })
+
+  it("with no periodic check due, a restarted edge's members leave at the next change delivered to it", async () => {
+    captureConsole("warn")
+    const topic = newTopic("restart-change")
+    // Checks every 60 s here: only the delivery can reveal the restart within this test.
+    await home(topic).slowChecks()
+    const a = edgeName("restart-change", 0)
+    const watcher = await open(edgeName("restart-change", 1), "watcher")
+    await watch(watcher, topic)
+    const ann = await open(a, "ann")
+    await join(ann, topic)
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.includes("ann"))
+    await evictDurableObject(stubOf(env.SPAN_PRESENCE_ROOM, a), { webSockets: "close" })
+    await ann.closed(5000)
+    await sleep(500)
+    // Nothing has told the home yet.
+    expect(keysShown(watcher, topic)).toContain("ann")
+    // A change anywhere is delivered to the restarted edge (still registered), which answers from a new process.
+    await join(await open(edgeName("restart-change", 1), "bob"), topic)
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.join() === "bob", 3000)
   })
 
   it("a dead edge's members are dropped within presenceDropMs and come back when it answers again", async () => {
@@ -420,7 +441,7 @@ describe("presence across objects: ACL and forged calls", () => {
     expect((await h.presenceStatus(topic)).members).toBe(1)
     // An edge refuses presence calls for a topic that does not span objects.
     const edge = env.SPAN_PRESENCE_ROOM.get(env.SPAN_PRESENCE_ROOM.idFromName(edgeName("forged", 0)))
-    expect(await edge.deliverPresence("lobby", { epoch: "e", version: 1, members: { ghost: [] } })).toEqual({ epoch: "", version: 0 })
+    expect(await edge.deliverPresence("lobby", { epoch: "e", version: 1, members: { ghost: [] } })).toMatchObject({ epoch: "", version: 0 })
     expect(await edge.checkPresence("lobby", "e", 0)).toMatchObject({ same: false, part: { members: {} } })
   })
 })

@@ -19,6 +19,8 @@
  * its edge every `presenceCheckMs` whether its copy is current (a restarted
  * edge answers with its whole part, which is how its dead sockets leave),
  * and drops the part of an edge that has not answered for `presenceDropMs`.
+ * An edge also names its process in every answer to a delivery, so one that
+ * restarted is asked for its part at the next change of the union.
  */
 import type {
   PresenceChanges,
@@ -370,7 +372,10 @@ export class HomePresence {
         }
         cursor.epoch = answer.epoch
         cursor.version = answer.version
-        // Not a sign that the home's copy of the edge's part is current (a restarted edge answers too): the check is.
+        // An edge of another process than the one whose part the home holds (it restarted, or woke from an
+        // eviction) is asked for its part now: a restart's dead sockets leave at the next change, not the next check.
+        const part = state.parts.get(address.id)
+        if (part !== undefined && part.epoch !== answer.edgeEpoch) void this.check(topic, state, address.id)
         if (this.host.edgesOf(topic).some((edge) => edge.id === address.id)) this.pump(topic, state, address)
         else state.cursors.delete(address.id)
       },
@@ -440,15 +445,16 @@ export class HomePresence {
           this.drop(topic, state, part)
           continue
         }
-        if (now - part.heardAt >= presenceCheckMs) void this.check(topic, state, part.address.id)
-        next = Math.min(next, Math.max(now + presenceCheckMs / 2, part.heardAt + presenceCheckMs))
+        // Once a period, unless the edge spoke within the last half of it.
+        if (now - part.heardAt >= presenceCheckMs / 2) void this.check(topic, state, part.address.id)
+        next = Math.min(next, now + presenceCheckMs)
       }
       for (const [id, cursor] of state.cursors) {
         if (cursor.epoch === this.epoch && cursor.version >= state.version) continue
         const edge = this.host.edgesOf(topic).find((address) => address.id === id)
         if (edge === undefined) continue
         this.pump(topic, state, edge)
-        next = Math.min(next, Math.max(cursor.retryAt, now + presenceCheckMs / 2))
+        next = Math.min(next, Math.max(cursor.retryAt, now + this.host.settings.maxRetryDelayMs))
       }
       if (state.parts.size === 0 && state.cursors.size === 0 && state.timer === undefined) this.topics.delete(topic)
     }

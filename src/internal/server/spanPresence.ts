@@ -169,18 +169,18 @@ export class SpanPresence implements PresenceSpan {
   /** The home sends the topic's members on every object: changes in order, or the whole list. */
   deliver(topic: string, update: SpannedPresence): Promise<SpannedPresenceAnswer> {
     // Ignored, with an answer of no epoch: the home stops sending it.
-    if (!this.spans(topic)) return Promise.resolve({ epoch: "", version: 0 })
+    if (!this.spans(topic)) return Promise.resolve({ epoch: "", version: 0, edgeEpoch: this.epoch })
     return this.serially(`in:${topic}`, async () => {
       const union = this.unions.get(topic)
       const same = union !== undefined && union.epoch === update.epoch
-      if (same && union.version >= update.version) return { epoch: union.epoch, version: union.version }
+      if (same && union.version >= update.version) return this.answer(union.epoch, union.version)
       if (update.members !== undefined) return this.install(topic, update.epoch, update.version, update.members, undefined)
       const changes = update.changes ?? []
       if (same && union.version === update.version - changes.length) {
         for (const change of changes) union.members.apply(change)
         union.version = update.version
         sendChanges(topic, union.members, this.countsOnlyAbove, (frame) => this.host.fanOut(topic, frame, undefined))
-        return { epoch: union.epoch, version: union.version }
+        return this.answer(union.epoch, union.version)
       }
       // A gap, or no copy (this object woke up since): the whole list.
       return this.fetch(topic, undefined)
@@ -217,7 +217,7 @@ export class SpanPresence implements PresenceSpan {
       union.epoch = epoch
       union.version = version
       sendChanges(topic, union.members, this.countsOnlyAbove, (frame) => this.host.fanOut(topic, frame, undefined))
-      return { epoch, version }
+      return this.answer(epoch, version)
     }
     const fresh = new TopicMembers()
     fresh.replace(members)
@@ -227,6 +227,10 @@ export class SpanPresence implements PresenceSpan {
     // What the subscribers here were told before this object woke is not known: they get the whole
     // list, and their client reports the difference from what it showed.
     this.host.fanOut(topic, stateFrameOf(topic, fresh, this.countsOnlyAbove), requester)
-    return { epoch, version }
+    return this.answer(epoch, version)
+  }
+
+  private answer(epoch: string, version: number): SpannedPresenceAnswer {
+    return { epoch, version, edgeEpoch: this.epoch }
   }
 }
