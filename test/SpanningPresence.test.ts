@@ -310,6 +310,10 @@ describe("presence across objects: failed calls", () => {
     await join(await open(edgeName("retry-out", 0), "ann"), topic)
     await eventually(async () => keysShown(watcher, topic), (keys) => keys.includes("ann"), 5000)
     expect(warnings.lines().some((line) => line.includes("could not reach its home; retrying"))).toBe(true)
+    // The home now holds this edge's part: a failed change is sent again whole, and not taken for a stale one.
+    await home(topic).failUpdates(1)
+    await join(await open(edgeName("retry-out", 0), "bob"), topic)
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.join() === "ann,bob", 5000)
   })
 
   it("a delivery to an edge that fails is retried, and the edge catches up on what it missed", async () => {

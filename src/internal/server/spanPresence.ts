@@ -57,8 +57,10 @@ const maxRetryMs = 5_000
 export class SpanPresence implements PresenceSpan {
   /** This process: a home that knows another epoch of this edge needs the whole part. */
   private readonly epoch = newRef()
-  /** Per topic, the last update the home took from this epoch; none: the next update is the whole part. */
+  /** Per topic, the number of this epoch's last update (it only grows, so the home never takes one for stale). */
   private readonly counters = new Map<string, number>()
+  /** Topics whose last update the home took; for any other, the next update is the whole part. */
+  private readonly synced = new Set<string>()
   private readonly unions = new Map<string, Union>()
   private readonly queues = new Map<string, Promise<void>>()
   private readonly retries = new Map<string, number>()
@@ -109,30 +111,34 @@ export class SpanPresence implements PresenceSpan {
 
   /** Sends the home this edge's change (or, with none, or when the home may have lost track, its whole part). */
   private async sendPart(topic: string, changes: PresenceChanges | undefined): Promise<void> {
-    const last = this.counters.get(topic)
-    const counter = (last ?? 0) + 1
-    const part: PresencePart = last === undefined || changes === undefined
+    const counter = this.nextCounter(topic)
+    const part: PresencePart = !this.synced.has(topic) || changes === undefined
       ? { epoch: this.epoch, counter, members: this.host.presence.localList(topic) }
       : { epoch: this.epoch, counter, changes }
+    this.synced.delete(topic)
     let answer: PresencePartAnswer
     try {
       answer = await this.homeOf(topic).presenceUpdate(topic, this.address, part)
     } catch (error) {
-      this.counters.delete(topic)
       this.retryLater(topic, error)
       return
     }
     this.retries.delete(topic)
     if (answer.ok) {
-      this.counters.set(topic, counter)
+      this.synced.add(topic)
       return
     }
-    this.counters.delete(topic)
     if ("refused" in answer) {
       console.error(`durable-ws: the home of "${topic}" refused this object's presence: ${answer.refused}`)
       return
     }
     if (part.members === undefined) await this.sendPart(topic, undefined)
+  }
+
+  private nextCounter(topic: string): number {
+    const counter = (this.counters.get(topic) ?? 0) + 1
+    this.counters.set(topic, counter)
+    return counter
   }
 
   private retryLater(topic: string, error: unknown): void {
@@ -146,8 +152,7 @@ export class SpanPresence implements PresenceSpan {
     if (attempt === 1) console.warn(`durable-ws: presence of "${topic}" could not reach its home; retrying`, error)
     this.retries.set(topic, attempt)
     setTimeout(() => {
-      if (this.counters.has(topic)) return
-      void this.serially(`out:${topic}`, () => this.counters.has(topic) ? Promise.resolve() : this.sendPart(topic, undefined))
+      void this.serially(`out:${topic}`, () => this.synced.has(topic) ? Promise.resolve() : this.sendPart(topic, undefined))
     }, Math.min(maxRetryMs, firstRetryMs * 2 ** (attempt - 1)))
   }
 
@@ -156,10 +161,12 @@ export class SpanPresence implements PresenceSpan {
     // A topic that does not span objects here has no part here.
     if (!this.spans(topic)) return Promise.resolve({ same: false, part: { epoch: this.epoch, counter: 0, members: {} } })
     return this.serially<PresencePartCheck>(`out:${topic}`, () => {
-      if (epoch === this.epoch && this.counters.get(topic) === counter) return Promise.resolve({ same: true })
-      const next = (this.counters.get(topic) ?? 0) + 1
-      this.counters.set(topic, next)
-      const part: PresencePart = { epoch: this.epoch, counter: next, members: this.host.presence.localList(topic) }
+      if (epoch === this.epoch && this.counters.get(topic) === counter && this.synced.has(topic)) {
+        return Promise.resolve({ same: true })
+      }
+      // The home takes this whole part; were the answer lost, the next change finds it behind and resyncs.
+      const part: PresencePart = { epoch: this.epoch, counter: this.nextCounter(topic), members: this.host.presence.localList(topic) }
+      this.synced.add(topic)
       return Promise.resolve({ same: false, part })
     })
   }
