@@ -10,6 +10,7 @@ import { maxAttachmentBytes } from "../../Connection"
 import type { Socket } from "./data"
 import { mergeData } from "./data"
 import type { SavedBucket, TokenBucket } from "./rateLimit"
+import type { ScopeEntry } from "./scope"
 
 /**
  * What is kept in the socket attachment: everything a connection needs to
@@ -81,13 +82,23 @@ export const outboundError = (message: string): Error => new Error(`durable-ws: 
  * queue that keeps its messages in order, its Effect context, and the
  * flood bookkeeping of its rate limit.
  */
+/** An rpc whose reply is still due after its handler returned. */
+export interface AwaitingReply {
+  revoke(): void
+  readonly record: number | undefined
+}
+
 export class LiveConnection {
   /** Handlers of this connection run one after another, in arrival order. */
   private tail: Promise<void> = settled
   private running = 0
   closed = false
-  /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
-  readonly awaitingReplies = new Set<{ revoke(): void; readonly record: number | undefined }>()
+  /**
+   * Requests whose handler returned and that still wait for their reply:
+   * forgotten when the socket closes. Made by the first such request: most
+   * connections never have one.
+   */
+  awaitingReplies: Set<AwaitingReply> | undefined = undefined
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */
@@ -101,6 +112,8 @@ export class LiveConnection {
   fromResume = false
   /** When a presence request of this connection was last answered (requests are throttled). */
   presenceAnsweredAt = Number.NEGATIVE_INFINITY
+  /** The scope its messages run in, made on its first message. */
+  scope: ScopeEntry | undefined = undefined
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
   /** Starts a fiber on {@link context}. */
