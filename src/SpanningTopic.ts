@@ -98,8 +98,9 @@ export interface EdgeAddress {
 }
 
 /**
- * A home's answer to a registration: the topic's current `seq` (the edge
- * receives everything after it) and whether the edge was new to the home.
+ * A home's answer to a registration: the topic's current `seq` (a new edge
+ * receives everything after it), whether the edge was new to the home, and
+ * the last `seq` the edge acknowledged (the current one when it was new).
  *
  * @since 0.1.0
  * @category models
@@ -107,6 +108,7 @@ export interface EdgeAddress {
 export interface Registration {
   readonly seq: number
   readonly fresh: boolean
+  readonly acked: number
 }
 
 /**

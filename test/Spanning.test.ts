@@ -296,3 +296,104 @@ describe("spanning topics", () => {
     expect(news(socket)).toEqual([])
   })
 })
+
+describe("spanning topics: the edge's watermark costs no storage write", () => {
+  /** Evicts an object; one that is not running (hibernated, not woken yet) has nothing to evict. */
+  const evict = async (stub: DurableObjectStub) => {
+    try {
+      await evictDurableObject(stub)
+    } catch (error) {
+      if (!String(error).includes("not currently running")) throw error
+    }
+  }
+  const edgeId = (namespace: DurableObjectNamespace, name: string) => namespace.idFromName(name).toString()
+  /** Waits until the home has called the edge `more` more times (each call a redelivery). */
+  const redelivered = async (topic: string, id: string, more: number) => {
+    const before = await home(topic).callsTo(id)
+    await eventually(() => home(topic).callsTo(id), (calls) => calls >= before + more, 8000)
+  }
+  const spanTables = async (namespace: DurableObjectNamespace, name: string) =>
+    runInDurableObject(stubOf(namespace, name), (_instance, state) =>
+      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%span%'")
+        .toArray().map((row) => row.name))
+
+  for (const [leaving, how] of [[0, "close"], [1, "close"], [0, "unsubscribe"]] as const) {
+    it(`drops redeliveries whose answer was lost across evictions, subscriber ${leaving} leaving (${how}) meanwhile`, async () => {
+      captureConsole("warn")
+      const label = `carry${leaving}${how}`
+      const topic = newTopic(label)
+      const name = edgeName(label, 0)
+      const id = edgeId(env.SPAN_ROOM, name)
+      const sockets = [await open(name), await open(name)]
+      for (const socket of sockets) await join(socket, topic)
+      const editor = await open(edgeName(`${label}-publisher`, 0), "editor")
+      // Every call reaches the edge and its answer is lost: the home redelivers 1..3 again and again.
+      await home(topic).setFaults({ failBefore: 0, failAfter: 1, late: 0 })
+      for (let n = 1; n <= 3; n++) await publish(editor, topic, n)
+      for (const socket of sockets) await eventually(async () => news(socket), (ns) => ns.length >= 3)
+      await evict(stubOf(env.SPAN_ROOM, name))
+      await redelivered(topic, id, 2)
+      // One subscriber goes (whichever carried the watermark, the test runs both), then another eviction.
+      const gone = sockets[leaving]!
+      if (how === "close") {
+        gone.close(1000)
+        await gone.closed()
+      } else {
+        await call(gone, "S_LEAVE", { topic })
+      }
+      await evict(stubOf(env.SPAN_ROOM, name))
+      await redelivered(topic, id, 2)
+      await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+      await publish(editor, topic, 4)
+      const stays = sockets[1 - leaving]!
+      await eventually(async () => news(stays), (ns) => ns.length >= 4)
+      await settle(300)
+      expect(news(stays)).toEqual([1, 2, 3, 4])
+      expect(news(gone)).toEqual([1, 2, 3])
+      // No table, no row: the watermark lived in memory and in an attachment.
+      expect(await spanTables(env.SPAN_ROOM, name)).toEqual([])
+    })
+  }
+
+  for (const [namespace, label, expected] of [
+    // Without recovery the restart took the sockets: a new subscriber starts at the home's current seq.
+    [env.SPAN_ROOM, "restart", "from the home's seq"],
+    // With recovery the edge's log holds each entry's home seq: the restarted edge goes on from there.
+    [env.SPAN_RECOVERING_ROOM, "restart-logged", "from its log"]
+  ] as const) {
+    it(`after a restart, drops redeliveries of what it sent before (${expected})`, async () => {
+      captureConsole("warn")
+      const logged = namespace === env.SPAN_RECOVERING_ROOM
+      const topic = newTopic(label)
+      const name = edgeName(label, 0)
+      const id = edgeId(namespace, name)
+      const first = await open(name, "reader", namespace)
+      await join(first, topic)
+      const editor = await open(edgeName(`${label}-publisher`, 0), "editor")
+      await home(topic).setFaults({ failBefore: 0, failAfter: 1, late: 0 })
+      for (let n = 1; n <= 3; n++) await publish(editor, topic, n)
+      await eventually(async () => news(first), (ns) => ns.length >= 3)
+      // From now on no call reaches the edge: it restarts with every answer lost, and stays registered.
+      await home(topic).setFaults({ failBefore: 1, failAfter: 0, late: 0 })
+      await (stubOf(namespace, name) as unknown as { restart(): Promise<void> }).restart().catch(() => undefined)
+      await first.closed(5000)
+      const second = await open(name, "reader", namespace)
+      await join(second, topic)
+      expect((await home(topic).status(topic)).edges).toContain(id)
+      await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+      await redelivered(topic, id, 1)
+      await publish(editor, topic, 4)
+      await eventually(async () => news(second), (ns) => ns.length >= 1)
+      await settle(300)
+      expect(news(second)).toEqual([4])
+      const tables = await spanTables(namespace, name)
+      expect(tables).toEqual([])
+      if (logged) {
+        const spans = await runInDurableObject(stubOf(namespace, name), (_instance, state) =>
+          state.storage.sql.exec<{ span: number }>("SELECT span FROM _dws_log WHERE topic = ? ORDER BY seq", topic)
+            .toArray().map((row) => row.span))
+        expect(spans).toEqual([1, 2, 3, 4])
+      }
+    })
+  }
+})

@@ -9,7 +9,7 @@ import * as Storage from "../../Storage"
 import type { Enter, PublishScope } from "./scope"
 import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
-import { isAttachment, LiveConnection, presenceOf } from "./connection"
+import { isAttachment, LiveConnection, presenceOf, spanMarksOf } from "./connection"
 import { HandlerContext } from "./context"
 import { encodeFrame } from "../../Protocol"
 import type { ConnectionData } from "../../Connection"
@@ -121,11 +121,13 @@ export class Instance {
       config.env,
       {
         subscriberCount: (topic) => this.pubsub.subscriberCount(topic),
-        logged: recovery !== undefined,
+        subscribers: (topic) => this.pubsub.subscribers(topic),
+        connections: () => this.connections(),
+        logged: recovery === undefined ? undefined : (topic) => recovery.spanMark(topic),
         frameOf: (topic, entry) =>
           recovery === undefined
             ? encodeFrame(entry.type, entry.payload, entry.meta)
-            : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin),
+            : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin, entry.seq),
         fanOut: (topic, frame, origin) => void this.pubsub.fanOutFrom(topic, frame, origin)
       }
     )
@@ -160,8 +162,9 @@ export class Instance {
   connectionOf(socket: Socket): LiveConnection | undefined {
     if (this.live.has(socket)) return this.live.get(socket)
     const attachment = this.registry.read(socket)
-    const connection = isAttachment(attachment)
-      ? new LiveConnection(
+    let connection: LiveConnection | undefined
+    if (isAttachment(attachment)) {
+      connection = new LiveConnection(
         socket,
         attachment.d,
         new Set(attachment.t),
@@ -169,7 +172,8 @@ export class Instance {
         isSavedBucket(attachment.r) ? attachment.r : undefined,
         presenceOf(attachment)
       )
-      : undefined
+      for (const [topic, seq] of spanMarksOf(attachment)) connection.spanMarks.set(topic, seq)
+    }
     this.live.set(socket, connection)
     if (connection !== undefined && !connection.closed) this.unclosed.add(connection)
     return connection

@@ -45,7 +45,7 @@ export class InstancePubSub {
   private readonly index = new Map<string, Set<LiveConnection>>()
   private indexed = false
   /** Set when the instance has spanning topics: their publishes go to their home, and registration follows the index. */
-  span: Pick<SpanEdge, "spans" | "publish" | "joined" | "left"> | undefined
+  span: Pick<SpanEdge, "spans" | "publish" | "joined" | "left" | "handOver"> | undefined
 
   constructor(
     private readonly connections: () => Iterable<LiveConnection>,
@@ -145,7 +145,11 @@ export class InstancePubSub {
 
   private drop(topic: string, connection: LiveConnection): void {
     const subscribers = this.index.get(topic)
-    if (subscribers === undefined || !subscribers.delete(connection) || subscribers.size > 0) return
+    if (subscribers === undefined || !subscribers.delete(connection)) return
+    if (subscribers.size > 0) {
+      if (connection.spanMarks.has(topic)) this.span?.handOver(topic, connection)
+      return
+    }
     this.index.delete(topic)
     if (this.span?.spans(topic) === true) this.span.left(topic)
   }
@@ -159,6 +163,12 @@ export class InstancePubSub {
   /** Drops a closed connection from every topic (its attachment dies with the socket). */
   remove(connection: LiveConnection): void {
     for (const topic of connection.topics) this.drop(topic, connection)
+  }
+
+  /** The connections in the fan-out of `topic`. */
+  subscribers(topic: string): Iterable<LiveConnection> {
+    this.ensureIndex()
+    return this.index.get(topic) ?? []
   }
 
   subscriberCount(topic: string): number {

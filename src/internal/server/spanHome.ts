@@ -171,7 +171,8 @@ export class TopicHome {
     this.init()
     const seq = this.tail(topic).seq
     const cursor = this.cursor(edge)
-    if (cursor.topics.has(topic)) return { seq, fresh: false }
+    const known = cursor.topics.get(topic)
+    if (known !== undefined) return { seq, fresh: false, acked: known.acked }
     cursor.topics.set(topic, { acked: seq, written: seq })
     this.sql.exec(
       "INSERT OR REPLACE INTO _dws_span_edges (topic, edge, binding, acked) VALUES (?, ?, ?, ?)",
@@ -180,7 +181,7 @@ export class TopicHome {
       edge.binding,
       seq
     )
-    return { seq, fresh: true }
+    return { seq, fresh: true, acked: seq }
   }
 
   unregister(topic: string, edgeId: string): void {
