@@ -29,6 +29,8 @@ export interface Attachment {
    * subscriber's attachment, they survive hibernation without a storage write.
    */
   readonly s?: Readonly<Record<string, number>>
+  /** Set when the client reads `$batch` frames (it asked at the upgrade). */
+  readonly b?: 1
 }
 
 /** A connection's place in one topic's presence. */
@@ -140,6 +142,8 @@ export class LiveConnection {
   quietUntil = 0
   /** Spanning watermarks carried in this connection's attachment (see {@link Attachment.s}). */
   readonly spanMarks = new Map<string, number>()
+  /** The client reads `$batch` frames: a spanning delivery reaches it as one frame. */
+  batches = false
 
   constructor(
     readonly socket: Socket,
@@ -229,7 +233,8 @@ export class LiveConnection {
       : { d: data, t: Array.from(topics), r: bucket }
     const s = savedSpanMarks(this.spanMarks)
     const withPresence: Attachment = p === undefined ? base : { ...base, p }
-    const attachment: Attachment = s === undefined ? withPresence : { ...withPresence, s }
+    const withMarks: Attachment = s === undefined ? withPresence : { ...withPresence, s }
+    const attachment: Attachment = this.batches ? { ...withMarks, b: 1 } : withMarks
     const size = utf8Length(JSON.stringify(attachment))
     if (size > maxAttachmentBytes) {
       return new PayloadTooLarge({

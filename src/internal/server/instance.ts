@@ -128,7 +128,7 @@ export class Instance {
           recovery === undefined
             ? encodeFrame(entry.type, entry.payload, entry.meta)
             : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin, entry.seq),
-        fanOut: (topic, frame, origin) => void this.pubsub.fanOutFrom(topic, frame, origin)
+        fanOut: (topic, frames, origins) => this.pubsub.fanOutFrom(topic, frames, origins)
       }
     )
     this.pubsub.span = this.span
@@ -173,6 +173,7 @@ export class Instance {
         presenceOf(attachment)
       )
       for (const [topic, seq] of spanMarksOf(attachment)) connection.spanMarks.set(topic, seq)
+      connection.batches = attachment.b === 1
     }
     this.live.set(socket, connection)
     if (connection !== undefined && !connection.closed) this.unclosed.add(connection)
@@ -222,9 +223,15 @@ export class Instance {
    * it. A resumed connection starts with its session's topics but stays out
    * of the fan-out until its replay is done.
    */
-  adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
+  adopt(
+    socket: Socket,
+    data: ConnectionData<Record<string, unknown>>,
+    resumption: Resumption | undefined,
+    batches: boolean
+  ): LiveConnection {
     const session = resumption?.session
     const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
+    connection.batches = batches
     if (resumption !== undefined && session === undefined) {
       this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
     }

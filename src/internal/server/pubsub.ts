@@ -11,7 +11,7 @@ import type { ErrorCode } from "../../Errors"
 import { TopicError } from "../../Errors"
 import type { MessageSchema, PayloadResult } from "../../Message"
 import { encodePayload, isPendingResult } from "../../Message"
-import { encodeFrame } from "../../Protocol"
+import { encodeBatchFrame, encodeFrame } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import { checkTopic, maxTopicsPerConnection } from "../../PubSub"
 import type { LiveConnection } from "./connection"
@@ -176,14 +176,27 @@ export class InstancePubSub {
     return this.index.get(topic)?.size ?? 0
   }
 
-  /** Sends a frame that came from a spanning topic's home; `origin` is the clientId that excluded itself. */
-  fanOutFrom(topic: string, frame: string, origin: string | undefined): number {
+  /**
+   * Sends frames that came from a spanning topic's home, in order; `origins[i]`
+   * is the clientId that excluded itself from `frames[i]`. A subscriber that
+   * reads `$batch` frames gets them as one frame, built once for all of them
+   * (again only for a subscriber some frame excludes); any other gets one
+   * frame per message.
+   */
+  fanOutFrom(topic: string, frames: ReadonlyArray<string>, origins: ReadonlyArray<string | undefined>): void {
     this.ensureIndex()
-    let exclude: LiveConnection | undefined
-    if (origin !== undefined) {
-      for (const connection of this.index.get(topic) ?? []) if (connection.clientId === origin) exclude = connection
+    const subscribers = this.index.get(topic)
+    if (subscribers === undefined || frames.length === 0) return
+    const excluding = origins.some((origin) => origin !== undefined)
+    let whole: string | undefined
+    for (const connection of subscribers) {
+      const own = excluding ? frames.filter((_, i) => origins[i] !== connection.clientId) : frames
+      if (connection.batches && own.length > 1) {
+        connection.deliver(own === frames ? whole ??= encodeBatchFrame(frames) : encodeBatchFrame(own))
+      } else {
+        for (const frame of own) connection.deliver(frame)
+      }
     }
-    return this.fanOut(topic, frame, exclude)
   }
 
   /** Sends one already-serialized frame to every subscriber of `topic`. */

@@ -50,7 +50,8 @@ export interface LocalTopics {
   readonly logged: ((topic: string) => number | undefined) | undefined
   /** Serializes an entry once (into the recovery log when it is on). */
   readonly frameOf: (topic: string, entry: SpannedEntry) => string
-  readonly fanOut: (topic: string, frame: string, origin: string | undefined) => void
+  /** Sends an entry's frames in order (`origins[i]`: the clientId `frames[i]` excludes). */
+  readonly fanOut: (topic: string, frames: ReadonlyArray<string>, origins: ReadonlyArray<string | undefined>) => void
 }
 
 /** A home reaches this object through `env[edge]`: a wrong name would fail only there, retried forever. */
@@ -256,7 +257,7 @@ export class SpanEdge {
     if (this.local.logged === undefined) {
       // The frames leave and the watermark moves in the same synchronous turn: nothing, an
       // eviction included, comes between the two.
-      for (const entry of fresh) this.local.fanOut(topic, this.local.frameOf(topic, entry), entry.origin)
+      this.local.fanOut(topic, fresh.map((entry) => this.local.frameOf(topic, entry)), fresh.map((entry) => entry.origin))
       this.setMark(topic, end)
       return end
     }
@@ -267,7 +268,7 @@ export class SpanEdge {
       frames = fresh.map((entry) => this.local.frameOf(topic, entry))
     })
     this.marks.set(topic, end)
-    for (let i = 0; i < fresh.length; i++) this.local.fanOut(topic, frames[i]!, fresh[i]!.origin)
+    this.local.fanOut(topic, frames, fresh.map((entry) => entry.origin))
     return end
   }
 
