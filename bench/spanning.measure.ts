@@ -39,7 +39,8 @@ interface Row {
   readonly p50: number
   readonly p99: number
   readonly perSecond: number
-  readonly callsPerPublish: number | undefined
+  /** Home → edge calls per publish, one publish at a time and sustained; entries per call sustained. */
+  readonly calls: { readonly lone: number; readonly sustained: number; readonly entriesPerCall: number } | undefined
 }
 const rows: Array<Row> = []
 
@@ -123,6 +124,7 @@ for (const { batches, edges, modes } of runs) {
         await reach(target, 30_000, `${mode} latency`)
         latencies.push(performance.now() - started)
       }
+      const lone = mode === "span" ? await home.counted(true) : undefined
       const target = counter.received + sockets.length * plan.sustained
       const started = performance.now()
       let next = 0
@@ -134,7 +136,7 @@ for (const { batches, edges, modes } of runs) {
       }))
       await reach(target, 120_000, `${mode} sustained`)
       const elapsed = (performance.now() - started) / 1000
-      const counted = mode === "span" ? await home.counted(true) : undefined
+      const dense = mode === "span" ? await home.counted(true) : undefined
       rows.push({
         edges,
         mode,
@@ -142,7 +144,11 @@ for (const { batches, edges, modes } of runs) {
         p50: percentile(latencies, 0.5),
         p99: percentile(latencies, 0.99),
         perSecond: plan.sustained / elapsed,
-        callsPerPublish: counted === undefined ? undefined : counted.calls / (plan.latencySamples + plan.sustained)
+        calls: lone === undefined || dense === undefined ? undefined : {
+          lone: lone.calls / plan.latencySamples,
+          sustained: dense.calls / plan.sustained,
+          entriesPerCall: dense.entries / dense.calls
+        }
       })
     }
     for (const ws of sockets) ws.close(1000)
@@ -155,15 +161,16 @@ afterAll(() => {
     "",
     `Spanning topics (${plan.socketsPerEdge} sockets per edge; latency: one publish at a time, ${plan.latencySamples} samples; ` +
       `sustained: ${plan.sustained} publishes, ${plan.inFlight} in flight)`,
-    "| edges | fan-out | p50 ms | p99 ms | publishes/s | home→edge calls per publish | vs federate publishes/s |",
-    "|---:|---|---:|---:|---:|---:|---:|"
+    "| edges | fan-out | p50 ms | p99 ms | publishes/s | home→edge calls per publish (one at a time / sustained) | " +
+    "entries per call (sustained) | vs federate publishes/s |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|"
   ]
   for (const row of rows) {
     const federated = rows.find((other) => other.edges === row.edges && other.mode === "federate")
     const name = row.mode === "span" && !row.batches ? `${label.span}, one frame per message` : label[row.mode]
     lines.push(
       `| ${row.edges} | ${name} | ${row.p50.toFixed(1)} | ${row.p99.toFixed(1)} | ${row.perSecond.toFixed(1)} | ` +
-        `${row.callsPerPublish === undefined ? "-" : row.callsPerPublish.toFixed(2)} | ` +
+        `${row.calls === undefined ? "- | -" : `${row.calls.lone.toFixed(2)} / ${row.calls.sustained.toFixed(2)} | ${row.calls.entriesPerCall.toFixed(1)}`} | ` +
         `${federated === undefined ? "-" : `${(row.perSecond / federated.perSecond).toFixed(1)}×`} |`
     )
   }

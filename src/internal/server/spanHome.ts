@@ -10,7 +10,9 @@
  * Deliveries run one call per edge at a time; a failed or timed-out call
  * is retried from the alarm with exponential backoff, and the alarm is set
  * whenever a delivery is owed, so a home that restarts mid-delivery picks
- * it up again.
+ * it up again. While publishes come faster than an edge answers (a call
+ * carried several entries), the next call to that edge waits `lingerMs`
+ * after the answer, so each call carries more: a lone publish goes at once.
  */
 import type {
   EdgeAddress,
@@ -47,6 +49,8 @@ interface EdgeCursor {
   inFlight: boolean
   failures: number
   retryAt: number
+  /** Waiting `lingerMs` before the next call, while traffic is dense. */
+  lingering: boolean
 }
 
 /** The newest entries of a topic, in memory: deliveries read here, not from SQLite. */
@@ -114,7 +118,7 @@ export class TopicHome {
   private cursor(address: EdgeAddress): EdgeCursor {
     let cursor = this.edges.get(address.id)
     if (cursor === undefined) {
-      this.edges.set(address.id, cursor = { address, topics: new Map(), inFlight: false, failures: 0, retryAt: 0 })
+      this.edges.set(address.id, cursor = { address, topics: new Map(), inFlight: false, failures: 0, retryAt: 0, lingering: false })
     }
     return cursor
   }
@@ -221,7 +225,7 @@ export class TopicHome {
 
   /** Sends an edge what it has not acknowledged, one call at a time, until it is caught up or a call fails. */
   private pump(cursor: EdgeCursor): void {
-    if (cursor.inFlight || Date.now() < cursor.retryAt) return
+    if (cursor.inFlight || cursor.lingering || Date.now() < cursor.retryAt) return
     const topics: Array<{ topic: string; entries: ReadonlyArray<SpannedEntry> }> = []
     let room = this.settings.maxBatch
     for (const [topic, position] of cursor.topics) {
@@ -234,6 +238,7 @@ export class TopicHome {
     }
     if (topics.length === 0) return
     cursor.inFlight = true
+    const carried = this.settings.maxBatch - room
     void withTimeout(this.call(cursor.address, { topics }), this.settings.edgeTimeoutMs).then(
       (answer) => {
         cursor.inFlight = false
@@ -251,7 +256,12 @@ export class TopicHome {
         // the answer: stop sending it, or the same entries would go round forever.
         for (const { topic } of topics) if (!answered.has(topic)) this.unregister(topic, cursor.address.id)
         this.forgetIfIdle(cursor)
-        this.pump(cursor)
+        if (carried <= 1 || this.settings.lingerMs <= 0) return this.pump(cursor)
+        cursor.lingering = true
+        setTimeout(() => {
+          cursor.lingering = false
+          this.pump(cursor)
+        }, this.settings.lingerMs)
       },
       (error: unknown) => {
         cursor.inFlight = false
