@@ -1,5 +1,9 @@
 import { env, evictDurableObject, runInDurableObject, SELF } from "cloudflare:test"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it } from "vitest"
+import type { Client } from "../src/Client"
+import { createClient } from "../src/Client"
+import { SJoin, SNews } from "./fixtures/spanning"
+import { workerdSockets } from "./helpers/clientSocket"
 import { captureConsole } from "./helpers/console"
 import { eventually, openOn, stubOf } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
@@ -396,4 +400,119 @@ describe("spanning topics: the edge's watermark costs no storage write", () => {
       }
     })
   }
+})
+
+describe("spanning topics: several messages per frame for clients that ask", () => {
+  /** What a socket received, each `$batch` frame opened: [type of the frame it came in, n]. */
+  const received = (socket: TestSocket) =>
+    socket.frames.flatMap((frame): Array<[string, number]> =>
+      frame.type === "$batch"
+        ? (frame.payload as Array<Frame>).filter((inner) => inner.type === "S_NEWS").map((inner) => ["$batch", inner.payload.n])
+        : frame.type === "S_NEWS"
+        ? [["S_NEWS", frame.payload.n]]
+        : []
+    )
+
+  /** Publishes while no call reaches the edges, then lets one call carry them all. */
+  const publishHeldBack = async (topic: string, editor: TestSocket, ns: ReadonlyArray<[number, boolean]>) => {
+    captureConsole("warn")
+    await home(topic).setFaults({ failBefore: 1, failAfter: 0, late: 0 })
+    for (const [n, excludeSelf] of ns) {
+      expect((await call(editor, "S_PUBLISH", { topic, n, excludeSelf })).payload).toMatchObject({ ok: true })
+    }
+    await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+  }
+
+  it("sends one $batch frame per delivery to a socket that asked, one frame per message to any other", async () => {
+    const topic = newTopic("batch")
+    const name = edgeName("batch", 0)
+    const plain = await open(name)
+    const batching = await openOn(env.SPAN_ROOM, name, { query: "?user=reader&dws_batch=1" })
+    // Only exactly `dws_batch=1` asks.
+    const other = await openOn(env.SPAN_ROOM, name, { query: "?user=reader&dws_batch=true" })
+    for (const socket of [plain, batching, other]) await join(socket, topic)
+    const editor = await open(edgeName("batch-publisher", 0), "editor")
+    await publishHeldBack(topic, editor, [[1, false], [2, false], [3, false]])
+    await eventually(async () => received(batching), (got) => got.length >= 3)
+    await eventually(async () => received(plain), (got) => got.length >= 3)
+    await settle(200)
+    const batches = batching.frames.filter((frame) => frame.type === "$batch")
+    expect(batches).toHaveLength(1)
+    // Each element is exactly the frame the plain socket got alone.
+    expect(batches[0]!.payload).toEqual(plain.frames.filter((frame) => frame.type === "S_NEWS"))
+    expect(received(batching)).toEqual([["$batch", 1], ["$batch", 2], ["$batch", 3]])
+    expect(received(plain)).toEqual([["S_NEWS", 1], ["S_NEWS", 2], ["S_NEWS", 3]])
+    expect(received(other)).toEqual([["S_NEWS", 1], ["S_NEWS", 2], ["S_NEWS", 3]])
+  })
+
+  it("leaves out of a batch what its socket published with excludeSelf", async () => {
+    const topic = newTopic("batch-self")
+    const name = edgeName("batch-self", 0)
+    const editor = await openOn(env.SPAN_ROOM, name, { query: "?user=editor&dws_batch=1" })
+    const reader = await openOn(env.SPAN_ROOM, name, { query: "?user=reader&dws_batch=1" })
+    await join(editor, topic)
+    await join(reader, topic)
+    await publishHeldBack(topic, editor, [[1, true], [2, false], [3, true], [4, false], [5, false]])
+    await eventually(async () => received(reader), (got) => got.length >= 5)
+    await eventually(async () => received(editor), (got) => got.length >= 3)
+    await settle(200)
+    expect(received(reader)).toEqual([1, 2, 3, 4, 5].map((n) => ["$batch", n]))
+    expect(received(editor)).toEqual([2, 4, 5].map((n) => ["$batch", n]))
+    // A delivery that leaves one message for a socket sends it as a plain frame.
+    await publishHeldBack(topic, editor, [[6, true], [7, false]])
+    await eventually(async () => received(editor), (got) => got.length >= 4)
+    await settle(200)
+    expect(received(editor).at(-1)).toEqual(["S_NEWS", 7])
+  })
+
+  const clients: Array<Client> = []
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close()
+  })
+
+  it("reaches the client's handlers in order, and a resume after the edge restarts sends none of them again", async () => {
+    const topic = newTopic("batch-client")
+    const name = edgeName("batch-client", 0)
+    const sockets = workerdSockets(env.SPAN_RECOVERING_ROOM)
+    const client = createClient({
+      url: `ws://span.test/${name}?user=reader`,
+      webSocket: sockets.factory,
+      reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+      heartbeat: false,
+      recovery: true
+    })
+    clients.push(client)
+    const seen: Array<number> = []
+    client.on(SNews, (payload) => void seen.push(payload.n))
+    const resumed: Array<unknown> = []
+    client.onResumed((info) => void resumed.push(info))
+    await client.connect()
+    expect(await client.request(SJoin, { topic })).toEqual({ ok: true })
+    const editor = await open(edgeName("batch-client-publisher", 0), "editor")
+    await publishHeldBack(topic, editor, [[1, false], [2, false], [3, false]])
+    await eventually(async () => seen, (ns) => ns.length >= 3)
+    expect(sockets.received.filter((data) => data.startsWith('{"type":"$batch"'))).toHaveLength(1)
+    // The edge restarts: the client resumes its session there, from the last seq of the batch.
+    await (stubOf(env.SPAN_RECOVERING_ROOM, name) as unknown as { restart(): Promise<void> }).restart().catch(() => undefined)
+    await eventually(async () => resumed, (r) => r.length === 1, 5000)
+    await publishHeldBack(topic, editor, [[4, false], [5, false]])
+    await eventually(async () => seen, (ns) => ns.length >= 5)
+    await settle(300)
+    expect(seen).toEqual([1, 2, 3, 4, 5])
+  })
+
+  it("never unpacks a $batch frame a client sends: its messages are not handled", async () => {
+    const topic = newTopic("batch-forged")
+    const reader = await openOn(env.SPAN_ROOM, edgeName("batch-forged", 0), { query: "?user=reader&dws_batch=1" })
+    await join(reader, topic)
+    const editor = await openOn(env.SPAN_ROOM, edgeName("batch-forged", 1), { query: "?user=editor&dws_batch=1" })
+    editor.send({
+      type: "$batch",
+      payload: [{ type: "S_PUBLISH", meta: { correlationId: "forged" }, payload: { topic, n: 666 } }]
+    })
+    await settle(300)
+    expect(editor.frames.filter((frame) => frame.meta?.correlationId === "forged")).toEqual([])
+    expect((await home(topic).status(topic)).seq).toBe(0)
+    expect(received(reader)).toEqual([])
+  })
 })
