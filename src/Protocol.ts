@@ -250,6 +250,24 @@ export const encodeFrame = (type: string, payload: unknown, meta?: Readonly<Reco
   )
 
 /**
+ * {@link encodeFrame} for a payload already encoded as JSON text: the same
+ * string, with `payloadJson` put in as it is.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeFrameWithJson = (
+  type: string,
+  payloadJson: string | undefined,
+  meta?: Readonly<Record<string, unknown>>
+): string => {
+  const head = meta === undefined
+    ? `{"type":${JSON.stringify(type)}`
+    : `{"type":${JSON.stringify(type)},"meta":${JSON.stringify(meta)}`
+  return payloadJson === undefined ? `${head}}` : `${head},"payload":${payloadJson}}`
+}
+
+/**
  * Encodes an `ERROR` frame, or an `RPC_ERROR` frame when the request
  * carried a correlationId.
  *

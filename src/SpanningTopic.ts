@@ -58,7 +58,11 @@ export interface SpanOptions {
 export interface SpannedEntry {
   readonly seq: number
   readonly type: string
-  readonly payload: unknown
+  /**
+   * The payload as the JSON text the home logged (`undefined` for none): an
+   * edge puts it in its frames as it is, never parsing it again.
+   */
+  readonly payloadJson: string | undefined
   readonly meta: Readonly<Record<string, unknown>> | undefined
   /** The publishing connection when it excluded itself. */
   readonly origin: string | undefined

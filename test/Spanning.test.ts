@@ -146,7 +146,7 @@ describe("spanning topics", () => {
     await settle(100)
     expect(news(socket)).toEqual([1, 2, 3])
     const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(name))
-    const entry = (seq: number) => ({ seq, type: "S_NEWS", payload: { n: seq }, meta: undefined, origin: undefined })
+    const entry = (seq: number) => ({ seq, type: "S_NEWS", payloadJson: JSON.stringify({ n: seq }), meta: undefined, origin: undefined })
     // A duplicate, then an entry after a hole: the edge fetches 4 and 5 from the home's log, then sends 6.
     const answer = await edge.deliverSpanned({ topics: [{ topic, entries: [entry(2), entry(6)] }] })
     expect(answer).toEqual({ topics: [{ topic, seq: 6 }] })
@@ -294,7 +294,7 @@ describe("spanning topics", () => {
     const socket = await open(name)
     await join(socket, "chat")
     const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(name))
-    const forged = { seq: 1, type: "S_NEWS", payload: { n: 666 }, meta: undefined, origin: undefined }
+    const forged = { seq: 1, type: "S_NEWS", payloadJson: JSON.stringify({ n: 666 }), meta: undefined, origin: undefined }
     expect(await edge.deliverSpanned({ topics: [{ topic: "chat", entries: [forged] }] })).toEqual({ topics: [] })
     await settle(200)
     expect(news(socket)).toEqual([])

@@ -11,7 +11,7 @@ import { captureScope } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection, presenceOf, spanMarksOf } from "./connection"
 import { HandlerContext } from "./context"
-import { encodeFrame } from "../../Protocol"
+import { encodeFrameWithJson } from "../../Protocol"
 import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
@@ -126,8 +126,8 @@ export class Instance {
         logged: recovery === undefined ? undefined : (topic) => recovery.spanMark(topic),
         frameOf: (topic, entry) =>
           recovery === undefined
-            ? encodeFrame(entry.type, entry.payload, entry.meta)
-            : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin, entry.seq),
+            ? encodeFrameWithJson(entry.type, entry.payloadJson, entry.meta)
+            : recovery.appendSpanned(topic, entry),
         fanOut: (topic, frames, origins) => this.pubsub.fanOutFrom(topic, frames, origins)
       }
     )

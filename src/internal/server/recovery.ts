@@ -12,7 +12,8 @@
  */
 import { CloseCodes, isTerminalCloseCode } from "../../CloseCodes"
 import type { ConnectionData } from "../../Connection"
-import { encodeFrame, parseResume, utf8Length } from "../../Protocol"
+import { encodeFrame, encodeFrameWithJson, parseResume, utf8Length } from "../../Protocol"
+import type { SpannedEntry } from "../../SpanningTopic"
 import type { SavedBucket } from "./rateLimit"
 import { isSavedBucket } from "./rateLimit"
 
@@ -336,20 +337,39 @@ export class RecoveryStore {
   /**
    * Logs one publish and returns its frame, carrying `meta.topic` and
    * `meta.seq`. `origin` is the publisher when it excluded itself, so a
-   * replay to it skips the entry as the live fan-out did. `span` is the
-   * home's `seq` of an entry of a spanning topic.
+   * replay to it skips the entry as the live fan-out did.
    */
   append(
     topic: string,
     type: string,
     payload: unknown,
     meta: Readonly<Record<string, unknown>> | undefined,
+    origin: string | undefined
+  ): string {
+    return this.insert(topic, (logged) => encodeFrame(type, payload, logged), meta, origin, undefined)
+  }
+
+  /** Logs an entry of a spanning topic, as {@link append} does, with the home's `seq` beside it. */
+  appendSpanned(topic: string, entry: SpannedEntry): string {
+    return this.insert(
+      topic,
+      (logged) => encodeFrameWithJson(entry.type, entry.payloadJson, logged),
+      entry.meta,
+      entry.origin,
+      entry.seq
+    )
+  }
+
+  private insert(
+    topic: string,
+    encode: (meta: Readonly<Record<string, unknown>>) => string,
+    meta: Readonly<Record<string, unknown>> | undefined,
     origin: string | undefined,
-    span?: number
+    span: number | undefined
   ): string {
     this.init()
     const seq = this.position + 1
-    const frame = encodeFrame(type, payload, meta === undefined ? { topic, seq } : { ...meta, topic, seq })
+    const frame = encode(meta === undefined ? { topic, seq } : { ...meta, topic, seq })
     const now = Date.now()
     this.sql.exec(
       "INSERT INTO _dws_log (seq, topic, at, origin, frame, span) VALUES (?, ?, ?, ?, ?, ?)",

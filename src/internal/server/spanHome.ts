@@ -66,7 +66,7 @@ const watchMs = 2_000
 const toEntry = (row: LogRow): SpannedEntry => ({
   seq: row.seq,
   type: row.type,
-  payload: row.payload === null ? undefined : JSON.parse(row.payload),
+  payloadJson: row.payload ?? undefined,
   meta: row.meta === null ? undefined : JSON.parse(row.meta) as Record<string, unknown>,
   origin: row.origin ?? undefined
 })
@@ -143,18 +143,20 @@ export class TopicHome {
     this.init()
     const tail = this.tail(topic)
     const seq = tail.seq + 1
+    // Encoded once: the log row and every delivery carry this text.
+    const payloadJson = payload === undefined ? undefined : JSON.stringify(payload)
     this.sql.exec(
       "INSERT INTO _dws_span_log (topic, seq, type, payload, meta, origin) VALUES (?, ?, ?, ?, ?, ?)",
       topic,
       seq,
       type,
-      payload === undefined ? null : JSON.stringify(payload),
+      payloadJson ?? null,
       meta === undefined ? null : JSON.stringify(meta),
       origin ?? null
     )
     tail.seq = seq
     // The tail holds a contiguous run ending at `seq`.
-    tail.recent.push({ seq, type, payload, meta, origin })
+    tail.recent.push({ seq, type, payloadJson, meta, origin })
     if (tail.recent.length > tailLength) tail.recent.splice(0, tail.recent.length - tailLength)
     if (seq % Math.max(1, Math.floor(this.settings.maxMessages / 10)) === 0) this.prune(topic, seq)
     let edges = 0
