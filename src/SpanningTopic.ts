@@ -150,9 +150,10 @@ export interface HomeSettings {
   readonly maxBatch: number
   /**
    * While publishes come faster than an edge answers (its last call carried
-   * several entries), the next call to it waits this long after the answer,
-   * so each call carries more entries (default 5 ms; 0 turns it off). A
-   * publish after a quiet spell goes at once.
+   * several entries), the next call to it waits for a quiet moment of the
+   * home (5 ms without a publish to handle) or this long after the answer,
+   * whichever comes first, so each call carries more entries (default 50
+   * ms; 0 turns it off). A publish after a quiet spell goes at once.
    */
   readonly lingerMs: number
   /** A call to an edge not answered within this counts as failed and is retried (default 10 000 ms). */
@@ -177,7 +178,7 @@ export interface HomeSettings {
  */
 export const defaultHomeSettings: HomeSettings = {
   maxBatch: 256,
-  lingerMs: 5,
+  lingerMs: 50,
   edgeTimeoutMs: 10_000,
   retryDelayMs: 100,
   maxRetryDelayMs: 5_000,

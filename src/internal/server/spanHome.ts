@@ -49,8 +49,12 @@ interface EdgeCursor {
   inFlight: boolean
   failures: number
   retryAt: number
-  /** Waiting `lingerMs` before the next call, while traffic is dense. */
-  lingering: boolean
+  /**
+   * While traffic is dense: a publish sends no call to this edge before this
+   * time (`lingerMs` after the last answer); a short timer sends it sooner
+   * when the home has a quiet moment.
+   */
+  lingerUntil: number
 }
 
 /** The newest entries of a topic, in memory: deliveries read here, not from SQLite. */
@@ -60,6 +64,12 @@ interface Tail {
 }
 
 const tailLength = 2048
+/**
+ * While traffic is dense, a call to an edge goes this long after the last
+ * answer if the home has a quiet moment (its timer runs only between the
+ * publishes it is handling); at the latest `lingerMs` after it.
+ */
+const quietMs = 5
 /** While deliveries are owed, the alarm looks at them at least this often. */
 const watchMs = 2_000
 
@@ -118,7 +128,7 @@ export class TopicHome {
   private cursor(address: EdgeAddress): EdgeCursor {
     let cursor = this.edges.get(address.id)
     if (cursor === undefined) {
-      this.edges.set(address.id, cursor = { address, topics: new Map(), inFlight: false, failures: 0, retryAt: 0, lingering: false })
+      this.edges.set(address.id, cursor = { address, topics: new Map(), inFlight: false, failures: 0, retryAt: 0, lingerUntil: 0 })
     }
     return cursor
   }
@@ -227,7 +237,8 @@ export class TopicHome {
 
   /** Sends an edge what it has not acknowledged, one call at a time, until it is caught up or a call fails. */
   private pump(cursor: EdgeCursor): void {
-    if (cursor.inFlight || cursor.lingering || Date.now() < cursor.retryAt) return
+    const now = Date.now()
+    if (cursor.inFlight || now < cursor.lingerUntil || now < cursor.retryAt) return
     const topics: Array<{ topic: string; entries: ReadonlyArray<SpannedEntry> }> = []
     let room = this.settings.maxBatch
     for (const [topic, position] of cursor.topics) {
@@ -259,11 +270,11 @@ export class TopicHome {
         for (const { topic } of topics) if (!answered.has(topic)) this.unregister(topic, cursor.address.id)
         this.forgetIfIdle(cursor)
         if (carried <= 1 || this.settings.lingerMs <= 0) return this.pump(cursor)
-        cursor.lingering = true
+        cursor.lingerUntil = Date.now() + this.settings.lingerMs
         setTimeout(() => {
-          cursor.lingering = false
+          cursor.lingerUntil = 0
           this.pump(cursor)
-        }, this.settings.lingerMs)
+        }, Math.min(quietMs, this.settings.lingerMs))
       },
       (error: unknown) => {
         cursor.inFlight = false
