@@ -275,16 +275,18 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     }
 
     // Rpcs from one socket, pipelined: with recovery each is recorded in SQLite before its handler
-    // runs and its reply kept for a resend.
-    const rpcClients = new Map<"promise" | "recovery", BenchSocket>()
-    for (const contender of ["promise", "recovery"] as const) {
+    // runs and its reply kept for a resend. The raw pair prices the platform's part: the same echo
+    // by hand, with and without one SQLite row written before each reply.
+    const rpcContenders = ["promise", "recovery", "raw", "rawRecorded"] as const
+    const rpcClients = new Map<Contender, BenchSocket>()
+    for (const contender of rpcContenders) {
       const socket = await open(contender, "rpc")
       rpcClients.set(contender, socket)
       everyone.push(socket)
     }
     let nextRpc = 0
     for (let round = 0; round < plan.warmupRounds + rounds; round++) {
-      for (const contender of rotated(["promise", "recovery"] as const, round)) {
+      for (const contender of rotated(rpcContenders, round)) {
         const socket = rpcClients.get(contender)!
         const { rpcsPerRound } = plan.recovery
         await inObject(contender, "rpc")

@@ -5,6 +5,7 @@ declare namespace Cloudflare {
     readonly DWS_EFFECT: DurableObjectNamespace
     readonly PARTY: DurableObjectNamespace
     readonly DWS_RECOVERY: DurableObjectNamespace
+    readonly RAW_RECORDED: DurableObjectNamespace
     readonly V_NONE: DurableObjectNamespace
     readonly V_EFFECT: DurableObjectNamespace
     readonly V_ZOD: DurableObjectNamespace

@@ -5,7 +5,7 @@
 import { EffectHandlers, PromiseHandlers, RecoveringHandlers } from "./durableWs"
 import { measured } from "./measured"
 import { Party } from "./party"
-import { Raw } from "./raw"
+import { Raw, RawRecorded } from "./raw"
 import type { Validator } from "./validators"
 import { validators } from "./validators"
 
@@ -29,6 +29,8 @@ export class PromiseObject extends measured(PromiseHandlers) {}
 export class EffectObject extends measured(EffectHandlers) {}
 /** (d) the peer: partyserver. */
 export class PartyObject extends measured(Party) {}
+/** (a) writing one SQLite row per rpc before its reply: the floor of a durable record per request. */
+export class RawRecordedObject extends measured(RawRecorded) {}
 /** (b) with `recovery: true`, measured against (b) only. */
 export class RecoveryObject extends measured(RecoveringHandlers) {}
 
@@ -38,7 +40,8 @@ export const contenders = {
   promise: "DWS_PROMISE",
   effect: "DWS_EFFECT",
   party: "PARTY",
-  recovery: "DWS_RECOVERY"
+  recovery: "DWS_RECOVERY",
+  rawRecorded: "RAW_RECORDED"
 } as const
 
 export type Contender = keyof typeof contenders

@@ -30,12 +30,21 @@ export const rpcFrame = (n: number) =>
 /** The shapes the hand-written contenders read. */
 export interface InboundFrame {
   readonly type: string
+  readonly meta?: { readonly correlationId?: string }
   readonly payload?: { readonly n?: number; readonly text?: string; readonly topic?: string }
 }
 
 /** Server → client: the echo reply, `{type, meta: {timestamp}, payload}` as durable-ws sends it. */
 export const echoReply = (payload: InboundFrame["payload"]) =>
   JSON.stringify({ type: "ECHO_REPLY", meta: { timestamp: Date.now() }, payload })
+
+/** Server → client: the rpc echo's reply, `{type, meta: {correlationId, timestamp}, payload}` as durable-ws sends it. */
+export const rpcReply = (frame: InboundFrame) =>
+  JSON.stringify({
+    type: "ECHO_RPC_REPLY",
+    meta: { correlationId: frame.meta?.correlationId, timestamp: Date.now() },
+    payload: frame.payload
+  })
 
 /** Server → subscribers: the published frame, `{type, payload}` as durable-ws publishes it. */
 export const newsFrame = (payload: InboundFrame["payload"]) =>

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers"
 import type { InboundFrame } from "./protocol"
-import { echoReply, newsFrame, subscribedFrame } from "./protocol"
+import { echoReply, newsFrame, rpcReply, subscribedFrame } from "./protocol"
 
 /**
  * The floor: the Hibernation API by hand. Subscribers are tagged with their
@@ -15,11 +15,19 @@ export class Raw extends DurableObject<Cloudflare.Env> {
     return new Response(null, { status: 101, webSocket: client })
   }
 
+  /** The rpc echo's reply; `RawRecorded` stores it first. */
+  protected answer(_frame: InboundFrame, reply: string): string {
+    return reply
+  }
+
   override webSocketMessage(ws: WebSocket, message: string | ArrayBuffer): void {
     const frame = JSON.parse(message as string) as InboundFrame
     switch (frame.type) {
       case "ECHO":
         ws.send(echoReply(frame.payload))
+        return
+      case "ECHO_RPC":
+        ws.send(this.answer(frame, rpcReply(frame)))
         return
       case "SUBSCRIBE":
         ws.send(subscribedFrame)
@@ -34,5 +42,23 @@ export class Raw extends DurableObject<Cloudflare.Env> {
 
   override webSocketClose(ws: WebSocket, code: number, reason: string): void {
     ws.close(code, reason)
+  }
+}
+
+/**
+ * The platform's floor for a durable record per request: the raw object
+ * writes one SQLite row (the request's id and its reply) before replying.
+ * The Durable Object holds the reply until the write is stored, as it holds
+ * durable-ws's with `recovery`.
+ */
+export class RawRecorded extends Raw {
+  constructor(ctx: DurableObjectState, env: Cloudflare.Env) {
+    super(ctx, env)
+    ctx.storage.sql.exec("CREATE TABLE IF NOT EXISTS answered (id TEXT PRIMARY KEY, reply TEXT NOT NULL) WITHOUT ROWID")
+  }
+
+  protected override answer(frame: InboundFrame, reply: string): string {
+    this.ctx.storage.sql.exec("INSERT OR REPLACE INTO answered (id, reply) VALUES (?, ?)", frame.meta?.correlationId ?? "", reply)
+    return reply
   }
 }
