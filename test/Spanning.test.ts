@@ -510,6 +510,8 @@ describe("spanning topics: several messages per frame for clients that ask", () 
       type: "$batch",
       payload: [{ type: "S_PUBLISH", meta: { correlationId: "forged" }, payload: { topic, n: 666 } }]
     })
+    const refused = await editor.next((frame) => frame.type === "ERROR")
+    expect(refused.payload).toMatchObject({ code: "UNIMPLEMENTED" })
     await settle(300)
     expect(editor.frames.filter((frame) => frame.meta?.correlationId === "forged")).toEqual([])
     expect((await home(topic).status(topic)).seq).toBe(0)
