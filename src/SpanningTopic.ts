@@ -9,8 +9,9 @@
  * SQLite and delivers it to the **edges** (the application's WebSocket
  * objects) that have local subscribers: batched, one call in flight per
  * edge, acknowledged, retried with backoff from the home's alarm (so a
- * restarted home picks its deliveries up again). An edge keeps a durable
- * watermark per topic, so a delivery that arrives twice is dropped and a
+ * restarted home picks its deliveries up again). An edge keeps a
+ * watermark per topic (in memory and a subscriber's socket attachment, or
+ * in its recovery log), so a delivery that arrives twice is dropped and a
  * gap is fetched from the home before anything after it is sent.
  *
  * Every call between the two is a Durable Object RPC (a method called
@@ -81,7 +82,7 @@ export interface SpannedDelivery {
 
 /**
  * An edge's acknowledgement: for each topic, the last `seq` it has sent to
- * its subscribers (its durable watermark).
+ * its subscribers (its watermark).
  *
  * @since 0.1.0
  * @category models
