@@ -16,6 +16,8 @@ declare namespace Cloudflare {
     readonly V_ARKTYPE_OBJECT: DurableObjectNamespace
     readonly BENCH_EDGE: DurableObjectNamespace<import("./worker/spanning").BenchEdge>
     readonly BENCH_HOME: DurableObjectNamespace<import("./worker/spanning").BenchHome>
+    readonly BENCH_PRESENCE_EDGE: DurableObjectNamespace<import("./worker/spanPresence").BenchPresenceEdge>
+    readonly BENCH_PRESENCE_HOME: DurableObjectNamespace<import("./worker/spanPresence").BenchPresenceHome>
     /** "1" shrinks the bench to a smoke run. */
     readonly BENCH_QUICK?: string
     /** Runs only the scenario whose name starts with it, between idle pauses (bench/profile.mjs). */

@@ -8,7 +8,11 @@
  *   (every join publishes a "joined" message to the room topic);
  * - the time of one join (track, then its diff fanned out) in a topic
  *   with 1,000 members and subscribers, against the same in a topic with
- *   one, interleaved round by round.
+ *   one, interleaved round by round;
+ * - across objects: a burst of 200 joins spread over 10 edge objects of a
+ *   spanning topic, with a subscriber on each edge: frames and bytes per
+ *   subscriber, and the calls between objects it cost (real Durable
+ *   Objects here, not `Testing.make`).
  */
 import { env } from "cloudflare:test"
 import * as Schema from "effect/Schema"
@@ -78,6 +82,63 @@ describe("presence", () => {
       `| presence diffs | ${presence.frames} | ${presence.bytes} |`,
       `| hand-rolled: one published message per join | ${rolled.frames} | ${rolled.bytes} |`,
       `| ratio | ${(presence.frames / rolled.frames).toFixed(3)} | ${(presence.bytes / rolled.bytes).toFixed(3)} |`,
+      ""
+    )
+  })
+
+  it("across objects: a burst of 200 joins over 10 edges, per subscriber", async () => {
+    const edges = Array.from({ length: 10 }, (_, i) => `presence-edge-${Date.now()}-${i}`)
+    const hall = `hall:bench-${Date.now()}`
+    const joins = 200
+    const openOn = async (name: string) => {
+      const res = await env.BENCH_PRESENCE_EDGE.get(env.BENCH_PRESENCE_EDGE.idFromName(name)).fetch("http://bench.local/", {
+        headers: { Upgrade: "websocket" }
+      })
+      const ws = res.webSocket!
+      ws.accept()
+      const frames: Array<string> = []
+      ws.addEventListener("message", (event) => {
+        frames.push(event.data as string)
+      })
+      return { ws, frames }
+    }
+    const isPresence = (frame: string) => frame.startsWith("{\"type\":\"$presence")
+    const watchers = await Promise.all(edges.map(openOn))
+    for (const watcher of watchers) watcher.ws.send(JSON.stringify({ type: "P_WATCH", payload: { topic: hall } }))
+    // Each watcher's first frame is the whole (empty) state.
+    const deadline = Date.now() + 10_000
+    while (watchers.some((w) => !w.frames.some(isPresence)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    const before = watchers.map((w) => w.frames.length)
+    const homeStub = env.BENCH_PRESENCE_HOME.get(env.BENCH_PRESENCE_HOME.idFromName(hall))
+    const callsBefore = await homeStub.counted()
+    const joiners = await Promise.all(Array.from({ length: joins }, (_, i) => openOn(edges[i % edges.length]!)))
+    const started = Date.now()
+    joiners.forEach((joiner, i) => joiner.ws.send(JSON.stringify({ type: "P_JOIN", payload: { topic: hall, name: `user-${i}` } })))
+    // Done when every watcher's view holds the 200 names.
+    const names = (frames: ReadonlyArray<string>) => {
+      const seen = new Set<string>()
+      for (const frame of frames.filter(isPresence)) {
+        const payload = JSON.parse(frame).payload as { members?: object; joins?: object }
+        for (const key of Object.keys(payload.members ?? payload.joins ?? {})) seen.add(key)
+      }
+      return seen.size
+    }
+    while (watchers.some((w) => names(w.frames) < joins) && Date.now() < started + 30_000) await new Promise((r) => setTimeout(r, 10))
+    const elapsed = Date.now() - started
+    await new Promise((r) => setTimeout(r, 200))
+    const received = watchers.map((w, i) => w.frames.slice(before[i]).filter(isPresence))
+    const calls = await homeStub.counted()
+    for (const socket of [...watchers, ...joiners]) socket.ws.close(1000)
+    lines.push(
+      `presence across objects: a burst of ${joins} joins over ${edges.length} edges, one subscriber on each (flushMs 5 on the edges, 20 at the home)`,
+      `| | per subscriber |`,
+      `|---|---|`,
+      `| frames | ${median(received.map((f) => f.length))} (max ${Math.max(...received.map((f) => f.length))}) |`,
+      `| bytes | ${median(received.map((f) => f.reduce((sum, frame) => sum + frame.length, 0)))} |`,
+      `| every subscriber has all ${joins} (ms) | ${elapsed} |`,
+      `| edge → home updates, whole burst | ${calls.updates - callsBefore.updates} |`,
+      `| home → edge deliveries, whole burst | ${calls.deliveries - callsBefore.deliveries} |`,
+      `| hand-rolled (one published message per join): frames per subscriber | ${joins} |`,
       ""
     )
   })

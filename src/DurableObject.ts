@@ -16,6 +16,7 @@ import type { ConnectionInfo } from "./Connections"
 import { admit, full, isRefusal } from "./internal/server/admission"
 import { resourceIdOf } from "./internal/server/data"
 import { Instance } from "./internal/server/instance"
+import type { SpanPresence } from "./internal/server/spanPresence"
 import { resolveOptions } from "./internal/server/options"
 import { hibernatingRegistry, memoryRegistry } from "./internal/server/registry"
 import { tablesOf } from "./internal/server/routes"
@@ -27,6 +28,7 @@ import type { DurableObjectHandlerOptions, HandlerOptions, LayerOption } from ".
 import { asksForBatches, heartbeat, resumeParameter } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
+import type { PresencePartCheck, SpannedPresence, SpannedPresenceAnswer } from "./Presence"
 import type { SpannedAnswer, SpannedDelivery } from "./SpanningTopic"
 
 export type {
@@ -62,6 +64,18 @@ export interface DurableObjectHandler<TData = {}> {
    * here; never route a public request to it.
    */
   deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer>
+  /** What a spanning topic's home calls for presence across objects (SPEC §15); forwarded like `deliverSpanned`. */
+  deliverPresence(topic: string, update: SpannedPresence): Promise<SpannedPresenceAnswer>
+  /** The home asks whether its copy of this object's presence part is current. */
+  checkPresence(topic: string, epoch: string, counter: number): Promise<PresencePartCheck>
+}
+
+/** The edge side of presence across objects; a call to an object without it is refused. */
+const spannedPresenceOf = (instance: Instance): Pick<SpanPresence, "deliver" | "check"> => {
+  const span = instance.spanPresence
+  if (span !== undefined) return span
+  const refused = () => Promise.reject(new Error("durable-ws: this object has no presence across objects (`span` and `presence`)"))
+  return { deliver: refused, check: refused }
 }
 
 const text = (status: number, body: string, headers?: Record<string, string>) =>
@@ -179,7 +193,9 @@ export const createDurableObjectHandler = <TData, R>(
     deliverSpanned: (delivery) =>
       instance.span === undefined
         ? Promise.reject(new Error("durable-ws: this object has no spanning topics (no `span` option)"))
-        : instance.span.deliver(delivery)
+        : instance.span.deliver(delivery),
+    deliverPresence: (topic, update) => spannedPresenceOf(instance).deliver(topic, update),
+    checkPresence: (topic, epoch, counter) => spannedPresenceOf(instance).check(topic, epoch, counter)
   }
 }
 
@@ -197,6 +213,8 @@ export interface WebSocketDurableObjectClass<TData> {
     webSocketClose(ws: WebSocket, code: number, reason: string, wasClean: boolean): Promise<void>
     webSocketError(ws: WebSocket, error: unknown): Promise<void>
     deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer>
+    deliverPresence(topic: string, update: SpannedPresence): Promise<SpannedPresenceAnswer>
+    checkPresence(topic: string, epoch: string, counter: number): Promise<PresencePartCheck>
   }
 }
 
@@ -235,6 +253,14 @@ export const WebSocketDurableObject = <TData, R>(
     /** Called by a spanning topic's home through a stub (Durable Object RPC); no request reaches it. */
     deliverSpanned(delivery: SpannedDelivery): Promise<SpannedAnswer> {
       return this.ws.deliverSpanned(delivery)
+    }
+    /** Called by a spanning topic's home for presence across objects (Durable Object RPC). */
+    deliverPresence(topic: string, update: SpannedPresence): Promise<SpannedPresenceAnswer> {
+      return this.ws.deliverPresence(topic, update)
+    }
+    /** Called by a spanning topic's home to check this object's presence part (Durable Object RPC). */
+    checkPresence(topic: string, epoch: string, counter: number): Promise<PresencePartCheck> {
+      return this.ws.checkPresence(topic, epoch, counter)
     }
   }
 }

@@ -12,7 +12,10 @@
  * dropped keeps its place for `awayMs` while it may resume.
  *
  * Turn it on with the handler's `presence` option; handlers reach it as
- * `ctx.presence` (promises) or this `Presence` service (Effects).
+ * `ctx.presence` (promises) or this `Presence` service (Effects). A topic
+ * that spans objects (`span`) has one member list across its edge objects,
+ * kept by the topic's home; the models at the end of this module are what
+ * edges and homes send each other for it.
  *
  * @since 0.1.0
  */
@@ -111,4 +114,102 @@ export class Presence extends Context.Service<Presence, {
         })
     })
   })
+}
+
+/**
+ * A change of a topic's presence: the metas that left, then those that
+ * joined (an updated meta leaves and joins under one ref).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceChanges {
+  readonly joins: PresenceMembers
+  readonly leaves: PresenceMembers
+}
+
+/**
+ * What an edge tells a spanning topic's home about its own members
+ * (SPEC §15 across objects). `epoch` names the edge's process (it changes
+ * after an eviction or a restart) and `counter` numbers its updates within
+ * it, so the home drops a stale or repeated update and asks for the whole
+ * part on a gap. An update carries either the whole part (`members`) or a
+ * change against the previous one (`changes`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresencePart {
+  readonly epoch: string
+  readonly counter: number
+  readonly members?: PresenceMembers
+  readonly changes?: PresenceChanges
+}
+
+/**
+ * A home's answer to a {@link PresencePart}: taken, or `resync` (send the
+ * whole part), or `refused` (past the home's bounds; not retried).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PresencePartAnswer =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly resync: true }
+  | { readonly ok: false; readonly refused: string }
+
+/**
+ * What a home sends an edge about a spanning topic's members on every
+ * object: the whole list at `version`, or the changes that lead to it (one
+ * per version, the last one being `version`). `epoch` names the home's
+ * process: versions of another epoch do not follow each other.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpannedPresence {
+  readonly epoch: string
+  readonly version: number
+  readonly members?: PresenceMembers
+  readonly changes?: ReadonlyArray<PresenceChanges>
+}
+
+/**
+ * An edge's answer to a home asking for its part: `same` when the home's
+ * copy is current (`epoch` and `counter` match), else the whole part.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type PresencePartCheck =
+  | { readonly same: true }
+  | { readonly same: false; readonly part: PresencePart }
+
+/**
+ * An edge's acknowledgement of a {@link SpannedPresence}: the home's
+ * epoch and version its copy of the members is now at, and the edge's own
+ * epoch (a home holding this edge's part from another epoch asks for it).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface SpannedPresenceAnswer {
+  readonly epoch: string
+  readonly version: number
+  readonly edgeEpoch: string
+}
+
+/**
+ * The presence methods a spanning topic's home calls on an edge.
+ * `WebSocketDurableObject` classes have them; a class built with
+ * `createDurableObjectHandler` forwards them to its handler.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface PresenceEdge {
+  /** The topic's members on every object changed (or here is the whole list). */
+  deliverPresence(topic: string, update: SpannedPresence): Promise<SpannedPresenceAnswer>
+  /** Whether the home's copy of this edge's part (`epoch`, `counter`) is current; else the whole part. */
+  checkPresence(topic: string, epoch: string, counter: number): Promise<PresencePartCheck>
 }

@@ -21,6 +21,9 @@
  * @since 0.1.0
  */
 import { DurableObject } from "cloudflare:workers"
+import type { PresenceEdge, PresencePart, PresencePartAnswer, SpannedPresence } from "./Presence"
+import type { PresenceMembers } from "./Protocol"
+import { HomePresence, presenceStubOf } from "./internal/server/spanHomePresence"
 import { TopicHome } from "./internal/server/spanHome"
 
 /**
@@ -171,6 +174,18 @@ export interface HomeSettings {
    * the home redelivers at most that many entries, which the edge drops.
    */
   readonly ackWriteEvery: number
+  /** Presence across objects: how long changes from the edges are collected before one goes out (default 20 ms). */
+  readonly presenceFlushMs: number
+  /** Every this often, each edge with members not heard from lately is asked whether the home's copy is current (default 60 000 ms). */
+  readonly presenceCheckMs: number
+  /** An edge with members that has not answered for this long is dropped: its members leave (default 180 000 ms). */
+  readonly presenceDropMs: number
+  /** Connections (metas) one edge may have in one topic's presence (default 10 000). */
+  readonly maxPresencePerEdge: number
+  /** Largest meta an edge may send, in bytes of its JSON (default 1024, as the edge's own default). */
+  readonly maxPresenceMetaBytes: number
+  /** Longest key an edge may send (default 256, as the edge's own default). */
+  readonly maxPresenceKeyLength: number
 }
 
 /**
@@ -184,7 +199,13 @@ export const defaultHomeSettings: HomeSettings = {
   retryDelayMs: 100,
   maxRetryDelayMs: 5_000,
   maxMessages: 10_000,
-  ackWriteEvery: 1_000
+  ackWriteEvery: 1_000,
+  presenceFlushMs: 20,
+  presenceCheckMs: 60_000,
+  presenceDropMs: 180_000,
+  maxPresencePerEdge: 10_000,
+  maxPresenceMetaBytes: 1024,
+  maxPresenceKeyLength: 256
 }
 
 /**
@@ -257,8 +278,43 @@ export class SpanningTopicHome extends DurableObject<Cloudflare.Env> {
     return this.home.status(topic)
   }
 
-  override alarm(): Promise<void> {
-    return this.home.alarm()
+  private presenceEngine: HomePresence | undefined
+
+  private get presence(): HomePresence {
+    const home = this.home
+    return this.presenceEngine ??= new HomePresence({
+      state: this.ctx,
+      env: this.env,
+      settings: { ...defaultHomeSettings, ...this.settings },
+      edgesOf: (topic) => home.edgesOf(topic),
+      watch: (at) => home.watch(at),
+      edge: (address) => this.presenceEdge(address)
+    })
+  }
+
+  /** How the home reaches an edge's presence methods. Tests override it to make an edge fail. */
+  protected presenceEdge(edge: EdgeAddress): PresenceEdge {
+    return presenceStubOf(this.env, edge)
+  }
+
+  /** An edge's own members of `topic` changed (SPEC §15 across objects); only objects call this. */
+  presenceUpdate(topic: string, edge: EdgeAddress, part: PresencePart): PresencePartAnswer {
+    return this.presence.update(topic, edge, part)
+  }
+
+  /** The members of `topic` on every object, for an edge without a current copy. */
+  presenceState(topic: string, edge: EdgeAddress): Promise<SpannedPresence & { readonly members: PresenceMembers }> {
+    return this.presence.state(topic, edge)
+  }
+
+  /** The topic's presence version, the edges with members, and how many members. */
+  presenceStatus(topic: string): { readonly version: number; readonly edges: ReadonlyArray<string>; readonly members: number } {
+    return this.presence.status(topic)
+  }
+
+  override async alarm(): Promise<void> {
+    await this.home.alarm()
+    this.presence.alarm()
   }
 
   override fetch(): Response {

@@ -51,7 +51,18 @@ export type {
   Topics
 } from "./HandlerContext"
 export { Presence } from "./Presence"
-export type { PresenceMembers, PresenceMeta, PresenceOptions } from "./Presence"
+export type {
+  PresenceChanges,
+  PresenceEdge,
+  PresenceMembers,
+  PresenceMeta,
+  PresenceOptions,
+  PresencePart,
+  PresencePartAnswer,
+  PresencePartCheck,
+  SpannedPresence,
+  SpannedPresenceAnswer
+} from "./Presence"
 export { Connection } from "./Connection"
 export type { ConnectionData, DurableObjectWebSocketData } from "./Connection"
 export { Connections } from "./Connections"

@@ -38,6 +38,10 @@ declare namespace Cloudflare {
     readonly SPAN_RECOVERING_ROOM: DurableObjectNamespace<import("./fixtures/spanning").SpanRecoveringRoom>
     readonly ANNOUNCEMENTS: DurableObjectNamespace<import("../examples/chat/worker").Announcements>
     readonly FAULTY_HOME: DurableObjectNamespace<import("./fixtures/spanning").FaultyHome>
+    readonly SPAN_PRESENCE_ROOM: DurableObjectNamespace<import("./fixtures/spanPresence").SpanPresenceRoom>
+    readonly SPAN_PRESENCE_COUNTED: DurableObjectNamespace<import("./fixtures/spanPresence").SpanPresenceCounted>
+    readonly SPAN_PRESENCE_RECOVERING: DurableObjectNamespace<import("./fixtures/spanPresence").SpanPresenceRecovering>
+    readonly PRESENCE_HOME: DurableObjectNamespace<import("./fixtures/spanPresence").PresenceHome>
   }
 }
 

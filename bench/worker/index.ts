@@ -10,6 +10,7 @@ import type { Validator } from "./validators"
 import { validators } from "./validators"
 
 export { BenchEdge, BenchHome } from "./spanning"
+export { BenchPresenceEdge, BenchPresenceHome } from "./spanPresence"
 export {
   ArktypeObjectValidation,
   ArktypeValidation,

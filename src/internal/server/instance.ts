@@ -21,6 +21,7 @@ import { endsSession, PendingReplies, RecoveryStore } from "./recovery"
 import { InstancePresence } from "./presence"
 import { InstancePubSub } from "./pubsub"
 import { SpanEdge } from "./span"
+import { SpanPresence } from "./spanPresence"
 import type { RouterTables } from "./routes"
 import { connectionsService, presenceService, pubSubService } from "./services"
 import { Presence } from "../../Presence"
@@ -65,6 +66,8 @@ export class Instance {
   readonly pendingReplies = new PendingReplies()
   /** The edge side of spanning topics (SPEC §14), when `span` is set. */
   readonly span: SpanEdge | undefined
+  /** Presence of spanning topics, across objects, when both `span` and `presence` are set. */
+  readonly spanPresence: SpanPresence | undefined
   /** Where connections persist: the registry, and with recovery their session too. */
   private readonly store: AttachmentStore
   // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
@@ -132,6 +135,14 @@ export class Instance {
       }
     )
     this.pubsub.span = this.span
+    this.spanPresence = config.span === undefined || config.state === undefined || this.presence === undefined
+      ? undefined
+      : new SpanPresence(config.span, config.state, config.env, {
+        presence: this.presence,
+        subscriberCount: (topic) => this.pubsub.subscriberCount(topic),
+        fanOut: (topic, frame, exclude) => void this.pubsub.fanOut(topic, frame, exclude)
+      })
+    if (this.presence !== undefined) this.presence.span = this.spanPresence
     const builtins = Context.make(
       Connections,
       connectionsService({
@@ -331,7 +342,8 @@ export class Instance {
 
   /** Sends a topic's whole presence to one of its subscribers (on subscribe, resume, request). */
   sendPresence(connection: LiveConnection, topic: string): void {
-    if (this.presence !== undefined) connection.sendFrame(this.presence.stateFrame(topic))
+    if (this.spanPresence?.spans(topic) === true) this.spanPresence.sendState(connection, topic)
+    else if (this.presence !== undefined) connection.sendFrame(this.presence.stateFrame(topic))
   }
 
   /** Runs an Effect on this instance's Effect runtime, outside any connection (e.g. `authenticate`). */

@@ -42,11 +42,30 @@ export interface PresenceHost {
   readonly sql: SqlStorage | undefined
 }
 
-const absent: unique symbol = Symbol("absent")
+/** A topic's joins and leaves since the last diff (leaves apply first). */
+export interface PresenceDiff {
+  readonly joins: PresenceMembers
+  readonly leaves: PresenceMembers
+}
+
+/**
+ * Where the presence of a topic that spans objects goes (SPEC §14–§15):
+ * this object's changes go to the topic's home, and its subscribers hear
+ * the members of every object, as the home sends them.
+ */
+export interface PresenceSpan {
+  readonly spans: (topic: string) => boolean
+  /** This object's own members of a spanning topic changed by `diff`. */
+  readonly localChanged: (topic: string, diff: PresenceDiff) => void
+  /** The topic's members across objects, as last heard from its home (none before the first). */
+  readonly union: (topic: string) => PresenceMembers | undefined
+}
+
+export const absent: unique symbol = Symbol("absent")
 type Slot = unknown | typeof absent
 
 /** One topic: its members (key → ref → meta) and what changed since the last diff was sent. */
-class TopicMembers {
+export class TopicMembers {
   readonly members = new Map<string, Map<string, unknown>>()
   /** ref → its key and its meta as subscribers last heard it. */
   readonly changes = new Map<string, { readonly key: string; readonly before: Slot }>()
@@ -71,6 +90,22 @@ class TopicMembers {
     metas.set(ref, meta)
   }
 
+  /** Applies a diff: its leaves, then its joins. */
+  apply(diff: PresenceDiff): void {
+    for (const key of Object.keys(diff.leaves)) for (const { ref } of diff.leaves[key]!) this.set(key, ref, absent)
+    for (const key of Object.keys(diff.joins)) for (const { ref, meta } of diff.joins[key]!) this.set(key, ref, meta)
+  }
+
+  /** Becomes `members`: what is not in it leaves, what is joins (by ref). */
+  replace(members: PresenceMembers): void {
+    const next = new Set<string>()
+    for (const key of Object.keys(members)) for (const { ref } of members[key]!) next.add(ref)
+    for (const [key, metas] of Array.from(this.members)) {
+      for (const ref of Array.from(metas.keys())) if (!next.has(ref)) this.set(key, ref, absent)
+    }
+    for (const key of Object.keys(members)) for (const { ref, meta } of members[key]!) this.set(key, ref, meta)
+  }
+
   snapshot(): PresenceMembers {
     const out: Record<string, Array<PresenceMeta>> = {}
     for (const [key, metas] of this.members) {
@@ -80,7 +115,7 @@ class TopicMembers {
   }
 
   /** The net change since the last diff; leaves first, then joins (an update is both, under one ref). */
-  takeDiff(): { readonly joins: PresenceMembers; readonly leaves: PresenceMembers } | undefined {
+  takeDiff(): PresenceDiff | undefined {
     const joins: Record<string, Array<PresenceMeta>> = {}
     const leaves: Record<string, Array<PresenceMeta>> = {}
     let any = false
@@ -109,7 +144,7 @@ const push = (into: Record<string, Array<PresenceMeta>>, key: string, meta: Pres
 }
 
 /** 64 random bits, hex: a ref tells one connection's meta from another's without naming the connection. */
-const newRef = (): string => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("")
+export const newRef = (): string => Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0")).join("")
 
 const rowKey = (clientId: string, topic: string): string => `${clientId}\u0000${topic}`
 
@@ -140,6 +175,8 @@ export class InstancePresence {
   private awayTimer: ReturnType<typeof setTimeout> | undefined = undefined
   private indexed = false
   private tableReady = false
+  /** Set when the instance has spanning topics: their presence is kept across objects by their home. */
+  span: PresenceSpan | undefined = undefined
 
   constructor(private readonly host: PresenceHost, readonly options: ResolvedPresence) {}
 
@@ -247,7 +284,13 @@ export class InstancePresence {
     this.change(topic, old.key, old.ref, absent)
   }
 
+  /** The topic's members; for a spanning topic, those of every object once its home was heard from. */
   list(topic: string): PresenceMembers {
+    return this.span?.spans(topic) === true ? this.span.union(topic) ?? this.localList(topic) : this.localList(topic)
+  }
+
+  /** The members of this object alone. */
+  localList(topic: string): PresenceMembers {
     this.ensureIndex()
     return this.topics.get(topic)?.snapshot() ?? {}
   }
@@ -392,34 +435,60 @@ export class InstancePresence {
     if (members.timer === undefined) members.timer = setTimeout(() => this.flush(topic), this.options.flushMs)
   }
 
-  /** Sends a topic's collected changes as one diff to each of its subscribers. */
+  /**
+   * Sends a topic's collected changes as one diff to each of its
+   * subscribers; a spanning topic's go to its home instead.
+   */
   flush(topic: string): void {
     const members = this.topics.get(topic)
     if (members === undefined) return
     if (members.timer !== undefined) clearTimeout(members.timer)
     members.timer = undefined
-    const count = members.members.size
-    const counted = count > this.options.countsOnlyAbove
-    const diff = members.takeDiff()
-    if (counted) {
-      if (diff !== undefined || !members.counted) this.host.fanOut(topic, encodePresenceDiff({ topic, count }))
-    } else if (members.counted) {
-      // Back under the threshold: subscribers need the members again, not a diff against a count.
-      this.host.fanOut(topic, encodePresenceState({ topic, members: members.snapshot() }))
-    } else if (diff !== undefined) {
-      this.host.fanOut(topic, encodePresenceDiff({ topic, ...diff }))
+    const span = this.span
+    if (span !== undefined && span.spans(topic)) {
+      const diff = members.takeDiff()
+      if (diff !== undefined) span.localChanged(topic, diff)
+    } else {
+      sendChanges(topic, members, this.options.countsOnlyAbove, (frame) => void this.host.fanOut(topic, frame))
     }
-    members.counted = counted
-    if (count === 0 && members.changes.size === 0) this.topics.delete(topic)
+    if (members.members.size === 0 && members.changes.size === 0) this.topics.delete(topic)
   }
 
   /** The whole presence of a topic, as one subscriber gets it (on subscribe, on resume, on request). */
   stateFrame(topic: string): string {
     this.ensureIndex()
-    const members = this.topics.get(topic)
-    const count = members?.members.size ?? 0
-    return count > this.options.countsOnlyAbove
-      ? encodePresenceState({ topic, count })
-      : encodePresenceState({ topic, members: members?.snapshot() ?? {} })
+    return stateFrameOf(topic, this.topics.get(topic), this.options.countsOnlyAbove)
   }
+}
+
+/** A topic's whole presence as one frame: its members, or past `countsOnlyAbove` their count. */
+export const stateFrameOf = (topic: string, members: TopicMembers | undefined, countsOnlyAbove: number): string => {
+  const count = members?.members.size ?? 0
+  return count > countsOnlyAbove
+    ? encodePresenceState({ topic, count })
+    : encodePresenceState({ topic, members: members?.snapshot() ?? {} })
+}
+
+/**
+ * Sends the changes a topic collected as one frame: a diff, the count past
+ * `countsOnlyAbove`, or the whole state when it falls back under it.
+ */
+export const sendChanges = (
+  topic: string,
+  members: TopicMembers,
+  countsOnlyAbove: number,
+  send: (frame: string) => void
+): void => {
+  const count = members.members.size
+  const counted = count > countsOnlyAbove
+  const diff = members.takeDiff()
+  if (counted) {
+    if (diff !== undefined || !members.counted) send(encodePresenceDiff({ topic, count }))
+  } else if (members.counted) {
+    // Back under the threshold: subscribers need the members again, not a diff against a count.
+    send(encodePresenceState({ topic, members: members.snapshot() }))
+  } else if (diff !== undefined) {
+    send(encodePresenceDiff({ topic, ...diff }))
+  }
+  members.counted = counted
 }

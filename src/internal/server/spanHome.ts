@@ -81,7 +81,7 @@ const toEntry = (row: LogRow): SpannedEntry => ({
   origin: row.origin ?? undefined
 })
 
-const withTimeout = <A>(promise: Promise<A>, ms: number): Promise<A> =>
+export const withTimeout = <A>(promise: Promise<A>, ms: number): Promise<A> =>
   new Promise<A>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`durable-ws: the edge did not answer within ${ms} ms`)), ms)
     promise.then(
@@ -235,6 +235,14 @@ export class TopicHome {
     return { seq: this.tail(topic).seq, edges }
   }
 
+  /** The edges registered for `topic`. */
+  edgesOf(topic: string): ReadonlyArray<EdgeAddress> {
+    this.init()
+    const edges: Array<EdgeAddress> = []
+    for (const cursor of this.edges.values()) if (cursor.topics.has(topic)) edges.push(cursor.address)
+    return edges
+  }
+
   /** Sends an edge what it has not acknowledged, one call at a time, until it is caught up or a call fails. */
   private pump(cursor: EdgeCursor): void {
     const now = Date.now()
@@ -300,7 +308,7 @@ export class TopicHome {
   }
 
   /** Makes sure the alarm fires by `at` (earlier alarms stand). */
-  private watch(at: number): void {
+  watch(at: number): void {
     if (this.alarmAt !== undefined && this.alarmAt <= at && this.alarmAt > Date.now() - 60_000) return
     this.alarmAt = at
     void this.state.storage.setAlarm(at)
