@@ -128,12 +128,15 @@ export class SpanEdge {
     const carrier = this.carriers.get(topic)
     if (carrier !== undefined && !carrier.closed && carrier.topics.has(topic) && this.carry(carrier, topic, seq)) return
     this.carriers.delete(topic)
+    let full = false
     for (const connection of this.local.subscribers(topic)) {
-      if (connection.closed || !this.carry(connection, topic, seq)) continue
-      this.carriers.set(topic, connection)
-      return
+      if (connection.closed) continue
+      if (this.carry(connection, topic, seq)) return void this.carriers.set(topic, connection)
+      full = true
     }
-    // No subscriber left to carry it: nobody here can receive the topic twice.
+    // No subscriber left to carry it: nobody here can receive the topic twice. Every one's
+    // attachment full: the mark holds in memory only, until an eviction.
+    if (full) console.warn(`durable-ws: no subscriber of "${topic}" has room to carry its watermark (16 KiB attachments)`)
   }
 
   private carry(connection: LiveConnection, topic: string, seq: number): boolean {
