@@ -21,14 +21,26 @@ const plan = {
 } as const
 const modes: ReadonlyArray<FanOut> = ["span", "federate", "naive"]
 const newsPrefix = "{\"type\":\"B_NEWS\""
+const batchPrefix = "{\"type\":\"$batch\""
+/** The messages a frame carries: one, or each of a `$batch` frame's (counted without parsing it). */
+const newsIn = (data: string): number => {
+  if (data.startsWith(newsPrefix)) return 1
+  if (!data.startsWith(batchPrefix)) return 0
+  let count = 0
+  for (let at = data.indexOf(newsPrefix); at !== -1; at = data.indexOf(newsPrefix, at + newsPrefix.length)) count++
+  return count
+}
 
 interface Row {
   readonly edges: number
   readonly mode: FanOut
+  /** Whether the subscribers read `$batch` frames (as durable-ws's client does). */
+  readonly batches: boolean
   readonly p50: number
   readonly p99: number
   readonly perSecond: number
-  readonly callsPerPublish: number | undefined
+  /** Home → edge calls per publish, one publish at a time and sustained; entries per call sustained. */
+  readonly calls: { readonly lone: number; readonly sustained: number; readonly entriesPerCall: number } | undefined
 }
 const rows: Array<Row> = []
 
@@ -38,12 +50,12 @@ const percentile = (values: ReadonlyArray<number>, p: number) => {
 }
 
 /** Every socket of one size's edges, counting news frames into one total. */
-const openEdges = async (names: ReadonlyArray<string>, topics: ReadonlyArray<string>) => {
+const openEdges = async (names: ReadonlyArray<string>, topics: ReadonlyArray<string>, batches: boolean) => {
   const counter = { received: 0, waiter: undefined as undefined | { target: number; resolve: () => void } }
   const sockets: Array<WebSocket> = []
   for (const name of names) {
     for (let i = 0; i < plan.socketsPerEdge; i++) {
-      const res = await env.BENCH_EDGE.get(env.BENCH_EDGE.idFromName(name)).fetch("http://bench.local/", {
+      const res = await env.BENCH_EDGE.get(env.BENCH_EDGE.idFromName(name)).fetch(batches ? "http://bench.local/?dws_batch=1" : "http://bench.local/", {
         headers: { Upgrade: "websocket" }
       })
       const ws = res.webSocket!
@@ -52,8 +64,9 @@ const openEdges = async (names: ReadonlyArray<string>, topics: ReadonlyArray<str
       const allJoined = new Promise<void>((resolve) => {
         ws.addEventListener("message", (event) => {
           const data = event.data as string
-          if (data.startsWith(newsPrefix)) {
-            counter.received++
+          const news = newsIn(data)
+          if (news > 0) {
+            counter.received += news
             if (counter.waiter !== undefined && counter.received >= counter.waiter.target) counter.waiter.resolve()
           } else if (++joined === topics.length) resolve()
         })
@@ -79,12 +92,20 @@ const openEdges = async (names: ReadonlyArray<string>, topics: ReadonlyArray<str
   return { sockets, counter, reach }
 }
 
-for (const edges of plan.edges) {
-  it(`spanning topics vs federate vs naive fan-out at ${edges} edges`, async () => {
-    const run = `${edges}-${Date.now()}`
+// The subscribers read `$batch` frames, as durable-ws's client does; then the spanning topic again
+// with subscribers that do not (raw or WS-Kit clients: one frame per message).
+const runs = plan.edges.flatMap((edges) => [
+  { edges, batches: true, modes },
+  { edges, batches: false, modes: ["span"] as ReadonlyArray<FanOut> }
+])
+
+for (const { batches, edges, modes } of runs) {
+  const what = batches ? "spanning topics vs federate vs naive fan-out" : "spanning topics, one frame per message,"
+  it(`${what} at ${edges} edges`, async () => {
+    const run = `${edges}-${batches ? "b" : "s"}-${Date.now()}`
     const names = Array.from({ length: edges }, (_, i) => `edge-${run}-${i}`)
     const topicOf = (mode: FanOut) => mode === "span" ? `span:${run}` : `local:${run}`
-    const { sockets, counter, reach } = await openEdges(names, [topicOf("span"), topicOf("federate")])
+    const { sockets, counter, reach } = await openEdges(names, [topicOf("span"), topicOf("federate")], batches)
     const publisher = env.BENCH_EDGE.get(env.BENCH_EDGE.idFromName(`publisher-${run}`))
     const home = env.BENCH_HOME.get(env.BENCH_HOME.idFromName(topicOf("span")))
     let n = 0
@@ -103,6 +124,7 @@ for (const edges of plan.edges) {
         await reach(target, 30_000, `${mode} latency`)
         latencies.push(performance.now() - started)
       }
+      const lone = mode === "span" ? await home.counted(true) : undefined
       const target = counter.received + sockets.length * plan.sustained
       const started = performance.now()
       let next = 0
@@ -114,14 +136,19 @@ for (const edges of plan.edges) {
       }))
       await reach(target, 120_000, `${mode} sustained`)
       const elapsed = (performance.now() - started) / 1000
-      const counted = mode === "span" ? await home.counted(true) : undefined
+      const dense = mode === "span" ? await home.counted(true) : undefined
       rows.push({
         edges,
         mode,
+        batches,
         p50: percentile(latencies, 0.5),
         p99: percentile(latencies, 0.99),
         perSecond: plan.sustained / elapsed,
-        callsPerPublish: counted === undefined ? undefined : counted.calls / (plan.latencySamples + plan.sustained)
+        calls: lone === undefined || dense === undefined ? undefined : {
+          lone: lone.calls / plan.latencySamples,
+          sustained: dense.calls / plan.sustained,
+          entriesPerCall: dense.entries / dense.calls
+        }
       })
     }
     for (const ws of sockets) ws.close(1000)
@@ -134,14 +161,16 @@ afterAll(() => {
     "",
     `Spanning topics (${plan.socketsPerEdge} sockets per edge; latency: one publish at a time, ${plan.latencySamples} samples; ` +
       `sustained: ${plan.sustained} publishes, ${plan.inFlight} in flight)`,
-    "| edges | fan-out | p50 ms | p99 ms | publishes/s | home→edge calls per publish | vs federate publishes/s |",
-    "|---:|---|---:|---:|---:|---:|---:|"
+    "| edges | fan-out | p50 ms | p99 ms | publishes/s | home→edge calls per publish (one at a time / sustained) | " +
+    "entries per call (sustained) | vs federate publishes/s |",
+    "|---:|---|---:|---:|---:|---:|---:|---:|"
   ]
   for (const row of rows) {
     const federated = rows.find((other) => other.edges === row.edges && other.mode === "federate")
+    const name = row.mode === "span" && !row.batches ? `${label.span}, one frame per message` : label[row.mode]
     lines.push(
-      `| ${row.edges} | ${label[row.mode]} | ${row.p50.toFixed(1)} | ${row.p99.toFixed(1)} | ${row.perSecond.toFixed(1)} | ` +
-        `${row.callsPerPublish === undefined ? "-" : row.callsPerPublish.toFixed(2)} | ` +
+      `| ${row.edges} | ${name} | ${row.p50.toFixed(1)} | ${row.p99.toFixed(1)} | ${row.perSecond.toFixed(1)} | ` +
+        `${row.calls === undefined ? "- | -" : `${row.calls.lone.toFixed(2)} / ${row.calls.sustained.toFixed(2)} | ${row.calls.entriesPerCall.toFixed(1)}`} | ` +
         `${federated === undefined ? "-" : `${(row.perSecond / federated.perSecond).toFixed(1)}×`} |`
     )
   }

@@ -26,6 +26,7 @@ import type { MessageLike, MessageSchema, Payload, PayloadArgs, PayloadResult, P
 import { decodePayload, encodePayload, isPendingResult, messageOf, rpcOf } from "./Message"
 import type { ServerFrame } from "./Protocol"
 import {
+  batchedFrames,
   decodePresenceFrame,
   decodeServerFrame,
   encodeFrame,
@@ -33,7 +34,8 @@ import {
   interruptedReason,
   isErrorType,
   isProgressType,
-  ReservedTypes
+  ReservedTypes,
+  withBatches
 } from "./Protocol"
 import type { PresenceMembers } from "./Protocol"
 import { TopicPresence } from "./internal/client/presence"
@@ -541,7 +543,8 @@ export class Client {
         // 429: the session resumed too often; its token still holds, so wait out the server's rate.
         return delay !== undefined && close.status === 429 ? Math.max(delay, resumeRefusedDelayMs) : delay
       },
-      urlFor: (url) => session === undefined ? url : session.urlFor(url),
+      // Every socket says it reads `$batch` frames (a server that does not know the parameter ignores it).
+      urlFor: (url) => withBatches(session === undefined ? url : session.urlFor(url)),
       opened: () => this.opened(),
       received: (data) => this.receive(data),
       sent: (correlationId) => {
@@ -849,6 +852,15 @@ export class Client {
     const frame = decodeServerFrame(data)
     if (frame === undefined) return
     if (frame instanceof ValidationError) return this.emitError(frame)
+    if (frame.type !== ReservedTypes.batch) return this.receiveFrame(frame)
+    // Several published frames in one: each is handled as if it had come alone, in order.
+    for (const inner of batchedFrames(frame.payload)) {
+      if (inner instanceof ValidationError) this.emitError(inner)
+      else this.receiveFrame(inner)
+    }
+  }
+
+  private receiveFrame(frame: ServerFrame): void {
     if (this.inbound !== undefined) return this.holdInbound(this.inbound.then(() => this.deliver(frame)))
     const delivering = this.deliver(frame)
     if (delivering !== undefined) this.holdInbound(delivering)

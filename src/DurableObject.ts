@@ -25,7 +25,7 @@ import * as Sockets from "./internal/server/sockets"
 import type { MessageLike, MessageSchema, PayloadArgs } from "./Message"
 import { messageOf } from "./Message"
 import type { DurableObjectHandlerOptions, HandlerOptions, LayerOption } from "./Options"
-import { heartbeat, resumeParameter } from "./Protocol"
+import { asksForBatches, heartbeat, resumeParameter } from "./Protocol"
 import type { PublishOptions, PublishResult } from "./PubSub"
 import type { Router } from "./Router"
 import type { PresencePartCheck, SpannedPresence, SpannedPresenceAnswer } from "./Presence"
@@ -113,7 +113,7 @@ const upgrade = async (instance: Instance, request: Request): Promise<Response> 
   let client: WebSocket | undefined
   const admitted = await admit(
     instance,
-    { authenticated, resourceId: resourceIdOf(url), resume },
+    { authenticated, resourceId: resourceIdOf(url), resume, batches: asksForBatches(url) },
     (clientId) => {
       const { 0: peer, 1: server } = new WebSocketPair()
       client = peer

@@ -31,7 +31,9 @@ import { PayloadTooLarge, ValidationError } from "./Errors"
  * - `legacyProgress`: what durable-ws sent for progress before; clients still read it;
  * - `heartbeat` / `heartbeatAck`: the keep-alive pair;
  * - `presence`: a topic's full presence state (server → client), or a
- *   request for it (client → server); `presenceDiff`: its joins and leaves.
+ *   request for it (client → server); `presenceDiff`: its joins and leaves;
+ * - `batch`: several published frames in one (server → client), sent only
+ *   to a socket that asked for them with {@link batchParameter}.
  *
  * @since 0.1.0
  * @category constants
@@ -44,7 +46,8 @@ export const ReservedTypes = {
   heartbeat: "__heartbeat",
   heartbeatAck: "__heartbeat_ack",
   presence: "$presence",
-  presenceDiff: "$presence_diff"
+  presenceDiff: "$presence_diff",
+  batch: "$batch"
 } as const
 
 /**
@@ -247,6 +250,24 @@ export const encodeFrame = (type: string, payload: unknown, meta?: Readonly<Reco
   )
 
 /**
+ * {@link encodeFrame} for a payload already encoded as JSON text: the same
+ * string, with `payloadJson` put in as it is.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeFrameWithJson = (
+  type: string,
+  payloadJson: string | undefined,
+  meta?: Readonly<Record<string, unknown>>
+): string => {
+  const head = meta === undefined
+    ? `{"type":${JSON.stringify(type)}`
+    : `{"type":${JSON.stringify(type)},"meta":${JSON.stringify(meta)}`
+  return payloadJson === undefined ? `${head}}` : `${head},"payload":${payloadJson}}`
+}
+
+/**
  * Encodes an `ERROR` frame, or an `RPC_ERROR` frame when the request
  * carried a correlationId.
  *
@@ -265,6 +286,54 @@ export const encodeErrorFrame = (
       meta: meta === undefined ? { correlationId } : { ...meta, correlationId },
       payload: error
     })
+
+/**
+ * Several published frames in one: `{"type":"$batch","payload":[frame, …]}`,
+ * each element exactly the frame that would have been sent alone (with its
+ * own `meta.topic` and `meta.seq` under recovery), in order. The frames are
+ * joined as they are, never parsed again.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeBatchFrame = (frames: ReadonlyArray<string>): string =>
+  `{"type":"${ReservedTypes.batch}","payload":[${frames.join(",")}]}`
+
+/**
+ * The query parameter of an upgrade by which a client says it reads
+ * `$batch` frames (`dws_batch=1`); a socket without it gets one frame per
+ * message.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const batchParameter = "dws_batch"
+
+/**
+ * Whether an upgrade URL asks for `$batch` frames: exactly `dws_batch=1`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const asksForBatches = (url: URL): boolean => url.searchParams.get(batchParameter) === "1"
+
+/**
+ * A URL with `dws_batch=1` set: what the client connects with.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const withBatches = (url: string): string => {
+  let target: URL
+  try {
+    target = new URL(url)
+  } catch {
+    // A relative URL (a browser resolves it against the page): the parameter is appended as text.
+    return `${url}${url.includes("?") ? "&" : "?"}${batchParameter}=1`
+  }
+  target.searchParams.set(batchParameter, "1")
+  return target.toString()
+}
 
 /**
  * A frame as the client receives it: a JSON object with a string `type`.
@@ -298,11 +367,26 @@ export const decodeServerFrame = (data: unknown): ServerFrame | ValidationError 
   } catch {
     return new ValidationError({ message: "Server frame is not valid JSON" })
   }
-  if (!isRecord(frame) || typeof frame["type"] !== "string") {
-    return new ValidationError({ message: "Server frame has no string type" })
-  }
-  return { type: frame["type"], meta: isRecord(frame["meta"]) ? frame["meta"] : {}, payload: frame["payload"] }
+  return serverFrameOf(frame)
 }
+
+const serverFrameOf = (frame: unknown): ServerFrame | ValidationError =>
+  !isRecord(frame) || typeof frame["type"] !== "string"
+    ? new ValidationError({ message: "Server frame has no string type" })
+    : { type: frame["type"], meta: isRecord(frame["meta"]) ? frame["meta"] : {}, payload: frame["payload"] }
+
+/**
+ * The frames a `$batch` frame carries, in order; an element that is not a
+ * frame is a `ValidationError` in its place, and a payload that is not an
+ * array is one `ValidationError`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const batchedFrames = (payload: unknown): ReadonlyArray<ServerFrame | ValidationError> =>
+  Array.isArray(payload)
+    ? payload.map(serverFrameOf)
+    : [new ValidationError({ message: "A $batch frame's payload is not an array" })]
 
 // ---------------------------------------------------------------------------
 // Sessions and resumes (recovery)

@@ -9,8 +9,9 @@
  * SQLite and delivers it to the **edges** (the application's WebSocket
  * objects) that have local subscribers: batched, one call in flight per
  * edge, acknowledged, retried with backoff from the home's alarm (so a
- * restarted home picks its deliveries up again). An edge keeps a durable
- * watermark per topic, so a delivery that arrives twice is dropped and a
+ * restarted home picks its deliveries up again). An edge keeps a
+ * watermark per topic (in memory and a subscriber's socket attachment, or
+ * in its recovery log), so a delivery that arrives twice is dropped and a
  * gap is fetched from the home before anything after it is sent.
  *
  * Every call between the two is a Durable Object RPC (a method called
@@ -61,7 +62,11 @@ export interface SpanOptions {
 export interface SpannedEntry {
   readonly seq: number
   readonly type: string
-  readonly payload: unknown
+  /**
+   * The payload as the JSON text the home logged (`undefined` for none): an
+   * edge puts it in its frames as it is, never parsing it again.
+   */
+  readonly payloadJson: string | undefined
   readonly meta: Readonly<Record<string, unknown>> | undefined
   /** The publishing connection when it excluded itself. */
   readonly origin: string | undefined
@@ -80,7 +85,7 @@ export interface SpannedDelivery {
 
 /**
  * An edge's acknowledgement: for each topic, the last `seq` it has sent to
- * its subscribers (its durable watermark).
+ * its subscribers (its watermark).
  *
  * @since 0.1.0
  * @category models
@@ -101,8 +106,9 @@ export interface EdgeAddress {
 }
 
 /**
- * A home's answer to a registration: the topic's current `seq` (the edge
- * receives everything after it) and whether the edge was new to the home.
+ * A home's answer to a registration: the topic's current `seq` (a new edge
+ * receives everything after it), whether the edge was new to the home, and
+ * the last `seq` the edge acknowledged (the current one when it was new).
  *
  * @since 0.1.0
  * @category models
@@ -110,6 +116,7 @@ export interface EdgeAddress {
 export interface Registration {
   readonly seq: number
   readonly fresh: boolean
+  readonly acked: number
 }
 
 /**
@@ -145,6 +152,14 @@ export interface SpanningEdge {
 export interface HomeSettings {
   /** Entries per call to one edge (default 256). */
   readonly maxBatch: number
+  /**
+   * While publishes come faster than an edge answers (its last call carried
+   * several entries), the next call to it waits for a quiet moment of the
+   * home (5 ms without a publish to handle) or this long after the answer,
+   * whichever comes first, so each call carries more entries (default 50
+   * ms; 0 turns it off). A publish after a quiet spell goes at once.
+   */
+  readonly lingerMs: number
   /** A call to an edge not answered within this counts as failed and is retried (default 10 000 ms). */
   readonly edgeTimeoutMs: number
   /** The first retry's delay; each next one doubles, with jitter (default 100 ms). */
@@ -179,6 +194,7 @@ export interface HomeSettings {
  */
 export const defaultHomeSettings: HomeSettings = {
   maxBatch: 256,
+  lingerMs: 50,
   edgeTimeoutMs: 10_000,
   retryDelayMs: 100,
   maxRetryDelayMs: 5_000,

@@ -315,3 +315,34 @@ describe("client: rate-limited requests", () => {
     expect(Date.now() - started).toBeLessThan(1000)
   })
 })
+
+describe("client: $batch frames", () => {
+  it("asks for them at the upgrade and hands each message of one to its handlers in order; a bad element is reported alone", async () => {
+    const socket = new ScriptedSocket()
+    const urls: Array<string> = []
+    const client = trackClient(createClient({
+      url: "ws://scripted.test/room?token=t",
+      webSocket: (url) => {
+        urls.push(url)
+        queueMicrotask(() => socket.accept())
+        return socket
+      },
+      reconnect: false,
+      heartbeat: false
+    }))
+    const echoes: Array<string> = []
+    const errors: Array<unknown> = []
+    client.on(Echoed, (payload) => void echoes.push(payload.text))
+    client.onError((error) => void errors.push(error))
+    await client.connect()
+    expect(new URL(urls[0]!).searchParams.get("dws_batch")).toBe("1")
+    expect(new URL(urls[0]!).searchParams.get("token")).toBe("t")
+    const frame = (text: string) => JSON.stringify({ type: "ECHOED", payload: { text } })
+    socket.deliver(`{"type":"$batch","payload":[${frame("a")},42,${frame("b")}]}`)
+    socket.deliver(frame("c"))
+    socket.deliver(`{"type":"$batch","payload":{"type":"ECHOED","payload":{"text":"not a list"}}}`)
+    await eventually(() => echoes.length === 3 && errors.length === 2, "three messages and two errors")
+    expect(echoes).toEqual(["a", "b", "c"])
+    expect(errors.every((error) => error instanceof ValidationError)).toBe(true)
+  })
+})

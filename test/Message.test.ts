@@ -150,3 +150,28 @@ describe("the fast path for structs of plain fields", () => {
     })
   })
 })
+
+describe("frames built from a payload's JSON text", () => {
+  it("are the very string encodeFrame builds from the payload", () => {
+    const payloads: ReadonlyArray<unknown> = [undefined, null, 0, "x\"y", { n: 1, s: "é\u2028" }, [1, { a: [] }]]
+    const metas: ReadonlyArray<Record<string, unknown> | undefined> = [undefined, {}, { topic: "t", seq: 3, nested: { a: 1 } }]
+    for (const type of ["NEWS", "we\"ird"]) {
+      for (const payload of payloads) {
+        for (const meta of metas) {
+          const json = payload === undefined ? undefined : JSON.stringify(payload)
+          expect(Protocol.encodeFrameWithJson(type, json, meta)).toBe(Protocol.encodeFrame(type, payload, meta))
+        }
+      }
+    }
+  })
+
+  it("join into a $batch frame that parses to the frames in order", () => {
+    const frames = [Protocol.encodeFrame("A", { n: 1 }), Protocol.encodeFrame("B", undefined, { seq: 2 })]
+    const batch = Protocol.decodeServerFrame(Protocol.encodeBatchFrame(frames))
+    expect(batch).toMatchObject({ type: Protocol.ReservedTypes.batch })
+    expect(Protocol.batchedFrames((batch as Protocol.ServerFrame).payload)).toEqual([
+      { type: "A", meta: {}, payload: { n: 1 } },
+      { type: "B", meta: { seq: 2 }, payload: undefined }
+    ])
+  })
+})

@@ -1,5 +1,9 @@
 import { env, evictDurableObject, runInDurableObject, SELF } from "cloudflare:test"
-import { describe, expect, it } from "vitest"
+import { afterEach, describe, expect, it } from "vitest"
+import type { Client } from "../src/Client"
+import { createClient } from "../src/Client"
+import { SJoin, SNews } from "./fixtures/spanning"
+import { workerdSockets } from "./helpers/clientSocket"
 import { captureConsole } from "./helpers/console"
 import { eventually, openOn, stubOf } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
@@ -142,7 +146,7 @@ describe("spanning topics", () => {
     await settle(100)
     expect(news(socket)).toEqual([1, 2, 3])
     const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(name))
-    const entry = (seq: number) => ({ seq, type: "S_NEWS", payload: { n: seq }, meta: undefined, origin: undefined })
+    const entry = (seq: number) => ({ seq, type: "S_NEWS", payloadJson: JSON.stringify({ n: seq }), meta: undefined, origin: undefined })
     // A duplicate, then an entry after a hole: the edge fetches 4 and 5 from the home's log, then sends 6.
     const answer = await edge.deliverSpanned({ topics: [{ topic, entries: [entry(2), entry(6)] }] })
     expect(answer).toEqual({ topics: [{ topic, seq: 6 }] })
@@ -290,9 +294,227 @@ describe("spanning topics", () => {
     const socket = await open(name)
     await join(socket, "chat")
     const edge = env.SPAN_ROOM.get(env.SPAN_ROOM.idFromName(name))
-    const forged = { seq: 1, type: "S_NEWS", payload: { n: 666 }, meta: undefined, origin: undefined }
+    const forged = { seq: 1, type: "S_NEWS", payloadJson: JSON.stringify({ n: 666 }), meta: undefined, origin: undefined }
     expect(await edge.deliverSpanned({ topics: [{ topic: "chat", entries: [forged] }] })).toEqual({ topics: [] })
     await settle(200)
     expect(news(socket)).toEqual([])
+  })
+})
+
+describe("spanning topics: the edge's watermark costs no storage write", () => {
+  /** Evicts an object; one that is not running (hibernated, not woken yet) has nothing to evict. */
+  const evict = async (stub: DurableObjectStub) => {
+    try {
+      await evictDurableObject(stub)
+    } catch (error) {
+      if (!String(error).includes("not currently running")) throw error
+    }
+  }
+  const edgeId = (namespace: DurableObjectNamespace, name: string) => namespace.idFromName(name).toString()
+  /** Waits until the home has called the edge `more` more times (each call a redelivery). */
+  const redelivered = async (topic: string, id: string, more: number) => {
+    const before = await home(topic).callsTo(id)
+    await eventually(() => home(topic).callsTo(id), (calls) => calls >= before + more, 8000)
+  }
+  const spanTables = async (namespace: DurableObjectNamespace, name: string) =>
+    runInDurableObject(stubOf(namespace, name), (_instance, state) =>
+      state.storage.sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%span%'")
+        .toArray().map((row) => row.name))
+
+  for (const [leaving, how] of [[0, "close"], [1, "close"], [0, "unsubscribe"]] as const) {
+    it(`drops redeliveries whose answer was lost across evictions, subscriber ${leaving} leaving (${how}) meanwhile`, async () => {
+      captureConsole("warn")
+      const label = `carry${leaving}${how}`
+      const topic = newTopic(label)
+      const name = edgeName(label, 0)
+      const id = edgeId(env.SPAN_ROOM, name)
+      const sockets = [await open(name), await open(name)]
+      for (const socket of sockets) await join(socket, topic)
+      const editor = await open(edgeName(`${label}-publisher`, 0), "editor")
+      // Every call reaches the edge and its answer is lost: the home redelivers 1..3 again and again.
+      await home(topic).setFaults({ failBefore: 0, failAfter: 1, late: 0 })
+      for (let n = 1; n <= 3; n++) await publish(editor, topic, n)
+      for (const socket of sockets) await eventually(async () => news(socket), (ns) => ns.length >= 3)
+      await evict(stubOf(env.SPAN_ROOM, name))
+      await redelivered(topic, id, 2)
+      // One subscriber goes (whichever carried the watermark, the test runs both), then another eviction.
+      const gone = sockets[leaving]!
+      if (how === "close") {
+        gone.close(1000)
+        await gone.closed()
+      } else {
+        await call(gone, "S_LEAVE", { topic })
+      }
+      await evict(stubOf(env.SPAN_ROOM, name))
+      await redelivered(topic, id, 2)
+      await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+      await publish(editor, topic, 4)
+      const stays = sockets[1 - leaving]!
+      await eventually(async () => news(stays), (ns) => ns.length >= 4)
+      await settle(300)
+      expect(news(stays)).toEqual([1, 2, 3, 4])
+      expect(news(gone)).toEqual([1, 2, 3])
+      // No table, no row: the watermark lived in memory and in an attachment.
+      expect(await spanTables(env.SPAN_ROOM, name)).toEqual([])
+    })
+  }
+
+  for (const [namespace, label, expected] of [
+    // Without recovery the restart took the sockets: a new subscriber starts at the home's current seq.
+    [env.SPAN_ROOM, "restart", "from the home's seq"],
+    // With recovery the edge's log holds each entry's home seq: the restarted edge goes on from there.
+    [env.SPAN_RECOVERING_ROOM, "restart-logged", "from its log"]
+  ] as const) {
+    it(`after a restart, drops redeliveries of what it sent before (${expected})`, async () => {
+      captureConsole("warn")
+      const logged = namespace === env.SPAN_RECOVERING_ROOM
+      const topic = newTopic(label)
+      const name = edgeName(label, 0)
+      const id = edgeId(namespace, name)
+      const first = await open(name, "reader", namespace)
+      await join(first, topic)
+      const editor = await open(edgeName(`${label}-publisher`, 0), "editor")
+      await home(topic).setFaults({ failBefore: 0, failAfter: 1, late: 0 })
+      for (let n = 1; n <= 3; n++) await publish(editor, topic, n)
+      await eventually(async () => news(first), (ns) => ns.length >= 3)
+      // From now on no call reaches the edge: it restarts with every answer lost, and stays registered.
+      await home(topic).setFaults({ failBefore: 1, failAfter: 0, late: 0 })
+      await (stubOf(namespace, name) as unknown as { restart(): Promise<void> }).restart().catch(() => undefined)
+      await first.closed(5000)
+      const second = await open(name, "reader", namespace)
+      await join(second, topic)
+      expect((await home(topic).status(topic)).edges).toContain(id)
+      await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+      await redelivered(topic, id, 1)
+      await publish(editor, topic, 4)
+      await eventually(async () => news(second), (ns) => ns.length >= 1)
+      await settle(300)
+      expect(news(second)).toEqual([4])
+      const tables = await spanTables(namespace, name)
+      expect(tables).toEqual([])
+      if (logged) {
+        const spans = await runInDurableObject(stubOf(namespace, name), (_instance, state) =>
+          state.storage.sql.exec<{ span: number }>("SELECT span FROM _dws_log WHERE topic = ? ORDER BY seq", topic)
+            .toArray().map((row) => row.span))
+        expect(spans).toEqual([1, 2, 3, 4])
+      }
+    })
+  }
+})
+
+describe("spanning topics: several messages per frame for clients that ask", () => {
+  /** What a socket received, each `$batch` frame opened: [type of the frame it came in, n]. */
+  const received = (socket: TestSocket) =>
+    socket.frames.flatMap((frame): Array<[string, number]> =>
+      frame.type === "$batch"
+        ? (frame.payload as Array<Frame>).filter((inner) => inner.type === "S_NEWS").map((inner) => ["$batch", inner.payload.n])
+        : frame.type === "S_NEWS"
+        ? [["S_NEWS", frame.payload.n]]
+        : []
+    )
+
+  /** Publishes while no call reaches the edges, then lets one call carry them all. */
+  const publishHeldBack = async (topic: string, editor: TestSocket, ns: ReadonlyArray<[number, boolean]>) => {
+    captureConsole("warn")
+    await home(topic).setFaults({ failBefore: 1, failAfter: 0, late: 0 })
+    for (const [n, excludeSelf] of ns) {
+      expect((await call(editor, "S_PUBLISH", { topic, n, excludeSelf })).payload).toMatchObject({ ok: true })
+    }
+    await home(topic).setFaults({ failBefore: 0, failAfter: 0, late: 0 })
+  }
+
+  it("sends one $batch frame per delivery to a socket that asked, one frame per message to any other", async () => {
+    const topic = newTopic("batch")
+    const name = edgeName("batch", 0)
+    const plain = await open(name)
+    const batching = await openOn(env.SPAN_ROOM, name, { query: "?user=reader&dws_batch=1" })
+    // Only exactly `dws_batch=1` asks.
+    const other = await openOn(env.SPAN_ROOM, name, { query: "?user=reader&dws_batch=true" })
+    for (const socket of [plain, batching, other]) await join(socket, topic)
+    const editor = await open(edgeName("batch-publisher", 0), "editor")
+    await publishHeldBack(topic, editor, [[1, false], [2, false], [3, false]])
+    await eventually(async () => received(batching), (got) => got.length >= 3)
+    await eventually(async () => received(plain), (got) => got.length >= 3)
+    await settle(200)
+    const batches = batching.frames.filter((frame) => frame.type === "$batch")
+    expect(batches).toHaveLength(1)
+    // Each element is exactly the frame the plain socket got alone.
+    expect(batches[0]!.payload).toEqual(plain.frames.filter((frame) => frame.type === "S_NEWS"))
+    expect(received(batching)).toEqual([["$batch", 1], ["$batch", 2], ["$batch", 3]])
+    expect(received(plain)).toEqual([["S_NEWS", 1], ["S_NEWS", 2], ["S_NEWS", 3]])
+    expect(received(other)).toEqual([["S_NEWS", 1], ["S_NEWS", 2], ["S_NEWS", 3]])
+  })
+
+  it("leaves out of a batch what its socket published with excludeSelf", async () => {
+    const topic = newTopic("batch-self")
+    const name = edgeName("batch-self", 0)
+    const editor = await openOn(env.SPAN_ROOM, name, { query: "?user=editor&dws_batch=1" })
+    const reader = await openOn(env.SPAN_ROOM, name, { query: "?user=reader&dws_batch=1" })
+    await join(editor, topic)
+    await join(reader, topic)
+    await publishHeldBack(topic, editor, [[1, true], [2, false], [3, true], [4, false], [5, false]])
+    await eventually(async () => received(reader), (got) => got.length >= 5)
+    await eventually(async () => received(editor), (got) => got.length >= 3)
+    await settle(200)
+    expect(received(reader)).toEqual([1, 2, 3, 4, 5].map((n) => ["$batch", n]))
+    expect(received(editor)).toEqual([2, 4, 5].map((n) => ["$batch", n]))
+    // A delivery that leaves one message for a socket sends it as a plain frame.
+    await publishHeldBack(topic, editor, [[6, true], [7, false]])
+    await eventually(async () => received(editor), (got) => got.length >= 4)
+    await settle(200)
+    expect(received(editor).at(-1)).toEqual(["S_NEWS", 7])
+  })
+
+  const clients: Array<Client> = []
+  afterEach(() => {
+    for (const client of clients.splice(0)) client.close()
+  })
+
+  it("reaches the client's handlers in order, and a resume after the edge restarts sends none of them again", async () => {
+    const topic = newTopic("batch-client")
+    const name = edgeName("batch-client", 0)
+    const sockets = workerdSockets(env.SPAN_RECOVERING_ROOM)
+    const client = createClient({
+      url: `ws://span.test/${name}?user=reader`,
+      webSocket: sockets.factory,
+      reconnect: { initialDelayMs: 10, maxDelayMs: 50 },
+      heartbeat: false,
+      recovery: true
+    })
+    clients.push(client)
+    const seen: Array<number> = []
+    client.on(SNews, (payload) => void seen.push(payload.n))
+    const resumed: Array<unknown> = []
+    client.onResumed((info) => void resumed.push(info))
+    await client.connect()
+    expect(await client.request(SJoin, { topic })).toEqual({ ok: true })
+    const editor = await open(edgeName("batch-client-publisher", 0), "editor")
+    await publishHeldBack(topic, editor, [[1, false], [2, false], [3, false]])
+    await eventually(async () => seen, (ns) => ns.length >= 3)
+    expect(sockets.received.filter((data) => data.startsWith('{"type":"$batch"'))).toHaveLength(1)
+    // The edge restarts: the client resumes its session there, from the last seq of the batch.
+    await (stubOf(env.SPAN_RECOVERING_ROOM, name) as unknown as { restart(): Promise<void> }).restart().catch(() => undefined)
+    await eventually(async () => resumed, (r) => r.length === 1, 5000)
+    await publishHeldBack(topic, editor, [[4, false], [5, false]])
+    await eventually(async () => seen, (ns) => ns.length >= 5)
+    await settle(300)
+    expect(seen).toEqual([1, 2, 3, 4, 5])
+  })
+
+  it("never unpacks a $batch frame a client sends: its messages are not handled", async () => {
+    const topic = newTopic("batch-forged")
+    const reader = await openOn(env.SPAN_ROOM, edgeName("batch-forged", 0), { query: "?user=reader&dws_batch=1" })
+    await join(reader, topic)
+    const editor = await openOn(env.SPAN_ROOM, edgeName("batch-forged", 1), { query: "?user=editor&dws_batch=1" })
+    editor.send({
+      type: "$batch",
+      payload: [{ type: "S_PUBLISH", meta: { correlationId: "forged" }, payload: { topic, n: 666 } }]
+    })
+    const refused = await editor.next((frame) => frame.type === "ERROR")
+    expect(refused.payload).toMatchObject({ code: "UNIMPLEMENTED" })
+    await settle(300)
+    expect(editor.frames.filter((frame) => frame.meta?.correlationId === "forged")).toEqual([])
+    expect((await home(topic).status(topic)).seq).toBe(0)
+    expect(received(reader)).toEqual([])
   })
 })

@@ -28,6 +28,8 @@ export interface Arrival {
   readonly resourceId: string | undefined
   /** The resume parameter's value, when the client asked to resume. */
   readonly resume: string | null
+  /** The client reads `$batch` frames. */
+  readonly batches?: boolean
 }
 
 /**
@@ -91,9 +93,12 @@ export const admit = async (
       : undefined
   )
   // The attachment as it will be written: data, subscriptions (a resume's), rate-limit bucket.
-  const attachment = session === undefined
-    ? { d: data, t: [] }
-    : { d: data, t: Array.from(session.topics.keys()), ...(session.bucket === undefined ? {} : { r: session.bucket }) }
+  const attachment = {
+    d: data,
+    t: session === undefined ? [] : Array.from(session.topics.keys()),
+    ...(session?.bucket === undefined ? {} : { r: session.bucket }),
+    ...(arrival.batches === true ? { b: 1 } : {})
+  }
   const size = utf8Length(JSON.stringify(attachment))
   if (size > maxAttachmentBytes) {
     console.error(`durable-ws: connection data is ${size} bytes; the limit is ${maxAttachmentBytes}`)
@@ -104,7 +109,7 @@ export const admit = async (
     })
   }
   resumption?.take()
-  return Sockets.open(instance, accept(data.clientId), data, resumption)
+  return Sockets.open(instance, accept(data.clientId), data, resumption, arrival.batches === true)
 }
 
 const systemData = (resourceId: string | undefined): ConnectionData<Record<string, unknown>> =>

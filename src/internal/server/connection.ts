@@ -24,6 +24,14 @@ export interface Attachment {
   readonly r?: SavedBucket
   /** Presence entries by topic, as `[key, ref, meta]`, once the connection is tracked somewhere. */
   readonly p?: Readonly<Record<string, SavedEntry>>
+  /**
+   * Spanning topics' watermarks this connection carries for its object (see
+   * span.ts): the last home `seq` sent here, by topic. Kept in one
+   * subscriber's attachment, they survive hibernation without a storage write.
+   */
+  readonly s?: Readonly<Record<string, number>>
+  /** Set when the client reads `$batch` frames (it asked at the upgrade). */
+  readonly b?: 1
 }
 
 /** A connection's place in one topic's presence. */
@@ -48,6 +56,27 @@ export const presenceOf = (attachment: Attachment): Map<string, PresenceEntry> =
     if (isSavedEntry(entry)) entries.set(topic, { key: entry[0], ref: entry[1], meta: entry[2] })
   }
   return entries
+}
+
+/** The spanning watermarks an attachment carries; anything malformed is none. */
+export const spanMarksOf = (attachment: Attachment): Map<string, number> => {
+  const marks = new Map<string, number>()
+  const saved = attachment.s
+  if (typeof saved !== "object" || saved === null) return marks
+  for (const topic of Object.keys(saved)) {
+    const seq: unknown = saved[topic]
+    if (typeof seq === "number" && Number.isSafeInteger(seq)) marks.set(topic, seq)
+  }
+  return marks
+}
+
+const savedSpanMarks = (marks: ReadonlyMap<string, number>): Record<string, number> | undefined => {
+  if (marks.size === 0) return undefined
+  const out: Record<string, number> = {}
+  for (const [topic, seq] of marks) {
+    Object.defineProperty(out, topic, { value: seq, enumerable: true, writable: true, configurable: true })
+  }
+  return out
 }
 
 const savedPresence = (entries: ReadonlyMap<string, PresenceEntry>): Record<string, SavedEntry> | undefined => {
@@ -124,6 +153,10 @@ export class LiveConnection {
   bucket: TokenBucket | undefined = undefined
   floodingSince: number | undefined = undefined
   quietUntil = 0
+  /** Spanning watermarks carried in this connection's attachment (see {@link Attachment.s}). */
+  readonly spanMarks = new Map<string, number>()
+  /** The client reads `$batch` frames: a spanning delivery reaches it as one frame. */
+  batches = false
 
   constructor(
     readonly socket: Socket,
@@ -211,7 +244,10 @@ export class LiveConnection {
     const base: Attachment = bucket === undefined
       ? { d: data, t: Array.from(topics) }
       : { d: data, t: Array.from(topics), r: bucket }
-    const attachment: Attachment = p === undefined ? base : { ...base, p }
+    const s = savedSpanMarks(this.spanMarks)
+    const withPresence: Attachment = p === undefined ? base : { ...base, p }
+    const withMarks: Attachment = s === undefined ? withPresence : { ...withPresence, s }
+    const attachment: Attachment = this.batches ? { ...withMarks, b: 1 } : withMarks
     const size = utf8Length(JSON.stringify(attachment))
     if (size > maxAttachmentBytes) {
       return new PayloadTooLarge({

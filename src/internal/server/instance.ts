@@ -9,9 +9,9 @@ import * as Storage from "../../Storage"
 import type { PublishScope } from "./scope"
 import { ScopeEntry } from "./scope"
 import type { AttachmentStore } from "./connection"
-import { isAttachment, LiveConnection, presenceOf } from "./connection"
+import { isAttachment, LiveConnection, presenceOf, spanMarksOf } from "./connection"
 import { HandlerContext } from "./context"
-import { encodeFrame } from "../../Protocol"
+import { encodeFrameWithJson } from "../../Protocol"
 import type { ConnectionData } from "../../Connection"
 import type { Socket } from "./data"
 import type { InstanceConfig } from "./options"
@@ -126,12 +126,14 @@ export class Instance {
       config.env,
       {
         subscriberCount: (topic) => this.pubsub.subscriberCount(topic),
-        logged: recovery !== undefined,
+        subscribers: (topic) => this.pubsub.subscribers(topic),
+        connections: () => this.connections(),
+        logged: recovery === undefined ? undefined : (topic) => recovery.spanMark(topic),
         frameOf: (topic, entry) =>
           recovery === undefined
-            ? encodeFrame(entry.type, entry.payload, entry.meta)
-            : recovery.append(topic, entry.type, entry.payload, entry.meta, entry.origin),
-        fanOut: (topic, frame, origin) => void this.pubsub.fanOutFrom(topic, frame, origin)
+            ? encodeFrameWithJson(entry.type, entry.payloadJson, entry.meta)
+            : recovery.appendSpanned(topic, entry),
+        fanOut: (topic, frames, origins) => this.pubsub.fanOutFrom(topic, frames, origins)
       }
     )
     this.pubsub.span = this.span
@@ -173,8 +175,9 @@ export class Instance {
   connectionOf(socket: Socket): LiveConnection | undefined {
     if (this.live.has(socket)) return this.live.get(socket)
     const attachment = this.registry.read(socket)
-    const connection = isAttachment(attachment)
-      ? new LiveConnection(
+    let connection: LiveConnection | undefined
+    if (isAttachment(attachment)) {
+      connection = new LiveConnection(
         socket,
         attachment.d,
         new Set(attachment.t),
@@ -182,7 +185,9 @@ export class Instance {
         isSavedBucket(attachment.r) ? attachment.r : undefined,
         presenceOf(attachment)
       )
-      : undefined
+      for (const [topic, seq] of spanMarksOf(attachment)) connection.spanMarks.set(topic, seq)
+      connection.batches = attachment.b === 1
+    }
     this.live.set(socket, connection)
     if (connection !== undefined && !connection.closed) this.unclosed.add(connection)
     return connection
@@ -231,9 +236,15 @@ export class Instance {
    * it. A resumed connection starts with its session's topics but stays out
    * of the fan-out until its replay is done.
    */
-  adopt(socket: Socket, data: ConnectionData<Record<string, unknown>>, resumption?: Resumption): LiveConnection {
+  adopt(
+    socket: Socket,
+    data: ConnectionData<Record<string, unknown>>,
+    resumption: Resumption | undefined,
+    batches: boolean
+  ): LiveConnection {
     const session = resumption?.session
     const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
+    connection.batches = batches
     if (resumption !== undefined && session === undefined) {
       this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
     }

@@ -144,7 +144,7 @@ export const resolveOptions = (
   const span = checkSpan(options.span)
   if (span !== undefined && !stateLater && typeof state?.storage?.sql?.exec !== "function") {
     throw new TypeError(
-      "durable-ws: span needs the object's state (a SQLite-backed Durable Object's ctx): an edge keeps its watermarks there"
+      "durable-ws: span needs the object's state (a SQLite-backed Durable Object's ctx): a home calls an edge back by its id"
     )
   }
   if (recovery !== undefined && !stateLater && typeof storage?.sql?.exec !== "function") {

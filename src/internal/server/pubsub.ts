@@ -11,7 +11,7 @@ import type { ErrorCode } from "../../Errors"
 import { TopicError } from "../../Errors"
 import type { MessageSchema, PayloadResult } from "../../Message"
 import { encodePayload, isPendingResult } from "../../Message"
-import { encodeFrame } from "../../Protocol"
+import { encodeBatchFrame, encodeFrame } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import { checkTopic, maxTopicsPerConnection } from "../../PubSub"
 import type { LiveConnection } from "./connection"
@@ -45,7 +45,7 @@ export class InstancePubSub {
   private readonly index = new Map<string, Set<LiveConnection>>()
   private indexed = false
   /** Set when the instance has spanning topics: their publishes go to their home, and registration follows the index. */
-  span: Pick<SpanEdge, "spans" | "publish" | "joined" | "left"> | undefined
+  span: Pick<SpanEdge, "spans" | "publish" | "joined" | "left" | "handOver"> | undefined
 
   constructor(
     private readonly connections: () => Iterable<LiveConnection>,
@@ -145,7 +145,11 @@ export class InstancePubSub {
 
   private drop(topic: string, connection: LiveConnection): void {
     const subscribers = this.index.get(topic)
-    if (subscribers === undefined || !subscribers.delete(connection) || subscribers.size > 0) return
+    if (subscribers === undefined || !subscribers.delete(connection)) return
+    if (subscribers.size > 0) {
+      if (connection.spanMarks.has(topic)) this.span?.handOver(topic, connection)
+      return
+    }
     this.index.delete(topic)
     if (this.span?.spans(topic) === true) this.span.left(topic)
   }
@@ -161,19 +165,38 @@ export class InstancePubSub {
     for (const topic of connection.topics) this.drop(topic, connection)
   }
 
+  /** The connections in the fan-out of `topic`. */
+  subscribers(topic: string): Iterable<LiveConnection> {
+    this.ensureIndex()
+    return this.index.get(topic) ?? []
+  }
+
   subscriberCount(topic: string): number {
     this.ensureIndex()
     return this.index.get(topic)?.size ?? 0
   }
 
-  /** Sends a frame that came from a spanning topic's home; `origin` is the clientId that excluded itself. */
-  fanOutFrom(topic: string, frame: string, origin: string | undefined): number {
+  /**
+   * Sends frames that came from a spanning topic's home, in order; `origins[i]`
+   * is the clientId that excluded itself from `frames[i]`. A subscriber that
+   * reads `$batch` frames gets them as one frame, built once for all of them
+   * (again only for a subscriber some frame excludes); any other gets one
+   * frame per message.
+   */
+  fanOutFrom(topic: string, frames: ReadonlyArray<string>, origins: ReadonlyArray<string | undefined>): void {
     this.ensureIndex()
-    let exclude: LiveConnection | undefined
-    if (origin !== undefined) {
-      for (const connection of this.index.get(topic) ?? []) if (connection.clientId === origin) exclude = connection
+    const subscribers = this.index.get(topic)
+    if (subscribers === undefined || frames.length === 0) return
+    const excluding = origins.some((origin) => origin !== undefined)
+    let whole: string | undefined
+    for (const connection of subscribers) {
+      const own = excluding ? frames.filter((_, i) => origins[i] !== connection.clientId) : frames
+      if (connection.batches && own.length > 1) {
+        connection.deliver(own === frames ? whole ??= encodeBatchFrame(frames) : encodeBatchFrame(own))
+      } else {
+        for (const frame of own) connection.deliver(frame)
+      }
     }
-    return this.fanOut(topic, frame, exclude)
   }
 
   /** Sends one already-serialized frame to every subscriber of `topic`. */

@@ -12,7 +12,8 @@
  */
 import { CloseCodes, isTerminalCloseCode } from "../../CloseCodes"
 import type { ConnectionData } from "../../Connection"
-import { encodeFrame, parseResume, utf8Length } from "../../Protocol"
+import { encodeFrame, encodeFrameWithJson, parseResume, utf8Length } from "../../Protocol"
+import type { SpannedEntry } from "../../SpanningTopic"
 import type { SavedBucket } from "./rateLimit"
 import { isSavedBucket } from "./rateLimit"
 
@@ -261,15 +262,16 @@ export class RecoveryStore {
     this.ready = true
     this.dropOlderFormats()
     this.sql.exec(
-      `CREATE TABLE IF NOT EXISTS _dws_log (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, at INTEGER NOT NULL, origin TEXT, frame TEXT NOT NULL);
+      `CREATE TABLE IF NOT EXISTS _dws_log (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, at INTEGER NOT NULL, origin TEXT, frame TEXT NOT NULL, span INTEGER);
        CREATE INDEX IF NOT EXISTS _dws_log_topic ON _dws_log (topic, seq);
        CREATE TABLE IF NOT EXISTS _dws_position (id INTEGER PRIMARY KEY CHECK (id = 0), seq INTEGER NOT NULL);
-       CREATE TABLE IF NOT EXISTS _dws_pruned (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+       CREATE TABLE IF NOT EXISTS _dws_pruned (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL, span INTEGER);
        CREATE TABLE IF NOT EXISTS _dws_sessions (id TEXT PRIMARY KEY, token TEXT NOT NULL, identity TEXT NOT NULL, data TEXT NOT NULL, topics TEXT NOT NULL, bucket TEXT, closed_at INTEGER, resumes REAL NOT NULL, resumed_at INTEGER NOT NULL);
        CREATE INDEX IF NOT EXISTS _dws_sessions_closed ON _dws_sessions (closed_at);
        CREATE TABLE IF NOT EXISTS _dws_replies (id INTEGER PRIMARY KEY, session TEXT NOT NULL, correlation TEXT NOT NULL, type TEXT NOT NULL, digest TEXT NOT NULL, frame TEXT, prior INTEGER NOT NULL);
        CREATE UNIQUE INDEX IF NOT EXISTS _dws_replies_request ON _dws_replies (session, correlation);`
     )
+    this.addSpanColumns()
     const logged = this.sql.exec<{ seq: number | null }>("SELECT MAX(seq) AS seq FROM _dws_log").one().seq ?? 0
     const saved = this.sql.exec<{ seq: number }>("SELECT seq FROM _dws_position WHERE id = 0").toArray()[0]?.seq ?? 0
     this.position = Math.max(logged, saved)
@@ -299,6 +301,33 @@ export class RecoveryStore {
     }
   }
 
+  /**
+   * A log written before spanning topics kept no home `seq`: the column is
+   * added (those rows have none), the rows stay.
+   */
+  private addSpanColumns(): void {
+    const tables = this.sql.exec<{ name: string; sql: string }>(
+      "SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name IN ('_dws_log', '_dws_pruned')"
+    ).toArray()
+    for (const { name, sql } of tables) if (!/\bspan\b/.test(sql)) this.sql.exec(`ALTER TABLE ${name} ADD COLUMN span INTEGER`)
+  }
+
+  /**
+   * The last home `seq` of spanning topic `topic` logged here (see span.ts):
+   * the edge's watermark, read from the log itself, or from the prune
+   * record once the log's rows of the topic are gone.
+   */
+  spanMark(topic: string): number | undefined {
+    this.init()
+    const logged = this.sql.exec<{ span: number }>(
+      "SELECT span FROM _dws_log WHERE topic = ? AND span IS NOT NULL ORDER BY seq DESC LIMIT 1",
+      topic
+    ).toArray()[0]?.span
+    const pruned = this.sql.exec<{ span: number | null }>("SELECT span FROM _dws_pruned WHERE topic = ?", topic)
+      .toArray()[0]?.span ?? undefined
+    return logged === undefined ? pruned : pruned === undefined ? logged : Math.max(logged, pruned)
+  }
+
   /** The seq of the last publish in this object (0 before the first). */
   current(): number {
     this.init()
@@ -317,11 +346,40 @@ export class RecoveryStore {
     meta: Readonly<Record<string, unknown>> | undefined,
     origin: string | undefined
   ): string {
+    return this.insert(topic, (logged) => encodeFrame(type, payload, logged), meta, origin, undefined)
+  }
+
+  /** Logs an entry of a spanning topic, as {@link append} does, with the home's `seq` beside it. */
+  appendSpanned(topic: string, entry: SpannedEntry): string {
+    return this.insert(
+      topic,
+      (logged) => encodeFrameWithJson(entry.type, entry.payloadJson, logged),
+      entry.meta,
+      entry.origin,
+      entry.seq
+    )
+  }
+
+  private insert(
+    topic: string,
+    encode: (meta: Readonly<Record<string, unknown>>) => string,
+    meta: Readonly<Record<string, unknown>> | undefined,
+    origin: string | undefined,
+    span: number | undefined
+  ): string {
     this.init()
     const seq = this.position + 1
-    const frame = encodeFrame(type, payload, meta === undefined ? { topic, seq } : { ...meta, topic, seq })
+    const frame = encode(meta === undefined ? { topic, seq } : { ...meta, topic, seq })
     const now = Date.now()
-    this.sql.exec("INSERT INTO _dws_log (seq, topic, at, origin, frame) VALUES (?, ?, ?, ?, ?)", seq, topic, now, origin ?? null, frame)
+    this.sql.exec(
+      "INSERT INTO _dws_log (seq, topic, at, origin, frame, span) VALUES (?, ?, ?, ?, ?, ?)",
+      seq,
+      topic,
+      now,
+      origin ?? null,
+      frame,
+      span ?? null
+    )
     this.position = seq
     const appended = (this.appendsSincePrune.get(topic) ?? 0) + 1
     if (appended >= this.pruneEvery) {
@@ -335,11 +393,13 @@ export class RecoveryStore {
     return frame
   }
 
-  private markPruned(topic: string, seq: number): void {
+  private markPruned(topic: string, seq: number, span: number | null): void {
     this.sql.exec(
-      "INSERT INTO _dws_pruned (topic, seq) VALUES (?, ?) ON CONFLICT (topic) DO UPDATE SET seq = MAX(seq, excluded.seq)",
+      `INSERT INTO _dws_pruned (topic, seq, span) VALUES (?, ?, ?) ON CONFLICT (topic) DO UPDATE
+         SET seq = MAX(seq, excluded.seq), span = COALESCE(MAX(span, excluded.span), span, excluded.span)`,
       topic,
-      seq
+      seq,
+      span
     )
   }
 
@@ -352,15 +412,15 @@ export class RecoveryStore {
   }
 
   private pruneTopic(topic: string): void {
-    const cut = this.sql.exec<{ seq: number }>(
-      "SELECT seq FROM _dws_log WHERE topic = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
+    const last = this.sql.exec<{ seq: number; span: number | null }>(
+      "SELECT seq, span FROM _dws_log WHERE topic = ? ORDER BY seq DESC LIMIT 1 OFFSET ?",
       topic,
       this.config.maxMessages
-    ).toArray()[0]?.seq
-    if (cut === undefined) return
+    ).toArray()[0]
+    if (last === undefined) return
     this.savePosition()
-    this.sql.exec("DELETE FROM _dws_log WHERE topic = ? AND seq <= ?", topic, cut)
-    this.markPruned(topic, cut)
+    this.sql.exec("DELETE FROM _dws_log WHERE topic = ? AND seq <= ?", topic, last.seq)
+    this.markPruned(topic, last.seq, last.span)
   }
 
   /**
@@ -383,13 +443,13 @@ export class RecoveryStore {
       cut = seq
     }
     if (cut === undefined) return
-    const old = this.sql.exec<{ topic: string; seq: number }>(
-      "SELECT topic, MAX(seq) AS seq FROM _dws_log WHERE seq <= ? GROUP BY topic",
+    const old = this.sql.exec<{ topic: string; seq: number; span: number | null }>(
+      "SELECT topic, MAX(seq) AS seq, MAX(span) AS span FROM _dws_log WHERE seq <= ? GROUP BY topic",
       cut
     ).toArray()
     this.savePosition()
     this.sql.exec("DELETE FROM _dws_log WHERE seq <= ?", cut)
-    for (const { topic, seq } of old) this.markPruned(topic, seq)
+    for (const { topic, seq, span } of old) this.markPruned(topic, seq, span)
     // A full batch was old: more may be, for the next publish.
     if (cut === oldest.at(-1)?.seq && oldest.length === pruneBatch) this.nextAgePrune = now
   }

@@ -32,9 +32,10 @@ export const open = (
   instance: Instance,
   socket: Socket,
   data: ConnectionData<Record<string, unknown>>,
-  resumption?: Resumption
+  resumption: Resumption | undefined,
+  batches: boolean
 ): LiveConnection => {
-  const connection = instance.adopt(socket, data, resumption)
+  const connection = instance.adopt(socket, data, resumption, batches)
   instance.presence?.wake()
   if (resumption !== undefined) {
     if (resumption.session !== undefined) {

@@ -4,13 +4,23 @@
  * on its last, sends publishes to the home, and fans out what the home
  * delivers.
  *
- * Each topic has a durable watermark here: the last `seq` sent to local
- * subscribers. It is written in the same SQLite transaction as the
- * entries' recovery log rows, before any frame leaves (Durable Object
- * output gates hold the sends until the write is stored), so an edge that
- * is evicted, or whose answer to the home is lost, drops the redelivered
- * entries instead of sending them twice. Work on one topic runs one step at
- * a time (register, deliver, unregister), so a delivery never overtakes the
+ * Each topic has a watermark here: the last `seq` sent to local
+ * subscribers. With it, an edge that is evicted, or whose answer to the
+ * home is lost, drops the redelivered entries instead of sending them
+ * twice. It costs no storage write of its own:
+ * - without recovery, it is kept in memory and carried in the attachment of
+ *   one local subscriber of the topic, written in the same synchronous turn
+ *   as the frames, so it survives hibernation exactly as the sockets do;
+ *   when that subscriber leaves, the mark moves to another one. A restart
+ *   that loses the attachments closes the sockets too: a later subscriber
+ *   registers again and starts at the home's current `seq`.
+ * - with recovery, each entry's recovery log row carries the home's `seq`
+ *   (one transaction for a delivery's rows), so the watermark is the last
+ *   row's, and it survives restarts as the log does.
+ * On a registration the home already had, the edge also takes the home's
+ * acknowledged position: what it acknowledged without sending (nobody was
+ * subscribed) is never fetched again. Work on one topic runs one step at a
+ * time (register, deliver, unregister), so a delivery never overtakes the
  * registration it depends on.
  */
 import type { PublishResult } from "../../PubSub"
@@ -22,6 +32,7 @@ import type {
   SpanningTopicHome,
   SpanOptions
 } from "../../SpanningTopic"
+import type { LiveConnection } from "./connection"
 
 export interface ResolvedSpan {
   readonly spans: (topic: string) => boolean
@@ -32,11 +43,15 @@ export interface ResolvedSpan {
 /** What the edge needs from its instance's pub/sub. */
 export interface LocalTopics {
   readonly subscriberCount: (topic: string) => number
-  /** Whether `frameOf` logs the entry (recovery is on). */
-  readonly logged: boolean
+  /** The topic's local subscribers (a watermark is carried by one of them). */
+  readonly subscribers: (topic: string) => Iterable<LiveConnection>
+  readonly connections: () => Iterable<LiveConnection>
+  /** With recovery: the last home `seq` of the topic in the recovery log (`frameOf` writes it there). */
+  readonly logged: ((topic: string) => number | undefined) | undefined
   /** Serializes an entry once (into the recovery log when it is on). */
   readonly frameOf: (topic: string, entry: SpannedEntry) => string
-  readonly fanOut: (topic: string, frame: string, origin: string | undefined) => void
+  /** Sends an entry's frames in order (`origins[i]`: the clientId `frames[i]` excludes). */
+  readonly fanOut: (topic: string, frames: ReadonlyArray<string>, origins: ReadonlyArray<string | undefined>) => void
 }
 
 /** A home reaches this object through `env[edge]`: a wrong name would fail only there, retried forever. */
@@ -59,8 +74,9 @@ const unavailable = (topic: string): PublishResult => ({
 })
 
 export class SpanEdge {
-  private ready = false
   private readonly marks = new Map<string, number>()
+  /** Without recovery: the subscriber whose attachment carries each topic's watermark. */
+  private readonly carriers = new Map<string, LiveConnection>()
   private readonly registered = new Set<string>()
   private readonly queues = new Map<string, Promise<void>>()
   private readonly address: EdgeAddress
@@ -84,33 +100,73 @@ export class SpanEdge {
     return namespace.get(namespace.idFromName(topic))
   }
 
-  private init(): void {
-    if (this.ready) return
-    this.ready = true
-    this.state.storage.sql.exec(
-      "CREATE TABLE IF NOT EXISTS _dws_span_marks (topic TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID"
-    )
-  }
-
+  /** The watermark in memory, or after a wake where it was kept: the recovery log, or a subscriber's attachment. */
   private mark(topic: string): number | undefined {
-    if (this.marks.has(topic)) return this.marks.get(topic)
-    this.init()
-    const seq = this.state.storage.sql.exec<{ seq: number }>("SELECT seq FROM _dws_span_marks WHERE topic = ?", topic)
-      .toArray()[0]?.seq
-    if (seq !== undefined) this.marks.set(topic, seq)
-    return seq
+    const known = this.marks.get(topic)
+    if (known !== undefined) return known
+    let saved: number | undefined
+    if (this.local.logged !== undefined) {
+      saved = this.local.logged(topic)
+    } else {
+      for (const connection of this.local.connections()) {
+        const carried = connection.spanMarks.get(topic)
+        if (carried !== undefined && (saved === undefined || carried > saved)) saved = carried
+      }
+    }
+    if (saved !== undefined) this.marks.set(topic, saved)
+    return saved
   }
 
+  /**
+   * Moves the watermark; without recovery, also into the attachment of one
+   * local subscriber (the same one while it stays). Called in the same
+   * synchronous turn as the frames it covers: no eviction comes between.
+   */
   private setMark(topic: string, seq: number): void {
-    this.init()
-    this.state.storage.sql.exec("INSERT OR REPLACE INTO _dws_span_marks (topic, seq) VALUES (?, ?)", topic, seq)
     this.marks.set(topic, seq)
+    if (this.local.logged !== undefined) return
+    const carrier = this.carriers.get(topic)
+    if (carrier !== undefined && !carrier.closed && carrier.topics.has(topic) && this.carry(carrier, topic, seq)) return
+    this.carriers.delete(topic)
+    let full = false
+    for (const connection of this.local.subscribers(topic)) {
+      if (connection.closed) continue
+      if (this.carry(connection, topic, seq)) return void this.carriers.set(topic, connection)
+      full = true
+    }
+    // No subscriber left to carry it: nobody here can receive the topic twice. Every one's
+    // attachment full: the mark holds in memory only, until an eviction.
+    if (full) console.warn(`durable-ws: no subscriber of "${topic}" has room to carry its watermark (16 KiB attachments)`)
+  }
+
+  private carry(connection: LiveConnection, topic: string, seq: number): boolean {
+    connection.spanMarks.set(topic, seq)
+    if (connection.persist() === undefined) return true
+    // Its attachment is full: the mark goes to another subscriber.
+    connection.spanMarks.delete(topic)
+    return false
   }
 
   private dropMark(topic: string): void {
-    this.init()
-    this.state.storage.sql.exec("DELETE FROM _dws_span_marks WHERE topic = ?", topic)
     this.marks.delete(topic)
+    const carrier = this.carriers.get(topic)
+    this.carriers.delete(topic)
+    if (carrier !== undefined && carrier.spanMarks.delete(topic) && !carrier.closed) carrier.persist()
+  }
+
+  /**
+   * A subscriber of `topic` left (unsubscribed or closed) while others
+   * stay: the watermark it carried moves to one of them.
+   */
+  handOver(topic: string, from: LiveConnection): void {
+    const carried = from.spanMarks.get(topic)
+    if (carried === undefined) return
+    from.spanMarks.delete(topic)
+    if (!from.closed) from.persist()
+    if (this.carriers.get(topic) === from) this.carriers.delete(topic)
+    if (this.local.logged !== undefined) return
+    const mark = this.mark(topic)
+    this.setMark(topic, mark === undefined ? carried : Math.max(mark, carried))
   }
 
   /** Runs `step` after every earlier step on `topic`. */
@@ -146,9 +202,22 @@ export class SpanEdge {
     return this.serially(topic, async () => {
       if (this.registered.has(topic)) return
       const registration = await this.homeOf(topic).register(topic, this.address)
-      // A fresh registration starts at the home's current seq; one the home already had keeps its watermark.
-      if (registration.fresh || this.mark(topic) === undefined) this.setMark(topic, registration.seq)
       this.registered.add(topic)
+      // A fresh registration starts at the home's current seq. One the home already had goes on from the
+      // watermark, or from what the home counts as acknowledged when that is further (entries acknowledged
+      // while nobody here was subscribed). Without a watermark: with recovery, from the acknowledged
+      // position (a resumed session gets what was owed); without, sockets were lost with it, so from now.
+      const mark = registration.fresh ? undefined : this.mark(topic)
+      this.setMark(
+        topic,
+        registration.fresh
+          ? registration.seq
+          : mark !== undefined
+          ? Math.max(mark, registration.acked)
+          : this.local.logged !== undefined
+          ? registration.acked
+          : registration.seq
+      )
     })
   }
 
@@ -188,22 +257,21 @@ export class SpanEdge {
     const missing = fresh[0]!.seq - mark - 1
     if (missing > 0) fresh = [...await this.fetchGap(topic, mark, missing), ...fresh]
     const end = fresh[fresh.length - 1]!.seq
-    if (!this.local.logged) {
-      // The frames leave before the watermark is written, in the same synchronous turn: nothing,
-      // an eviction included, comes between the two, and the write does not hold the frames back
-      // behind the output gate. The answer to the home is held until the write is stored.
-      for (const entry of fresh) this.local.fanOut(topic, this.local.frameOf(topic, entry), entry.origin)
+    if (this.local.logged === undefined) {
+      // The frames leave and the watermark moves in the same synchronous turn: nothing, an
+      // eviction included, comes between the two.
+      this.local.fanOut(topic, fresh.map((entry) => this.local.frameOf(topic, entry)), fresh.map((entry) => entry.origin))
       this.setMark(topic, end)
       return end
     }
     let frames: Array<string> = []
-    // One transaction: the watermark moves with the recovery log's rows, or neither does; the
-    // frames wait for it, as every logged publish does.
+    // One transaction: the rows (each with its home seq, so the watermark with them) are all
+    // stored or none is; the frames wait for them, as every logged publish does.
     this.state.storage.transactionSync(() => {
       frames = fresh.map((entry) => this.local.frameOf(topic, entry))
-      this.setMark(topic, end)
     })
-    for (let i = 0; i < fresh.length; i++) this.local.fanOut(topic, frames[i]!, fresh[i]!.origin)
+    this.marks.set(topic, end)
+    this.local.fanOut(topic, frames, fresh.map((entry) => entry.origin))
     return end
   }
 

@@ -10,7 +10,9 @@
  * Deliveries run one call per edge at a time; a failed or timed-out call
  * is retried from the alarm with exponential backoff, and the alarm is set
  * whenever a delivery is owed, so a home that restarts mid-delivery picks
- * it up again.
+ * it up again. While publishes come faster than an edge answers (a call
+ * carried several entries), the next call to that edge waits `lingerMs`
+ * after the answer, so each call carries more: a lone publish goes at once.
  */
 import type {
   EdgeAddress,
@@ -47,6 +49,12 @@ interface EdgeCursor {
   inFlight: boolean
   failures: number
   retryAt: number
+  /**
+   * While traffic is dense: a publish sends no call to this edge before this
+   * time (`lingerMs` after the last answer); a short timer sends it sooner
+   * when the home has a quiet moment.
+   */
+  lingerUntil: number
 }
 
 /** The newest entries of a topic, in memory: deliveries read here, not from SQLite. */
@@ -56,13 +64,19 @@ interface Tail {
 }
 
 const tailLength = 2048
+/**
+ * While traffic is dense, a call to an edge goes this long after the last
+ * answer if the home has a quiet moment (its timer runs only between the
+ * publishes it is handling); at the latest `lingerMs` after it.
+ */
+const quietMs = 5
 /** While deliveries are owed, the alarm looks at them at least this often. */
 const watchMs = 2_000
 
 const toEntry = (row: LogRow): SpannedEntry => ({
   seq: row.seq,
   type: row.type,
-  payload: row.payload === null ? undefined : JSON.parse(row.payload),
+  payloadJson: row.payload ?? undefined,
   meta: row.meta === null ? undefined : JSON.parse(row.meta) as Record<string, unknown>,
   origin: row.origin ?? undefined
 })
@@ -114,7 +128,7 @@ export class TopicHome {
   private cursor(address: EdgeAddress): EdgeCursor {
     let cursor = this.edges.get(address.id)
     if (cursor === undefined) {
-      this.edges.set(address.id, cursor = { address, topics: new Map(), inFlight: false, failures: 0, retryAt: 0 })
+      this.edges.set(address.id, cursor = { address, topics: new Map(), inFlight: false, failures: 0, retryAt: 0, lingerUntil: 0 })
     }
     return cursor
   }
@@ -139,18 +153,20 @@ export class TopicHome {
     this.init()
     const tail = this.tail(topic)
     const seq = tail.seq + 1
+    // Encoded once: the log row and every delivery carry this text.
+    const payloadJson = payload === undefined ? undefined : JSON.stringify(payload)
     this.sql.exec(
       "INSERT INTO _dws_span_log (topic, seq, type, payload, meta, origin) VALUES (?, ?, ?, ?, ?, ?)",
       topic,
       seq,
       type,
-      payload === undefined ? null : JSON.stringify(payload),
+      payloadJson ?? null,
       meta === undefined ? null : JSON.stringify(meta),
       origin ?? null
     )
     tail.seq = seq
     // The tail holds a contiguous run ending at `seq`.
-    tail.recent.push({ seq, type, payload, meta, origin })
+    tail.recent.push({ seq, type, payloadJson, meta, origin })
     if (tail.recent.length > tailLength) tail.recent.splice(0, tail.recent.length - tailLength)
     if (seq % Math.max(1, Math.floor(this.settings.maxMessages / 10)) === 0) this.prune(topic, seq)
     let edges = 0
@@ -171,7 +187,8 @@ export class TopicHome {
     this.init()
     const seq = this.tail(topic).seq
     const cursor = this.cursor(edge)
-    if (cursor.topics.has(topic)) return { seq, fresh: false }
+    const known = cursor.topics.get(topic)
+    if (known !== undefined) return { seq, fresh: false, acked: known.acked }
     cursor.topics.set(topic, { acked: seq, written: seq })
     this.sql.exec(
       "INSERT OR REPLACE INTO _dws_span_edges (topic, edge, binding, acked) VALUES (?, ?, ?, ?)",
@@ -180,7 +197,7 @@ export class TopicHome {
       edge.binding,
       seq
     )
-    return { seq, fresh: true }
+    return { seq, fresh: true, acked: seq }
   }
 
   unregister(topic: string, edgeId: string): void {
@@ -228,7 +245,8 @@ export class TopicHome {
 
   /** Sends an edge what it has not acknowledged, one call at a time, until it is caught up or a call fails. */
   private pump(cursor: EdgeCursor): void {
-    if (cursor.inFlight || Date.now() < cursor.retryAt) return
+    const now = Date.now()
+    if (cursor.inFlight || now < cursor.lingerUntil || now < cursor.retryAt) return
     const topics: Array<{ topic: string; entries: ReadonlyArray<SpannedEntry> }> = []
     let room = this.settings.maxBatch
     for (const [topic, position] of cursor.topics) {
@@ -241,6 +259,7 @@ export class TopicHome {
     }
     if (topics.length === 0) return
     cursor.inFlight = true
+    const carried = this.settings.maxBatch - room
     void withTimeout(this.call(cursor.address, { topics }), this.settings.edgeTimeoutMs).then(
       (answer) => {
         cursor.inFlight = false
@@ -258,7 +277,12 @@ export class TopicHome {
         // the answer: stop sending it, or the same entries would go round forever.
         for (const { topic } of topics) if (!answered.has(topic)) this.unregister(topic, cursor.address.id)
         this.forgetIfIdle(cursor)
-        this.pump(cursor)
+        if (carried <= 1 || this.settings.lingerMs <= 0) return this.pump(cursor)
+        cursor.lingerUntil = Date.now() + this.settings.lingerMs
+        setTimeout(() => {
+          cursor.lingerUntil = 0
+          this.pump(cursor)
+        }, Math.min(quietMs, this.settings.lingerMs))
       },
       (error: unknown) => {
         cursor.inFlight = false
