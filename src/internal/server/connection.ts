@@ -46,11 +46,14 @@ type SavedEntry = readonly [key: string, ref: string, meta: unknown]
 const isSavedEntry = (u: unknown): u is SavedEntry =>
   Array.isArray(u) && u.length === 3 && typeof u[0] === "string" && typeof u[1] === "string"
 
+/** No presence: one map shared by every connection that is in none (presence maps are replaced, never changed). */
+export const noPresence: ReadonlyMap<string, PresenceEntry> = new Map()
+
 /** The presence entries an attachment holds; anything malformed is no entry. */
-export const presenceOf = (attachment: Attachment): Map<string, PresenceEntry> => {
-  const entries = new Map<string, PresenceEntry>()
+export const presenceOf = (attachment: Attachment): ReadonlyMap<string, PresenceEntry> => {
   const saved = attachment.p
-  if (typeof saved !== "object" || saved === null) return entries
+  if (typeof saved !== "object" || saved === null) return noPresence
+  const entries = new Map<string, PresenceEntry>()
   for (const topic of Object.keys(saved)) {
     const entry: unknown = saved[topic]
     if (isSavedEntry(entry)) entries.set(topic, { key: entry[0], ref: entry[1], meta: entry[2] })
@@ -58,11 +61,11 @@ export const presenceOf = (attachment: Attachment): Map<string, PresenceEntry> =
   return entries
 }
 
-/** The spanning watermarks an attachment carries; anything malformed is none. */
-export const spanMarksOf = (attachment: Attachment): Map<string, number> => {
-  const marks = new Map<string, number>()
+/** The spanning watermarks an attachment carries, if any; anything malformed is none. */
+export const spanMarksOf = (attachment: Attachment): Map<string, number> | undefined => {
   const saved = attachment.s
-  if (typeof saved !== "object" || saved === null) return marks
+  if (typeof saved !== "object" || saved === null) return undefined
+  const marks = new Map<string, number>()
   for (const topic of Object.keys(saved)) {
     const seq: unknown = saved[topic]
     if (typeof seq === "number" && Number.isSafeInteger(seq)) marks.set(topic, seq)
@@ -70,8 +73,8 @@ export const spanMarksOf = (attachment: Attachment): Map<string, number> => {
   return marks
 }
 
-const savedSpanMarks = (marks: ReadonlyMap<string, number>): Record<string, number> | undefined => {
-  if (marks.size === 0) return undefined
+const savedSpanMarks = (marks: ReadonlyMap<string, number> | undefined): Record<string, number> | undefined => {
+  if (marks === undefined || marks.size === 0) return undefined
   const out: Record<string, number> = {}
   for (const [topic, seq] of marks) {
     Object.defineProperty(out, topic, { value: seq, enumerable: true, writable: true, configurable: true })
@@ -153,8 +156,8 @@ export class LiveConnection {
   bucket: TokenBucket | undefined = undefined
   floodingSince: number | undefined = undefined
   quietUntil = 0
-  /** Spanning watermarks carried in this connection's attachment (see {@link Attachment.s}). */
-  readonly spanMarks = new Map<string, number>()
+  /** Spanning watermarks carried in this connection's attachment (see {@link Attachment.s}), once it carries one. */
+  spanMarks: Map<string, number> | undefined = undefined
   /** The client reads `$batch` frames: a spanning delivery reaches it as one frame. */
   batches = false
 
@@ -165,7 +168,7 @@ export class LiveConnection {
     private readonly store: AttachmentStore,
     readonly savedBucket?: SavedBucket,
     /** Where this connection is in presence, by topic (kept in the attachment). */
-    public presence: ReadonlyMap<string, PresenceEntry> = new Map()
+    public presence: ReadonlyMap<string, PresenceEntry> = noPresence
   ) {}
 
   get clientId(): string {

@@ -185,7 +185,7 @@ export class Instance {
         isSavedBucket(attachment.r) ? attachment.r : undefined,
         presenceOf(attachment)
       )
-      for (const [topic, seq] of spanMarksOf(attachment)) connection.spanMarks.set(topic, seq)
+      connection.spanMarks = spanMarksOf(attachment)
       connection.batches = attachment.b === 1
     }
     this.live.set(socket, connection)
