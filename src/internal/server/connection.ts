@@ -366,16 +366,16 @@ export class LiveConnection {
     }
   }
 
-  /**
-   * Runs `task` after every earlier task of this connection has settled; an
-   * idle connection runs it at once, so a synchronous handler costs no
-   * promise at all. Tasks never reject.
-   */
   /** How many of this connection's tasks are waiting or running. */
   get pending(): number {
     return this.running
   }
 
+  /**
+   * Runs `task` after every earlier task of this connection has settled; an
+   * idle connection runs it at once, so a synchronous handler costs no
+   * promise at all. Tasks never reject.
+   */
   enqueue(task: () => Promise<void> | undefined): Promise<void> {
     if (this.running === 0) {
       const result = task()
