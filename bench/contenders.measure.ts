@@ -333,6 +333,8 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     await interleaved(rounds, async (contender, keep) => {
       const room = rooms.get(`${contender}/${name}`)
       if (room === undefined) throw new Error(`no ${subscribers}-subscriber room for ${contender}`)
+      // The room may have hibernated on its own while other scenarios ran: wake it, so there is an instance to evict.
+      await inObject(contender, name)
       await evictDurableObject(stub(contender, name))
       const elapsed = await publishOnce(contender, room, 0)
       const stats = await inObject(contender, name)

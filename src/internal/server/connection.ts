@@ -10,6 +10,7 @@ import { maxAttachmentBytes } from "../../Connection"
 import type { Socket } from "./data"
 import { mergeData } from "./data"
 import type { SavedBucket, TokenBucket } from "./rateLimit"
+import type { ScopeEntry } from "./scope"
 
 /**
  * What is kept in the socket attachment: everything a connection needs to
@@ -45,11 +46,14 @@ type SavedEntry = readonly [key: string, ref: string, meta: unknown]
 const isSavedEntry = (u: unknown): u is SavedEntry =>
   Array.isArray(u) && u.length === 3 && typeof u[0] === "string" && typeof u[1] === "string"
 
+/** No presence: one map shared by every connection that is in none (presence maps are replaced, never changed). */
+export const noPresence: ReadonlyMap<string, PresenceEntry> = new Map()
+
 /** The presence entries an attachment holds; anything malformed is no entry. */
-export const presenceOf = (attachment: Attachment): Map<string, PresenceEntry> => {
-  const entries = new Map<string, PresenceEntry>()
+export const presenceOf = (attachment: Attachment): ReadonlyMap<string, PresenceEntry> => {
   const saved = attachment.p
-  if (typeof saved !== "object" || saved === null) return entries
+  if (typeof saved !== "object" || saved === null) return noPresence
+  const entries = new Map<string, PresenceEntry>()
   for (const topic of Object.keys(saved)) {
     const entry: unknown = saved[topic]
     if (isSavedEntry(entry)) entries.set(topic, { key: entry[0], ref: entry[1], meta: entry[2] })
@@ -57,11 +61,11 @@ export const presenceOf = (attachment: Attachment): Map<string, PresenceEntry> =
   return entries
 }
 
-/** The spanning watermarks an attachment carries; anything malformed is none. */
-export const spanMarksOf = (attachment: Attachment): Map<string, number> => {
-  const marks = new Map<string, number>()
+/** The spanning watermarks an attachment carries, if any; anything malformed is none. */
+export const spanMarksOf = (attachment: Attachment): Map<string, number> | undefined => {
   const saved = attachment.s
-  if (typeof saved !== "object" || saved === null) return marks
+  if (typeof saved !== "object" || saved === null) return undefined
+  const marks = new Map<string, number>()
   for (const topic of Object.keys(saved)) {
     const seq: unknown = saved[topic]
     if (typeof seq === "number" && Number.isSafeInteger(seq)) marks.set(topic, seq)
@@ -69,8 +73,8 @@ export const spanMarksOf = (attachment: Attachment): Map<string, number> => {
   return marks
 }
 
-const savedSpanMarks = (marks: ReadonlyMap<string, number>): Record<string, number> | undefined => {
-  if (marks.size === 0) return undefined
+const savedSpanMarks = (marks: ReadonlyMap<string, number> | undefined): Record<string, number> | undefined => {
+  if (marks === undefined || marks.size === 0) return undefined
   const out: Record<string, number> = {}
   for (const [topic, seq] of marks) {
     Object.defineProperty(out, topic, { value: seq, enumerable: true, writable: true, configurable: true })
@@ -110,13 +114,23 @@ export const outboundError = (message: string): Error => new Error(`durable-ws: 
  * queue that keeps its messages in order, its Effect context, and the
  * flood bookkeeping of its rate limit.
  */
+/** An rpc whose reply is still due after its handler returned. */
+export interface AwaitingReply {
+  revoke(): void
+  readonly record: number | undefined
+}
+
 export class LiveConnection {
   /** Handlers of this connection run one after another, in arrival order. */
   private tail: Promise<void> = settled
   private running = 0
   closed = false
-  /** Requests whose handler returned and that still wait for their reply: forgotten when the socket closes. */
-  readonly awaitingReplies = new Set<{ revoke(): void; readonly record: number | undefined }>()
+  /**
+   * Requests whose handler returned and that still wait for their reply:
+   * forgotten when the socket closes. Made by the first such request: most
+   * connections never have one.
+   */
+  awaitingReplies: Set<AwaitingReply> | undefined = undefined
   /** Closed by the server for flooding: frames still in flight are dropped. */
   cutOff = false
   /** Resumed, and its replay not sent yet: it receives no live publish until then. */
@@ -130,6 +144,8 @@ export class LiveConnection {
   fromResume = false
   /** When a presence request of this connection was last answered (requests are throttled). */
   presenceAnsweredAt = Number.NEGATIVE_INFINITY
+  /** The scope its messages run in, made on its first message. */
+  scope: ScopeEntry | undefined = undefined
   /** The connection's Effect context (instance services plus its `Connection`), built on first use. */
   context: Context.Context<never> | undefined = undefined
   /** Starts a fiber on {@link context}. */
@@ -140,8 +156,8 @@ export class LiveConnection {
   bucket: TokenBucket | undefined = undefined
   floodingSince: number | undefined = undefined
   quietUntil = 0
-  /** Spanning watermarks carried in this connection's attachment (see {@link Attachment.s}). */
-  readonly spanMarks = new Map<string, number>()
+  /** Spanning watermarks carried in this connection's attachment (see {@link Attachment.s}), once it carries one. */
+  spanMarks: Map<string, number> | undefined = undefined
   /** The client reads `$batch` frames: a spanning delivery reaches it as one frame. */
   batches = false
 
@@ -152,7 +168,7 @@ export class LiveConnection {
     private readonly store: AttachmentStore,
     readonly savedBucket?: SavedBucket,
     /** Where this connection is in presence, by topic (kept in the attachment). */
-    public presence: ReadonlyMap<string, PresenceEntry> = new Map()
+    public presence: ReadonlyMap<string, PresenceEntry> = noPresence
   ) {}
 
   get clientId(): string {
@@ -350,16 +366,16 @@ export class LiveConnection {
     }
   }
 
-  /**
-   * Runs `task` after every earlier task of this connection has settled; an
-   * idle connection runs it at once, so a synchronous handler costs no
-   * promise at all. Tasks never reject.
-   */
   /** How many of this connection's tasks are waiting or running. */
   get pending(): number {
     return this.running
   }
 
+  /**
+   * Runs `task` after every earlier task of this connection has settled; an
+   * idle connection runs it at once, so a synchronous handler costs no
+   * promise at all. Tasks never reject.
+   */
   enqueue(task: () => Promise<void> | undefined): Promise<void> {
     if (this.running === 0) {
       const result = task()

@@ -174,10 +174,10 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
    */
   awaitReply(atMs: number, expire: () => void): void {
     if (this.replied || this.revoked) return
-    this.connection.awaitingReplies.add(this)
+    ;(this.connection.awaitingReplies ??= new Set()).add(this)
     this.replyDeadline = setTimeout(() => {
       this.replyDeadline = undefined
-      this.connection.awaitingReplies.delete(this)
+      this.connection.awaitingReplies?.delete(this)
       if (this.replied) return
       expire()
       this.revoke()
@@ -188,7 +188,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     if (this.replyDeadline === undefined) return
     clearTimeout(this.replyDeadline)
     this.replyDeadline = undefined
-    this.connection.awaitingReplies.delete(this)
+    this.connection.awaitingReplies?.delete(this)
   }
 
   /**

@@ -473,6 +473,6 @@ export const runLifecycle = (
       }),
     { discard: true }
   )
-  const { scope, enter } = instance.scopeOf(connection)
-  return connection.enqueue(() => enter(() => instance.runtime.runFork(effect, connection, scope, undefined, ignore, unavailable)))
+  const entry = instance.scopeOf(connection)
+  return connection.enqueue(() => entry.enter(() => instance.runtime.runFork(effect, connection, entry.scope, undefined, ignore, unavailable)))
 }

@@ -6,8 +6,8 @@ import type { PublishOptions, PublishResult } from "../../PubSub"
 import { Connections } from "../../Connections"
 import { PubSub } from "../../PubSub"
 import * as Storage from "../../Storage"
-import type { Enter, PublishScope } from "./scope"
-import { captureScope } from "./scope"
+import type { PublishScope } from "./scope"
+import { ScopeEntry } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection, presenceOf, spanMarksOf } from "./connection"
 import { HandlerContext } from "./context"
@@ -45,10 +45,13 @@ const presenceOff = (topic: string): TopicError =>
     message: "Presence is off: create the handler with the `presence` option"
   })
 
-/** A connection's publish scope and the async context that carries it, captured once. */
-interface ConnectionScope {
-  readonly scope: PublishScope
-  readonly enter: Enter
+/** Where a publish made without a context from a connection's handler goes: the instance, as that connection's. */
+class ConnectionPublishScope implements PublishScope {
+  constructor(private readonly instance: Instance, private readonly connection: LiveConnection) {}
+
+  publish(topic: string, message: MessageSchema, payload: unknown, options: PublishOptions | undefined): Promise<PublishResult> {
+    return this.instance.publish(topic, message, payload, options, this.connection)
+  }
 }
 
 /**
@@ -72,7 +75,6 @@ export class Instance {
   private readonly store: AttachmentStore
   // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
   private readonly live = new WeakMap<Socket, LiveConnection | undefined>()
-  private readonly scopes = new WeakMap<LiveConnection, ConnectionScope>()
   /**
    * Every connection of ours not closed yet: a superset of the open ones (a
    * socket whose close is not handled yet is still in it). Complete once
@@ -183,7 +185,7 @@ export class Instance {
         isSavedBucket(attachment.r) ? attachment.r : undefined,
         presenceOf(attachment)
       )
-      for (const [topic, seq] of spanMarksOf(attachment)) connection.spanMarks.set(topic, seq)
+      connection.spanMarks = spanMarksOf(attachment)
       connection.batches = attachment.b === 1
     }
     this.live.set(socket, connection)
@@ -257,16 +259,8 @@ export class Instance {
   }
 
   /** The scope the connection's messages and hooks run in: publishes from it are its own. */
-  scopeOf(connection: LiveConnection): ConnectionScope {
-    let scope = this.scopes.get(connection)
-    if (scope === undefined) {
-      const publishScope: PublishScope = {
-        publish: (topic, message, payload, options) => this.publish(topic, message, payload, options, connection)
-      }
-      scope = { scope: publishScope, enter: captureScope(publishScope) }
-      this.scopes.set(connection, scope)
-    }
-    return scope
+  scopeOf(connection: LiveConnection): ScopeEntry {
+    return connection.scope ??= new ScopeEntry(new ConnectionPublishScope(this, connection))
   }
 
   lifecycleContext(connection: LiveConnection, code?: number, reason?: string): HandlerContext {

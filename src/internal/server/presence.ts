@@ -22,6 +22,7 @@ import type { PresenceMembers, PresenceMeta } from "../../Protocol"
 import { encodePresenceDiff, encodePresenceState, utf8Length } from "../../Protocol"
 import { checkTopic } from "../../PubSub"
 import type { LiveConnection, PresenceEntry } from "./connection"
+import { noPresence } from "./connection"
 import type { Authorize } from "./pubsub"
 import { allowed } from "./pubsub"
 
@@ -354,7 +355,7 @@ export class InstancePresence {
     if (connection.presence.size === 0) return
     this.ensureIndex(connection)
     const entries = connection.presence
-    connection.presence = new Map()
+    connection.presence = noPresence
     if (connection.replaced) {
       for (const other of this.host.connections()) {
         if (other !== connection && other.clientId === connection.clientId) return this.adoptEntries(other, entries)

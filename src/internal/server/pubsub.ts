@@ -147,7 +147,7 @@ export class InstancePubSub {
     const subscribers = this.index.get(topic)
     if (subscribers === undefined || !subscribers.delete(connection)) return
     if (subscribers.size > 0) {
-      if (connection.spanMarks.has(topic)) this.span?.handOver(topic, connection)
+      if (connection.spanMarks?.has(topic) === true) this.span?.handOver(topic, connection)
       return
     }
     this.index.delete(topic)

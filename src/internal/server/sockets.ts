@@ -62,8 +62,8 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
   if (limit !== undefined && limitFrame(connection, limit, frame, instance.config.maxPayloadBytes)) return settled
   const maxPending = instance.config.maxPending
   if (maxPending !== undefined && connection.pending >= maxPending) return overloaded(instance, connection, frame, maxPending)
-  const { scope, enter } = instance.scopeOf(connection)
-  return connection.enqueue(() => enter(() => dispatch(instance, connection, scope, frame)))
+  const entry = instance.scopeOf(connection)
+  return connection.enqueue(() => entry.enter(() => dispatch(instance, connection, entry.scope, frame)))
 }
 
 /** A frame past `limits.maxPending` is dropped: `RESOURCE_EXHAUSTED`, and `onError` hears of it. */
@@ -87,7 +87,7 @@ export const close = (instance: Instance, socket: Socket, code: number, reason: 
   else if (!noCloseFrame.has(code)) connection.close(code, reason)
   instance.registry.forget(socket)
   const resumable = closeSession(instance, connection, code)
-  for (const waiting of Array.from(connection.awaitingReplies)) {
+  for (const waiting of Array.from(connection.awaitingReplies ?? [])) {
     // A recorded request of a session that may resume keeps waiting: its one reply goes to the resend.
     if (resumable && waiting.record !== undefined) continue
     // Otherwise nobody is left to answer: a deferred reply's deadline would only keep the object awake.

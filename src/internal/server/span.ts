@@ -109,7 +109,7 @@ export class SpanEdge {
       saved = this.local.logged(topic)
     } else {
       for (const connection of this.local.connections()) {
-        const carried = connection.spanMarks.get(topic)
+        const carried = connection.spanMarks?.get(topic)
         if (carried !== undefined && (saved === undefined || carried > saved)) saved = carried
       }
     }
@@ -140,10 +140,10 @@ export class SpanEdge {
   }
 
   private carry(connection: LiveConnection, topic: string, seq: number): boolean {
-    connection.spanMarks.set(topic, seq)
+    ;(connection.spanMarks ??= new Map()).set(topic, seq)
     if (connection.persist() === undefined) return true
     // Its attachment is full: the mark goes to another subscriber.
-    connection.spanMarks.delete(topic)
+    connection.spanMarks?.delete(topic)
     return false
   }
 
@@ -151,7 +151,7 @@ export class SpanEdge {
     this.marks.delete(topic)
     const carrier = this.carriers.get(topic)
     this.carriers.delete(topic)
-    if (carrier !== undefined && carrier.spanMarks.delete(topic) && !carrier.closed) carrier.persist()
+    if (carrier !== undefined && carrier.spanMarks?.delete(topic) === true && !carrier.closed) carrier.persist()
   }
 
   /**
@@ -159,9 +159,9 @@ export class SpanEdge {
    * stay: the watermark it carried moves to one of them.
    */
   handOver(topic: string, from: LiveConnection): void {
-    const carried = from.spanMarks.get(topic)
+    const carried = from.spanMarks?.get(topic)
     if (carried === undefined) return
-    from.spanMarks.delete(topic)
+    from.spanMarks?.delete(topic)
     if (!from.closed) from.persist()
     if (this.carriers.get(topic) === from) this.carriers.delete(topic)
     if (this.local.logged !== undefined) return
