@@ -47,7 +47,7 @@ const plan = {
   recovery: {
     subscribers: 1000,
     publishesPerRound: quick ? 1 : 8,
-    rounds: quick ? 2 : 7,
+    rounds: quick ? 2 : 15,
     resumeRounds: quick ? 2 : 5,
     replayed: quick ? 100 : 1000,
     rpcsPerRound: quick ? 20 : 500
