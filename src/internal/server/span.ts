@@ -33,11 +33,18 @@ import type {
   SpanOptions
 } from "../../SpanningTopic"
 import type { LiveConnection } from "./connection"
+import { Lanes } from "./lanes"
 
 export interface ResolvedSpan {
   readonly spans: (topic: string) => boolean
   readonly home: SpanOptions["home"]
   readonly edge: string
+}
+
+/** The home object of `topic`: the one its name hashes to in the homes' namespace. */
+export const homeOf = (span: ResolvedSpan, env: Cloudflare.Env, topic: string): DurableObjectStub<SpanningTopicHome> => {
+  const namespace = span.home(env)
+  return namespace.get(namespace.idFromName(topic))
 }
 
 /** What the edge needs from its instance's pub/sub. */
@@ -78,7 +85,7 @@ export class SpanEdge {
   /** Without recovery: the subscriber whose attachment carries each topic's watermark. */
   private readonly carriers = new Map<string, LiveConnection>()
   private readonly registered = new Set<string>()
-  private readonly queues = new Map<string, Promise<void>>()
+  private readonly lanes = new Lanes()
   private readonly address: EdgeAddress
 
   constructor(
@@ -96,8 +103,7 @@ export class SpanEdge {
   }
 
   private homeOf(topic: string): DurableObjectStub<SpanningTopicHome> {
-    const namespace = this.span.home(this.env)
-    return namespace.get(namespace.idFromName(topic))
+    return homeOf(this.span, this.env, topic)
   }
 
   /** The watermark in memory, or after a wake where it was kept: the recovery log, or a subscriber's attachment. */
@@ -171,13 +177,7 @@ export class SpanEdge {
 
   /** Runs `step` after every earlier step on `topic`. */
   private serially<A>(topic: string, step: () => Promise<A>): Promise<A> {
-    const result = (this.queues.get(topic) ?? Promise.resolve()).then(step)
-    const done = result.then(() => undefined, () => undefined)
-    this.queues.set(topic, done)
-    void done.then(() => {
-      if (this.queues.get(topic) === done) this.queues.delete(topic)
-    })
-    return result
+    return this.lanes.run(topic, step)
   }
 
   publish(

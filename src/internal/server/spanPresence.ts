@@ -33,7 +33,9 @@ import type { EdgeAddress, SpanningTopicHome } from "../../SpanningTopic"
 import type { LiveConnection } from "./connection"
 import type { InstancePresence, PresenceSpan } from "./presence"
 import { newRef, sendChanges, stateFrameOf, TopicMembers } from "./presence"
+import { Lanes } from "./lanes"
 import type { ResolvedSpan } from "./span"
+import { homeOf } from "./span"
 
 /** What the edge needs from its instance. */
 export interface SpanPresenceHost {
@@ -62,7 +64,7 @@ export class SpanPresence implements PresenceSpan {
   /** Topics whose last update the home took; for any other, the next update is the whole part. */
   private readonly synced = new Set<string>()
   private readonly unions = new Map<string, Union>()
-  private readonly queues = new Map<string, Promise<void>>()
+  private readonly lanes = new Lanes()
   private readonly retries = new Map<string, number>()
   private readonly address: EdgeAddress
 
@@ -84,8 +86,7 @@ export class SpanPresence implements PresenceSpan {
   }
 
   private homeOf(topic: string): DurableObjectStub<SpanningTopicHome> {
-    const namespace = this.span.home(this.env)
-    return namespace.get(namespace.idFromName(topic))
+    return homeOf(this.span, this.env, topic)
   }
 
   private get countsOnlyAbove(): number {
@@ -94,13 +95,7 @@ export class SpanPresence implements PresenceSpan {
 
   /** Runs `step` after every earlier step of the same lane (`out:` or `in:` a topic). */
   private serially<A>(lane: string, step: () => Promise<A>): Promise<A> {
-    const result = (this.queues.get(lane) ?? Promise.resolve()).then(step)
-    const done = result.then(() => undefined, () => undefined)
-    this.queues.set(lane, done)
-    void done.then(() => {
-      if (this.queues.get(lane) === done) this.queues.delete(lane)
-    })
-    return result
+    return this.lanes.run(lane, step)
   }
 
   // -- Out: this edge's part -----------------------------------------------------
