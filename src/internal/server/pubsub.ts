@@ -187,10 +187,12 @@ export class InstancePubSub {
     this.ensureIndex()
     const subscribers = this.index.get(topic)
     if (subscribers === undefined || frames.length === 0) return
-    const excluding = origins.some((origin) => origin !== undefined)
+    const excluded = new Set<string | undefined>(origins)
+    excluded.delete(undefined)
     let whole: string | undefined
     for (const connection of subscribers) {
-      const own = excluding ? frames.filter((_, i) => origins[i] !== connection.clientId) : frames
+      // Only a subscriber some frame excludes gets its own list; every other one shares `frames`.
+      const own = excluded.has(connection.clientId) ? frames.filter((_, i) => origins[i] !== connection.clientId) : frames
       if (connection.batches && own.length > 1) {
         connection.deliver(own === frames ? whole ??= encodeBatchFrame(frames) : encodeBatchFrame(own))
       } else {
