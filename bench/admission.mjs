@@ -17,7 +17,7 @@
 // (global WebSocket and fetch) and talks only to 127.0.0.1.
 import { spawn } from "node:child_process"
 import { mkdtempSync, rmSync } from "node:fs"
-import { freePort } from "./lib/freePort.mjs"
+import { freePort } from "../test/browser/devServer.ts"
 import { tmpdir } from "node:os"
 import { join, resolve } from "node:path"
 

@@ -8,7 +8,7 @@
 // Everything stays on 127.0.0.1; the run is bounded (under a minute).
 import { spawn } from "node:child_process"
 import { readFileSync, readdirSync } from "node:fs"
-import { freePort } from "./lib/freePort.mjs"
+import { freePort } from "../test/browser/devServer.ts"
 import { join, resolve } from "node:path"
 
 const root = resolve(import.meta.dirname, "..")

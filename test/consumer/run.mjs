@@ -12,12 +12,12 @@
 // directory for a look afterwards.
 import { execFile, spawn } from "node:child_process"
 import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises"
-import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 import { promisify } from "node:util"
 import { build } from "esbuild"
+import { freePort } from "../browser/devServer.ts"
 
 const root = fileURLToPath(new URL("../..", import.meta.url))
 const totalTimeoutMs = 5 * 60_000
@@ -83,15 +83,6 @@ const block = (blocks, name) => {
 const versionOf = async (name) =>
   JSON.parse(await readFile(join(root, "node_modules", name, "package.json"), "utf8")).version
 
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const server = createServer()
-    server.once("error", reject)
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address()
-      server.close(() => resolve(port))
-    })
-  })
 
 const work = await mkdtemp(join(tmpdir(), "durable-ws-consumer-"))
 const checkout = join(work, "checkout")
