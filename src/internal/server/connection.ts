@@ -161,15 +161,40 @@ export class LiveConnection {
   /** The client reads `$batch` frames: a spanning delivery reaches it as one frame. */
   batches = false
 
+  /**
+   * The topics as the attachment listed them, until {@link topics} is first
+   * asked for: a connection rebuilt after a wake makes no set of its own
+   * until one of its topics is looked up or changed.
+   */
+  private saved: ReadonlyArray<string> | undefined
+  private topicSet: Set<string> | undefined
+
   constructor(
     readonly socket: Socket,
     public data: ConnectionData<Record<string, unknown>>,
-    readonly topics: Set<string>,
+    /** A set is the connection's own; an attachment's list is read as one, made on first use. */
+    topics: Set<string> | ReadonlyArray<string>,
     private readonly store: AttachmentStore,
     readonly savedBucket?: SavedBucket,
     /** Where this connection is in presence, by topic (kept in the attachment). */
     public presence: ReadonlyMap<string, PresenceEntry> = noPresence
-  ) {}
+  ) {
+    if (topics instanceof Set) this.topicSet = topics
+    else this.saved = topics
+  }
+
+  /** The topics this connection is subscribed to. */
+  get topics(): Set<string> {
+    if (this.topicSet !== undefined) return this.topicSet
+    const made = new Set(this.saved)
+    this.saved = undefined
+    return this.topicSet = made
+  }
+
+  /** Its topics, for reading only: the attachment's list while no set was made. */
+  topicNames(): Iterable<string> {
+    return this.topicSet ?? this.saved ?? []
+  }
 
   get clientId(): string {
     return this.data.clientId

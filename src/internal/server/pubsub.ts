@@ -63,7 +63,7 @@ export class InstancePubSub {
     this.indexed = true
     for (const connection of this.connections()) {
       // A resuming connection joins once its replay is sent (see `track`).
-      if (!connection.closed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
+      if (!connection.closed && !connection.resuming) for (const topic of connection.topicNames()) this.add(topic, connection)
     }
   }
 
@@ -162,7 +162,7 @@ export class InstancePubSub {
 
   /** Drops a closed connection from every topic (its attachment dies with the socket). */
   remove(connection: LiveConnection): void {
-    for (const topic of connection.topics) this.drop(topic, connection)
+    for (const topic of connection.topicNames()) this.drop(topic, connection)
   }
 
   /** The connections in the fan-out of `topic`. */
