@@ -248,7 +248,13 @@ export class Instance {
     batches: boolean
   ): LiveConnection {
     const session = resumption?.session
-    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
+    const connection = new LiveConnection(
+      socket,
+      data,
+      session === undefined ? [] : Array.from(session.topics.keys()),
+      this.store,
+      session?.bucket
+    )
     connection.batches = batches
     if (resumption !== undefined && session === undefined) {
       this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
