@@ -4,7 +4,7 @@ import type * as Fiber from "effect/Fiber"
 import { PayloadTooLarge } from "../../Errors"
 import type { MessageSchema } from "../../Message"
 import { encodePayload, isPendingResult } from "../../Message"
-import { encodeFrame, utf8Length } from "../../Protocol"
+import { encodeFrame, encodeStampedFrame, utf8Length } from "../../Protocol"
 import type { ConnectionData, SendOptions } from "../../Connection"
 import { maxAttachmentBytes } from "../../Connection"
 import type { Socket } from "./data"
@@ -277,17 +277,15 @@ export class LiveConnection {
   ): string | Promise<string> {
     const encoded = encodePayload(message, payload)
     const extra = options?.meta
-    const meta = correlationId === undefined
-      ? extra === undefined ? { timestamp: Date.now() } : { timestamp: Date.now(), ...extra }
-      : { timestamp: Date.now(), ...extra, correlationId }
+    const timestamp = Date.now()
     if (isPendingResult(encoded)) {
       return encoded.then((result) => {
         if (!result.ok) throw outboundError(result.error.message)
-        return encodeFrame(message.type, result.value, meta)
+        return stamped(message.type, result.value, timestamp, extra, correlationId)
       })
     }
     if (!encoded.ok) throw outboundError(encoded.error.message)
-    return encodeFrame(message.type, encoded.value, meta)
+    return stamped(message.type, encoded.value, timestamp, extra, correlationId)
   }
 
   /**
@@ -377,11 +375,18 @@ export class LiveConnection {
    * promise at all. Tasks never reject.
    */
   enqueue(task: () => Promise<void> | undefined): Promise<void> {
-    if (this.running === 0) {
-      const result = task()
-      return result === undefined ? settled : this.track(result)
-    }
+    if (this.running === 0) return this.started(task())
     return this.track(this.tail.then(task))
+  }
+
+  /** Whether nothing of this connection's is waiting or running: a task may then run at once. */
+  get idle(): boolean {
+    return this.running === 0
+  }
+
+  /** A task of an idle connection ran: what it still does, if anything, is what the next one waits for. */
+  started(result: Promise<void> | undefined): Promise<void> {
+    return result === undefined ? settled : this.track(result)
   }
 
   private track(work: Promise<void>): Promise<void> {
@@ -393,6 +398,18 @@ export class LiveConnection {
     return tail
   }
 }
+
+/** A server frame: its meta is the timestamp, the caller's own meta, and an rpc answer's correlationId. */
+const stamped = (
+  type: string,
+  payload: unknown,
+  timestamp: number,
+  extra: Readonly<Record<string, unknown>> | undefined,
+  correlationId: string | undefined
+): string =>
+  extra === undefined
+    ? encodeStampedFrame(type, payload, timestamp, correlationId)
+    : encodeFrame(type, payload, correlationId === undefined ? { timestamp, ...extra } : { timestamp, ...extra, correlationId })
 
 /**
  * `send` as an Effect, for the services. An asynchronous validator is
