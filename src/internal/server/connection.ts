@@ -9,6 +9,7 @@ import type { ConnectionData, SendOptions } from "../../Connection"
 import { maxAttachmentBytes } from "../../Connection"
 import type { Socket } from "./data"
 import { mergeData } from "./data"
+import { fiberless } from "./generators"
 import type { SavedBucket, TokenBucket } from "./rateLimit"
 import type { ScopeEntry } from "./scope"
 
@@ -421,7 +422,7 @@ export const sendEffect = (
   payload: unknown,
   options: SendOptions | undefined
 ): Effect.Effect<void> =>
-  Effect.suspend(() => {
+  fiberless(() => {
     const frame = connection.encode(message, payload, options)
     // The common case, a frame encoded synchronously, goes out at once and allocates nothing more.
     if (typeof frame === "string") {
