@@ -85,43 +85,6 @@ const effectTypeId = "~effect/Effect"
 export const isEffect = (u: unknown): u is Effect.Effect<unknown, unknown, unknown> =>
   (typeof u === "object" || typeof u === "function") && u !== null && effectTypeId in u
 
-/**
- * One value a generator yielded, as far as it can be taken without a
- * fiber: its Exit, or the Effect (perhaps unwrapped from a fiberless step)
- * that a fiber has to run.
- */
-const stepInPlace = (yielded: unknown, context: Context.Context<never>): unknown => {
-  let current = yielded
-  for (let unwrapped = 0; unwrapped < maxUnwrap; unwrapped++) {
-    if (typeof current !== "object" && typeof current !== "function" || current === null) return current
-    const primitive = current as Primitive
-    switch (primitive[identifierKey]) {
-      case "Success":
-      case "Failure":
-        return current
-      case "Service": {
-        if (!(serviceTypeId in primitive)) return current
-        const service: unknown = Context.getOrUndefined(context, current as Context.Key<unknown, unknown>)
-        // Not there (or a reference left at its default): the fiber answers, as it always did.
-        return service === undefined ? current : Exit.succeed(service)
-      }
-      case "Suspend": {
-        const thunk = primitive[argsKey]
-        if (typeof thunk !== "function" || !(fiberlessKey in thunk)) return current
-        try {
-          current = thunk()
-        } catch (error) {
-          return die(error)
-        }
-        continue
-      }
-      default:
-        return current
-    }
-  }
-  return current
-}
-
 const fiberlessKey = Symbol.for("durable-ws/fiberless")
 
 /**
@@ -143,20 +106,56 @@ const onFiber = (iterator: Primitive, generator: Generator, pending: unknown): E
   })
 }
 
+/**
+ * Steps the generator in place while what it yields needs no fiber: an
+ * Exit, a service the context has, a fiberless step (unwrapped to what it
+ * returns). Its Exit when it finished; else the rest, on a fiber, from the
+ * first value it could not take.
+ */
 const runIterator = (iterator: Primitive, generator: Generator, context: Context.Context<never>): InPlace<unknown, unknown> => {
   let input = iterator.initial
-  for (let step = 0; step < maxSteps; step++) {
+  steps: for (let step = 0; step < maxSteps; step++) {
     let state: IteratorResult<unknown>
     try {
       state = generatorNext.call(generator, input)
     } catch (error) {
       return die(error)
     }
-    if (state.done === true) return Exit.succeed(state.value)
-    const outcome = stepInPlace(state.value, context)
-    if (!isExit(outcome)) return onFiber(iterator, generator, outcome)
-    if (outcome._tag === "Failure") return outcome
-    input = outcome.value
+    if (state.done === true) return state.value === undefined ? Exit.void : Exit.succeed(state.value)
+    let yielded = state.value
+    for (let unwrapped = 0; unwrapped < maxUnwrap; unwrapped++) {
+      if (typeof yielded !== "object" && typeof yielded !== "function" || yielded === null) break
+      const primitive = yielded as Primitive
+      switch (primitive[identifierKey]) {
+        case "Success":
+          if (!isExit(yielded) || yielded._tag !== "Success") break
+          input = yielded.value
+          continue steps
+        case "Failure":
+          if (isExit(yielded)) return yielded
+          break
+        case "Service": {
+          if (!(serviceTypeId in primitive)) break
+          const service: unknown = Context.getOrUndefined(context, yielded as Context.Key<unknown, unknown>)
+          // Not there (or a reference left at its default): the fiber answers, as it always did.
+          if (service === undefined) break
+          input = service
+          continue steps
+        }
+        case "Suspend": {
+          const thunk = primitive[argsKey]
+          if (typeof thunk !== "function" || !(fiberlessKey in thunk)) break
+          try {
+            yielded = thunk()
+          } catch (error) {
+            return die(error)
+          }
+          continue
+        }
+      }
+      break
+    }
+    return onFiber(iterator, generator, yielded)
   }
   return onFiber(iterator, generator, Exit.succeed(input))
 }
