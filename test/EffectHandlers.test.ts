@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import { describe, expect, it } from "vitest"
@@ -158,10 +159,33 @@ describe("Effect handlers", () => {
         yield* connection.send(Pong, { n: ctx.payload.n, step: "traced" })
       }))
     const client = await Testing.make(router, { layer: Layer.succeed(Tracer.Tracer, tracer) }).connect()
-    const before = wrapped
+    // The first message also waits for the layer; the second finds the services built.
     await client.send({ type: "PING", payload: { n: 1 } })
-    expect(payloads(client.frames)).toEqual([{ n: 1, step: "traced" }])
+    const before = wrapped
+    await client.send({ type: "PING", payload: { n: 2 } })
+    expect(payloads(client.frames)).toEqual([{ n: 1, step: "traced" }, { n: 2, step: "traced" }])
     expect(wrapped).toBeGreaterThan(before)
+  })
+
+  it("run every step on a fiber when fiber metrics are on", async () => {
+    let started = 0
+    const metrics: Metric.FiberRuntimeMetricsService = {
+      recordFiberStart: () => {
+        started++
+      },
+      recordFiberEnd: () => {}
+    }
+    const router = createRouter().on(Ping, (ctx) =>
+      Effect.gen(function*() {
+        const connection = yield* Connection
+        yield* connection.send(Pong, { n: ctx.payload.n, step: "counted" })
+      }))
+    const client = await Testing.make(router, { layer: Layer.succeed(Metric.FiberRuntimeMetrics, metrics) }).connect()
+    await client.send({ type: "PING", payload: { n: 1 } })
+    const before = started
+    await client.send({ type: "PING", payload: { n: 2 } })
+    expect(payloads(client.frames)).toEqual([{ n: 1, step: "counted" }, { n: 2, step: "counted" }])
+    expect(started).toBeGreaterThan(before)
   })
 
   it("of every shape still run: a plain Effect, an Effect.fnUntraced, a piped one", async () => {

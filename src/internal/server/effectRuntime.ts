@@ -4,8 +4,8 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
-import * as Metric from "effect/Metric"
-import * as Tracer from "effect/Tracer"
+import type * as Tracer from "effect/Tracer"
+import { TracerKey } from "effect/Tracer"
 import { Connection } from "../../Connection"
 import type { PublishScope } from "./scope"
 import { CurrentScope } from "./scope"
@@ -145,6 +145,12 @@ export class InstanceRuntime {
   }
 }
 
+// Keys made from Effect's own key strings (`Metric.FiberRuntimeMetricsKey`): importing its `Tracer` and
+// `FiberRuntimeMetrics` references would bundle their modules. test/EffectHandlers.test.ts holds both to them.
+const tracerKey = Context.Service<Tracer.Tracer, Tracer.Tracer>(TracerKey)
+const fiberMetricsKey = Context.Service<unknown, unknown>("effect/Metric/FiberRuntimeMetrics")
+
+/** Whether handlers may run in place: a tracer that wraps each step of a fiber, or fiber metrics, need every step on one. */
 const steppable = (services: Context.Context<never>): boolean =>
-  Context.getOrUndefined(services, Tracer.Tracer)?.context === undefined &&
-  Context.getOrUndefined(services, Metric.FiberRuntimeMetrics) === undefined
+  Context.getOrUndefined(services, tracerKey)?.context === undefined &&
+  Context.getOrUndefined(services, fiberMetricsKey) === undefined
