@@ -143,6 +143,21 @@ describe("Effect handlers", () => {
     expect(payloads(client.frames)).toEqual(["0", "50", "100", "done"].map((step) => ({ n: 7, step })))
   })
 
+  /** How many times `observed` counts while a second echo runs (the first also waits for the layer to build). */
+  const countedOnSecondEcho = async (layer: Layer.Layer<never>, observed: () => number) => {
+    const router = createRouter().on(Ping, (ctx) =>
+      Effect.gen(function*() {
+        const connection = yield* Connection
+        yield* connection.send(Pong, { n: ctx.payload.n, step: "echo" })
+      }))
+    const client = await Testing.make(router, { layer }).connect()
+    await client.send({ type: "PING", payload: { n: 1 } })
+    const before = observed()
+    await client.send({ type: "PING", payload: { n: 2 } })
+    expect(payloads(client.frames)).toEqual([{ n: 1, step: "echo" }, { n: 2, step: "echo" }])
+    return observed() - before
+  }
+
   it("run every step on a fiber under a tracer that wraps each step", async () => {
     let wrapped = 0
     const native = Context.get(Context.empty(), Tracer.Tracer)
@@ -153,18 +168,7 @@ describe("Effect handlers", () => {
         return primitive["~effect/Effect/evaluate"](fiber)
       }
     })
-    const router = createRouter().on(Ping, (ctx) =>
-      Effect.gen(function*() {
-        const connection = yield* Connection
-        yield* connection.send(Pong, { n: ctx.payload.n, step: "traced" })
-      }))
-    const client = await Testing.make(router, { layer: Layer.succeed(Tracer.Tracer, tracer) }).connect()
-    // The first message also waits for the layer; the second finds the services built.
-    await client.send({ type: "PING", payload: { n: 1 } })
-    const before = wrapped
-    await client.send({ type: "PING", payload: { n: 2 } })
-    expect(payloads(client.frames)).toEqual([{ n: 1, step: "traced" }, { n: 2, step: "traced" }])
-    expect(wrapped).toBeGreaterThan(before)
+    expect(await countedOnSecondEcho(Layer.succeed(Tracer.Tracer, tracer), () => wrapped)).toBeGreaterThan(0)
   })
 
   it("run every step on a fiber when fiber metrics are on", async () => {
@@ -175,17 +179,7 @@ describe("Effect handlers", () => {
       },
       recordFiberEnd: () => {}
     }
-    const router = createRouter().on(Ping, (ctx) =>
-      Effect.gen(function*() {
-        const connection = yield* Connection
-        yield* connection.send(Pong, { n: ctx.payload.n, step: "counted" })
-      }))
-    const client = await Testing.make(router, { layer: Layer.succeed(Metric.FiberRuntimeMetrics, metrics) }).connect()
-    await client.send({ type: "PING", payload: { n: 1 } })
-    const before = started
-    await client.send({ type: "PING", payload: { n: 2 } })
-    expect(payloads(client.frames)).toEqual([{ n: 1, step: "counted" }, { n: 2, step: "counted" }])
-    expect(started).toBeGreaterThan(before)
+    expect(await countedOnSecondEcho(Layer.succeed(Metric.FiberRuntimeMetrics, metrics), () => started)).toBeGreaterThan(0)
   })
 
   it("of every shape still run: a plain Effect, an Effect.fnUntraced, a piped one", async () => {
