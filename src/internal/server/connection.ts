@@ -278,7 +278,7 @@ export class LiveConnection {
   ): string | Promise<string> {
     const encoded = encodePayload(message, payload)
     const extra = options?.meta
-    const timestamp = Date.now()
+    const timestamp = turnTime ?? Date.now()
     if (isPendingResult(encoded)) {
       return encoded.then((result) => {
         if (!result.ok) throw outboundError(result.error.message)
@@ -398,6 +398,25 @@ export class LiveConnection {
     this.tail = tail
     return tail
   }
+}
+
+/**
+ * While the synchronous part of handling a frame runs, the time the frame
+ * arrived: what is sent meanwhile is stamped with it instead of reading the
+ * clock again (in workerd the clock stands still until the next I/O). Sends
+ * after the handler's first wait read the clock.
+ */
+let turnTime: number | undefined = undefined
+
+/** The synchronous part of handling a frame that arrived at `time` begins; returns what {@link endTurn} restores. */
+export const beginTurn = (time: number): number | undefined => {
+  const outer = turnTime
+  turnTime = time
+  return outer
+}
+
+export const endTurn = (outer: number | undefined): void => {
+  turnTime = outer
 }
 
 /** A server frame: its meta is the timestamp, the caller's own meta, and an rpc answer's correlationId. */

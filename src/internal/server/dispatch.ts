@@ -25,6 +25,7 @@ import type { PublishScope } from "./scope"
 import { runInScope } from "./scope"
 import { answeredBefore, recordIfUnanswered } from "./resume"
 import type { LiveConnection } from "./connection"
+import { beginTurn, endTurn } from "./connection"
 import { HandlerContext } from "./context"
 import { isEffect } from "./generators"
 import type { Instance } from "./instance"
@@ -429,6 +430,20 @@ export const dispatch = (
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
   if (prepared === undefined) return undefined
+  const outer = beginTurn(prepared.ctx.receivedAt)
+  try {
+    return handle(instance, connection, scope, prepared)
+  } finally {
+    endTurn(outer)
+  }
+}
+
+const handle = (
+  instance: Instance,
+  connection: LiveConnection,
+  scope: PublishScope,
+  prepared: Prepared
+): Promise<void> | undefined => {
   if (answeredBefore(instance, prepared.ctx, prepared.sent, prepared.route.idempotent)) return undefined
   if (
     instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||
