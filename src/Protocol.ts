@@ -268,6 +268,23 @@ export const encodeFrameWithJson = (
 }
 
 /**
+ * {@link encodeFrame} for the meta most server frames carry, a `timestamp`
+ * and an rpc answer's `correlationId`: the same text, written in place
+ * instead of building the meta object and encoding it.
+ *
+ * @since 0.1.0
+ * @category encoding
+ */
+export const encodeStampedFrame = (type: string, payload: unknown, timestamp: number, correlationId?: string): string => {
+  const head = correlationId === undefined
+    ? `{"type":${JSON.stringify(type)},"meta":{"timestamp":${timestamp}}`
+    : `{"type":${JSON.stringify(type)},"meta":{"timestamp":${timestamp},"correlationId":${JSON.stringify(correlationId)}}`
+  // A value JSON cannot hold (a function) leaves the key out, as it does in an object.
+  const json = payload === undefined ? undefined : JSON.stringify(payload) as string | undefined
+  return json === undefined ? `${head}}` : `${head},"payload":${json}}`
+}
+
+/**
  * Encodes an `ERROR` frame, or an `RPC_ERROR` frame when the request
  * carried a correlationId.
  *

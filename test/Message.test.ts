@@ -165,6 +165,22 @@ describe("frames built from a payload's JSON text", () => {
     }
   })
 
+  it("stamped frames are the very string encodeFrame builds from their meta", () => {
+    const payloads: ReadonlyArray<unknown> = [undefined, null, 0, "x\"y", { n: 1, s: "é\u2028" }, [1, { a: [] }], () => 1, {
+      toJSON: () => ({ replaced: true })
+    }]
+    for (const type of ["NEWS", "we\"ird"]) {
+      for (const payload of payloads) {
+        for (const correlationId of [undefined, "c-1", "quo\"te\\"]) {
+          for (const timestamp of [0, 1_765_000_000_123]) {
+            const meta = correlationId === undefined ? { timestamp } : { timestamp, correlationId }
+            expect(Protocol.encodeStampedFrame(type, payload, timestamp, correlationId)).toBe(Protocol.encodeFrame(type, payload, meta))
+          }
+        }
+      }
+    }
+  })
+
   it("join into a $batch frame that parses to the frames in order", () => {
     const frames = [Protocol.encodeFrame("A", { n: 1 }), Protocol.encodeFrame("B", undefined, { seq: 2 })]
     const batch = Protocol.decodeServerFrame(Protocol.encodeBatchFrame(frames))

@@ -35,7 +35,11 @@ export interface PayloadCodec {
 export type AnySchema = Schema.Top | StandardSchemaV1
 
 /** Whether a validation result is still on its way. */
-export const isPending = <A>(result: A | Promise<A>): result is Promise<A> => Predicate.isPromiseLike(result)
+// Results are plain objects or native Promises (a thenable from a validator is wrapped in one): an
+// `instanceof` and one property read decide, without the general predicate's checks on the hot path.
+export const isPending = <A>(result: A | Promise<A>): result is Promise<A> =>
+  result instanceof Promise ||
+  (typeof result === "object" && result !== null && typeof (result as { then?: unknown }).then === "function")
 
 const segmentKey = (segment: PropertyKey | StandardSchemaV1.PathSegment): PropertyKey =>
   typeof segment === "object" ? segment.key : segment

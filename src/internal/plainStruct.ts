@@ -19,21 +19,25 @@ const plain = (ast: SchemaAST.AST): boolean =>
 export const plainStruct = (ast: SchemaAST.AST): ((input: unknown) => Record<string, unknown> | undefined) | undefined => {
   if (ast._tag !== "Objects" || !plain(ast) || ast.indexSignatures.length > 0) return undefined
   if ((ast as { encodingChecks?: unknown }).encodingChecks !== undefined) return undefined
-  const fields: Array<readonly [string, Primitive]> = []
+  const names: Array<string> = []
+  const kinds: Array<Primitive> = []
   for (const property of ast.propertySignatures) {
     const kind = primitives[property.type._tag]
     if (typeof property.name !== "string" || property.name === "__proto__" || kind === undefined || !plain(property.type)) {
       return undefined
     }
-    fields.push([property.name, kind])
+    names.push(property.name)
+    kinds.push(kind)
   }
+  const count = names.length
   return (input) => {
     if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
     const output: Record<string, unknown> = {}
-    for (const [name, kind] of fields) {
+    for (let i = 0; i < count; i++) {
+      const name = names[i]!
       if (!Object.hasOwn(input, name)) return undefined
       const value = (input as Record<string, unknown>)[name]
-      if (typeof value !== kind) return undefined
+      if (typeof value !== kinds[i]) return undefined
       output[name] = value
     }
     return output

@@ -4,11 +4,12 @@ import type * as Fiber from "effect/Fiber"
 import { PayloadTooLarge } from "../../Errors"
 import type { MessageSchema } from "../../Message"
 import { encodePayload, isPendingResult } from "../../Message"
-import { encodeFrame, utf8Length } from "../../Protocol"
+import { encodeFrame, encodeStampedFrame, utf8Length } from "../../Protocol"
 import type { ConnectionData, SendOptions } from "../../Connection"
 import { maxAttachmentBytes } from "../../Connection"
 import type { Socket } from "./data"
 import { mergeData } from "./data"
+import { fiberless } from "./generators"
 import type { SavedBucket, TokenBucket } from "./rateLimit"
 import type { ScopeEntry } from "./scope"
 
@@ -316,17 +317,15 @@ export class LiveConnection {
   ): string | Promise<string> {
     const encoded = encodePayload(message, payload)
     const extra = options?.meta
-    const meta = correlationId === undefined
-      ? extra === undefined ? { timestamp: Date.now() } : { timestamp: Date.now(), ...extra }
-      : { timestamp: Date.now(), ...extra, correlationId }
+    const timestamp = turnTime ?? Date.now()
     if (isPendingResult(encoded)) {
       return encoded.then((result) => {
         if (!result.ok) throw outboundError(result.error.message)
-        return encodeFrame(message.type, result.value, meta)
+        return stamped(message.type, result.value, timestamp, extra, correlationId)
       })
     }
     if (!encoded.ok) throw outboundError(encoded.error.message)
-    return encodeFrame(message.type, encoded.value, meta)
+    return stamped(message.type, encoded.value, timestamp, extra, correlationId)
   }
 
   /**
@@ -416,11 +415,18 @@ export class LiveConnection {
    * promise at all. Tasks never reject.
    */
   enqueue(task: () => Promise<void> | undefined): Promise<void> {
-    if (this.running === 0) {
-      const result = task()
-      return result === undefined ? settled : this.track(result)
-    }
+    if (this.running === 0) return this.started(task())
     return this.track(this.tail.then(task))
+  }
+
+  /** Whether nothing of this connection's is waiting or running: a task may then run at once. */
+  get idle(): boolean {
+    return this.running === 0
+  }
+
+  /** A task of an idle connection ran: what it still does, if anything, is what the next one waits for. */
+  started(result: Promise<void> | undefined): Promise<void> {
+    return result === undefined ? settled : this.track(result)
   }
 
   private track(work: Promise<void>): Promise<void> {
@@ -434,6 +440,37 @@ export class LiveConnection {
 }
 
 /**
+ * While the synchronous part of handling a frame runs, the time the frame
+ * arrived: what is sent meanwhile is stamped with it instead of reading the
+ * clock again (in workerd the clock stands still until the next I/O). Sends
+ * after the handler's first wait read the clock.
+ */
+let turnTime: number | undefined = undefined
+
+/** The synchronous part of handling a frame that arrived at `time` begins; returns what {@link endTurn} restores. */
+export const beginTurn = (time: number): number | undefined => {
+  const outer = turnTime
+  turnTime = time
+  return outer
+}
+
+export const endTurn = (outer: number | undefined): void => {
+  turnTime = outer
+}
+
+/** A server frame: its meta is the timestamp, the caller's own meta, and an rpc answer's correlationId. */
+const stamped = (
+  type: string,
+  payload: unknown,
+  timestamp: number,
+  extra: Readonly<Record<string, unknown>> | undefined,
+  correlationId: string | undefined
+): string =>
+  extra === undefined
+    ? encodeStampedFrame(type, payload, timestamp, correlationId)
+    : encodeFrame(type, payload, correlationId === undefined ? { timestamp, ...extra } : { timestamp, ...extra, correlationId })
+
+/**
  * `send` as an Effect, for the services. An asynchronous validator is
  * waited for; interrupted meanwhile (a deadline), the frame is not sent.
  */
@@ -443,7 +480,7 @@ export const sendEffect = (
   payload: unknown,
   options: SendOptions | undefined
 ): Effect.Effect<void> =>
-  Effect.suspend(() => {
+  fiberless(() => {
     const frame = connection.encode(message, payload, options)
     // The common case, a frame encoded synchronously, goes out at once and allocates nothing more.
     if (typeof frame === "string") {

@@ -25,8 +25,9 @@ import type { PublishScope } from "./scope"
 import { runInScope } from "./scope"
 import { answeredBefore, recordIfUnanswered } from "./resume"
 import type { LiveConnection } from "./connection"
+import { beginTurn, endTurn } from "./connection"
 import { HandlerContext } from "./context"
-import { steadyGenerator } from "./generators"
+import { isEffect } from "./generators"
 import type { Instance } from "./instance"
 import type { AnyHandler, AnyMiddleware, Route } from "./routes"
 
@@ -388,16 +389,11 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
     return undefined
   }
   // A native Promise is the common answer of an async handler: checked first, it costs one instanceof.
-  if (result instanceof Promise || (!Effect.isEffect(result) && Predicate.isPromiseLike(result))) {
-    return Promise.resolve(result).then(
-      () => finish(instance, prepared),
-      (error: unknown) => reportError(instance, ctx, error, true)
-    )
-  }
+  if (result instanceof Promise) return awaitHandler(instance, prepared, result)
   if (result === undefined) return finish(instance, prepared)
-  if (Effect.isEffect(result)) {
-    return instance.runtime.runFork(
-      steadyGenerator(result as Effect.Effect<unknown, unknown>),
+  if (isEffect(result)) {
+    return instance.runtime.runHandler(
+      result as Effect.Effect<unknown, unknown>,
       ctx.connection,
       scope,
       prepared,
@@ -405,8 +401,15 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
       unavailable
     )
   }
+  if (Predicate.isPromiseLike(result)) return awaitHandler(instance, prepared, result)
   return finish(instance, prepared)
 }
+
+const awaitHandler = (instance: Instance, prepared: Prepared, result: PromiseLike<unknown>): Promise<void> =>
+  Promise.resolve(result).then(
+    () => finish(instance, prepared),
+    (error: unknown) => reportError(instance, prepared.ctx, error, true)
+  )
 
 /**
  * Carries one inbound frame to its handler. Never rejects; returns nothing
@@ -427,6 +430,20 @@ export const dispatch = (
 ): Promise<void> | undefined => {
   const prepared = prepare(instance, connection, frame)
   if (prepared === undefined) return undefined
+  const outer = beginTurn(prepared.ctx.receivedAt)
+  try {
+    return handle(instance, connection, scope, prepared)
+  } finally {
+    endTurn(outer)
+  }
+}
+
+const handle = (
+  instance: Instance,
+  connection: LiveConnection,
+  scope: PublishScope,
+  prepared: Prepared
+): Promise<void> | undefined => {
   if (answeredBefore(instance, prepared.ctx, prepared.sent, prepared.route.idempotent)) return undefined
   if (
     instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||

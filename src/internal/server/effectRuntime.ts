@@ -4,10 +4,13 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
 import * as ManagedRuntime from "effect/ManagedRuntime"
+import type * as Tracer from "effect/Tracer"
+import { TracerKey } from "effect/Tracer"
 import { Connection } from "../../Connection"
 import type { PublishScope } from "./scope"
 import { CurrentScope } from "./scope"
 import type { LiveConnection } from "./connection"
+import { isExit, runInPlace } from "./generators"
 import { connectionService } from "./services"
 
 /** Unwraps an Exit for promise callers: the original error, not a wrapper. */
@@ -24,6 +27,8 @@ export class InstanceRuntime {
   private readonly layer: Layer.Layer<never, unknown> | undefined
   private managed: ManagedRuntime.ManagedRuntime<never, unknown> | undefined
   private services: Context.Context<never> | undefined
+  /** Whether a handler may run in place: no tracer that wraps every step, no fiber metrics (decided once). */
+  private inPlace: boolean | undefined = undefined
 
   constructor(builtins: Context.Context<never>, layer: Layer.Layer<unknown, unknown, unknown> | undefined) {
     if (layer === undefined) {
@@ -114,8 +119,38 @@ export class InstanceRuntime {
     )
   }
 
+  /**
+   * Runs a handler's Effect as {@link runFork} does, in place as far as it
+   * goes without a fiber (see generators.ts): a handler that never waits
+   * starts no fiber at all. A tracer that wraps each step of a fiber, or
+   * fiber metrics, in the user's layer keep every handler on a fiber.
+   */
+  runHandler<S>(
+    effect: Effect.Effect<unknown, unknown, unknown>,
+    connection: LiveConnection,
+    scope: PublishScope,
+    state: S,
+    done: (state: S, exit: Exit.Exit<unknown, unknown>) => Promise<void> | undefined,
+    unavailable: (connection: LiveConnection, error: unknown) => void
+  ): Promise<void> | undefined {
+    const services = this.services
+    const inPlace = services !== undefined && (this.inPlace ??= steppable(services))
+    const rest = runInPlace(effect, inPlace ? this.contextOf(services, connection, scope) : undefined)
+    return isExit(rest) ? done(state, rest) : this.runFork(rest, connection, scope, state, done, unavailable)
+  }
+
   /** Releases what the user's layer acquired. */
   dispose(): Promise<void> {
     return this.managed === undefined ? Promise.resolve() : this.managed.dispose()
   }
 }
+
+// Keys made from Effect's own key strings (`Metric.FiberRuntimeMetricsKey`): importing its `Tracer` and
+// `FiberRuntimeMetrics` references would bundle their modules. test/EffectHandlers.test.ts holds both to them.
+const tracerKey = Context.Service<Tracer.Tracer, Tracer.Tracer>(TracerKey)
+const fiberMetricsKey = Context.Service<unknown, unknown>("effect/Metric/FiberRuntimeMetrics")
+
+/** Whether handlers may run in place: a tracer that wraps each step of a fiber, or fiber metrics, need every step on one. */
+const steppable = (services: Context.Context<never>): boolean =>
+  Context.getOrUndefined(services, tracerKey)?.context === undefined &&
+  Context.getOrUndefined(services, fiberMetricsKey) === undefined

@@ -63,7 +63,9 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
   const maxPending = instance.config.maxPending
   if (maxPending !== undefined && connection.pending >= maxPending) return overloaded(instance, connection, frame, maxPending)
   const entry = instance.scopeOf(connection)
-  return connection.enqueue(() => entry.enter(() => dispatch(instance, connection, entry.scope, frame)))
+  const run = () => dispatch(instance, connection, entry.scope, frame)
+  // The common case, an idle connection, runs the frame at once: no task to queue.
+  return connection.idle ? connection.started(entry.enter(run)) : connection.enqueue(() => entry.enter(run))
 }
 
 /** A frame past `limits.maxPending` is dropped: `RESOURCE_EXHAUSTED`, and `onError` hears of it. */
