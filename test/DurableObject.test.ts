@@ -245,6 +245,45 @@ describe("hibernation", () => {
     expect((await b.client.next((f) => f.type === "COUNTED")).payload.connections).toBe(2)
   })
 
+  it("reads a woken connection's topics from its attachment: joins, leaves and publishes after the wake hold", async () => {
+    const name = unique("evict-topics")
+    const a = await joined(`/room/${name}?user=ada`)
+    const b = await joined(`/room/${name}?user=bob`)
+    for (const { client } of [a, b]) {
+      for (const room of ["one", "two"]) {
+        client.send({ type: "JOIN", payload: { room } })
+        await client.next((f) => f.type === "DATA")
+      }
+    }
+    await evictDurableObject(stubOf(env.ROOM, name))
+
+    // The first publish after the wake rebuilds the index from the attachments.
+    b.client.send({ type: "SAY", payload: { room: "one", text: "first" } })
+    expect((await b.client.next((f) => f.type === "PUBLISHED")).payload).toEqual({ ok: true, matched: 2 })
+    expect((await a.client.next((f) => f.type === "SAID")).payload.text).toBe("first")
+
+    a.client.send({ type: "LEAVE", payload: { room: "one" } })
+    expect((await a.client.next((f) => f.type === "DATA")).payload.topics).toEqual(["two"])
+    b.client.send({ type: "JOIN", payload: { room: "two" } })
+    expect((await b.client.next((f) => f.type === "DATA")).payload.topics).toEqual(["one", "two"])
+    a.client.send({ type: "JOIN", payload: { room: "three" } })
+    expect((await a.client.next((f) => f.type === "DATA")).payload.topics).toEqual(["two", "three"])
+
+    b.client.send({ type: "SAY", payload: { room: "one", text: "second" } })
+    expect((await b.client.next((f) => f.type === "PUBLISHED")).payload).toEqual({ ok: true, matched: 1 })
+    expect((await a.client.drain()).filter((f) => f.type === "SAID")).toEqual([])
+
+    // What the attachments hold after those changes is what the next wake reads.
+    await evictDurableObject(stubOf(env.ROOM, name))
+    b.client.send({ type: "SAY", payload: { room: "two", text: "third" } })
+    expect((await b.client.next((f) => f.type === "PUBLISHED")).payload).toEqual({ ok: true, matched: 2 })
+    expect((await a.client.next((f) => f.type === "SAID")).payload.text).toBe("third")
+    b.client.send({ type: "SAY", payload: { room: "three", text: "fourth" } })
+    expect((await b.client.next((f) => f.type === "PUBLISHED")).payload).toEqual({ ok: true, matched: 1 })
+    expect((await whoAmI(a.client)).topics).toEqual(["two", "three"])
+    expect((await whoAmI(b.client)).topics).toEqual(["one", "two"])
+  })
+
   it("loses and duplicates nothing when eviction lands between two bursts", async () => {
     const name = unique("burst")
     const { client } = await joined(`/room/${name}`)

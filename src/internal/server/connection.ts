@@ -104,6 +104,7 @@ export const isAttachment = (u: unknown): u is Attachment =>
   typeof (u as Attachment).d?.clientId === "string"
 
 const settled: Promise<void> = Promise.resolve()
+const noTopics: ReadonlyArray<string> = []
 const ignore = (): void => {}
 
 /** An invalid outbound payload is a server bug, not the client's: it fails the sender. */
@@ -162,15 +163,53 @@ export class LiveConnection {
   /** The client reads `$batch` frames: a spanning delivery reaches it as one frame. */
   batches = false
 
+  /**
+   * The topics as a list (the attachment's, or one copied on each change)
+   * until {@link topics} is first asked for: a connection rebuilt after a
+   * wake, or one that only subscribes, makes no set of its own.
+   */
+  private saved: ReadonlyArray<string> | undefined
+  private topicSet: Set<string> | undefined
+
   constructor(
     readonly socket: Socket,
     public data: ConnectionData<Record<string, unknown>>,
-    readonly topics: Set<string>,
+    /** Its topics: the list is the connection's own from here on (the set is made from it on first use). */
+    topics: ReadonlyArray<string>,
     private readonly store: AttachmentStore,
     readonly savedBucket?: SavedBucket,
     /** Where this connection is in presence, by topic (kept in the attachment). */
     public presence: ReadonlyMap<string, PresenceEntry> = noPresence
-  ) {}
+  ) {
+    this.saved = topics
+  }
+
+  /** The topics this connection is subscribed to. */
+  get topics(): Set<string> {
+    if (this.topicSet !== undefined) return this.topicSet
+    const made = new Set(this.saved)
+    this.saved = undefined
+    return this.topicSet = made
+  }
+
+  /** Its topics, for reading only: the list while no set was made. */
+  topicNames(): Iterable<string> {
+    return this.topicSet ?? this.saved ?? noTopics
+  }
+
+  hasTopic(topic: string): boolean {
+    return this.topicSet !== undefined ? this.topicSet.has(topic) : this.saved?.includes(topic) === true
+  }
+
+  get topicCount(): number {
+    return this.topicSet !== undefined ? this.topicSet.size : this.saved?.length ?? 0
+  }
+
+  /** Adds a topic it does not have (see {@link hasTopic}). */
+  addTopic(topic: string): void {
+    if (this.topicSet !== undefined) this.topicSet.add(topic)
+    else this.saved = [...(this.saved ?? noTopics), topic]
+  }
 
   get clientId(): string {
     return this.data.clientId
@@ -239,7 +278,7 @@ export class LiveConnection {
   /** Writes the attachment, refusing (and keeping the old one) past workerd's 16 KiB. */
   persist(
     data: ConnectionData<Record<string, unknown>> = this.data,
-    topics: Iterable<string> = this.topics,
+    topics: Iterable<string> = this.topicNames(),
     presence: ReadonlyMap<string, PresenceEntry> = this.presence
   ): PayloadTooLarge | undefined {
     // A bucket restored after a wake but not used yet is carried over, never dropped.

@@ -73,15 +73,17 @@ export class Instance {
   readonly spanPresence: SpanPresence | undefined
   /** Where connections persist: the registry, and with recovery their session too. */
   private readonly store: AttachmentStore
-  // `undefined` marks a socket accepted outside durable-ws: it is no connection of ours.
-  private readonly live = new WeakMap<Socket, LiveConnection | undefined>()
+  // `null` marks a socket accepted outside durable-ws: it is no connection of ours.
+  private readonly live = new WeakMap<Socket, LiveConnection | null>()
   /**
-   * Every connection of ours not closed yet: a superset of the open ones (a
-   * socket whose close is not handled yet is still in it). Complete once
-   * {@link enumerated} is set, which after a wake takes one pass over the
-   * runtime's sockets.
+   * How many connections of ours are not closed yet: at least the open ones
+   * (a socket whose close is not handled yet still counts). Each connection
+   * is counted once, when it is made (one per socket and instance, see
+   * {@link live}), and released once, when its close is handled. Complete
+   * once {@link enumerated} is set, which after a wake takes one pass over
+   * the runtime's sockets.
    */
-  private readonly unclosed = new Set<LiveConnection>()
+  private unclosed = 0
   private enumerated = false
 
   constructor(
@@ -173,23 +175,26 @@ export class Instance {
 
   /** The live connection of a socket, rebuilt from its attachment after a wake; none for a foreign socket. */
   connectionOf(socket: Socket): LiveConnection | undefined {
-    if (this.live.has(socket)) return this.live.get(socket)
+    // One lookup on the way of every message; a socket is read once per wake.
+    const known = this.live.get(socket)
+    if (known !== undefined) return known ?? undefined
     const attachment = this.registry.read(socket)
-    let connection: LiveConnection | undefined
-    if (isAttachment(attachment)) {
-      connection = new LiveConnection(
-        socket,
-        attachment.d,
-        new Set(attachment.t),
-        this.store,
-        isSavedBucket(attachment.r) ? attachment.r : undefined,
-        presenceOf(attachment)
-      )
-      connection.spanMarks = spanMarksOf(attachment)
-      connection.batches = attachment.b === 1
+    if (!isAttachment(attachment)) {
+      this.live.set(socket, null)
+      return undefined
     }
+    const connection = new LiveConnection(
+      socket,
+      attachment.d,
+      attachment.t,
+      this.store,
+      isSavedBucket(attachment.r) ? attachment.r : undefined,
+      presenceOf(attachment)
+    )
+    connection.spanMarks = spanMarksOf(attachment)
+    connection.batches = attachment.b === 1
     this.live.set(socket, connection)
-    if (connection !== undefined && !connection.closed) this.unclosed.add(connection)
+    this.unclosed++
     return connection
   }
 
@@ -221,14 +226,14 @@ export class Instance {
    * walk is needed only near the limit.
    */
   hasRoom(limit: number, except?: string): boolean {
-    // The first count (after a wake) builds every connection, which completes the unclosed set.
+    // The first count (after a wake) builds every connection, which completes the unclosed count.
     if (!this.enumerated) return this.openCount(except) < limit
-    return this.unclosed.size < limit || this.openCount(except) < limit
+    return this.unclosed < limit || this.openCount(except) < limit
   }
 
-  /** A connection's close was handled: it no longer counts. */
-  release(connection: LiveConnection): void {
-    this.unclosed.delete(connection)
+  /** A connection's close was handled (once: its `closed` flag guards it): it no longer counts. */
+  release(_connection: LiveConnection): void {
+    this.unclosed--
   }
 
   /**
@@ -243,7 +248,13 @@ export class Instance {
     batches: boolean
   ): LiveConnection {
     const session = resumption?.session
-    const connection = new LiveConnection(socket, data, new Set(session?.topics.keys()), this.store, session?.bucket)
+    const connection = new LiveConnection(
+      socket,
+      data,
+      session === undefined ? [] : Array.from(session.topics.keys()),
+      this.store,
+      session?.bucket
+    )
     connection.batches = batches
     if (resumption !== undefined && session === undefined) {
       this.recovery?.createSession(data.clientId, resumption.tokenHash, resumption.identity, data)
@@ -252,7 +263,7 @@ export class Instance {
     connection.fromResume = session !== undefined
     connection.persist()
     this.live.set(socket, connection)
-    this.unclosed.add(connection)
+    this.unclosed++
     this.pubsub.track(connection)
     if (session !== undefined) this.presence?.resumed(connection)
     return connection

@@ -279,7 +279,7 @@ export class InstancePresence {
     if (old === undefined) return
     const next = new Map(connection.presence)
     next.delete(topic)
-    connection.persist(connection.data, connection.topics, next)
+    connection.persist(connection.data, connection.topicNames(), next)
     connection.presence = next
     this.sql?.exec("DELETE FROM _dws_presence WHERE client = ? AND topic = ?", connection.clientId, topic)
     this.change(topic, old.key, old.ref, absent)
@@ -305,7 +305,7 @@ export class InstancePresence {
     // Built before this change lands in the attachment, so the change is a diff against what was.
     this.ensureIndex()
     const next = new Map(connection.presence).set(topic, entry)
-    const tooLarge = connection.persist(connection.data, connection.topics, next)
+    const tooLarge = connection.persist(connection.data, connection.topicNames(), next)
     if (tooLarge !== undefined) {
       return Effect.fail(new TopicError({ topic, code: "RESOURCE_EXHAUSTED", message: tooLarge.message }))
     }
@@ -395,7 +395,7 @@ export class InstancePresence {
     const next = new Map(entries)
     for (const [topic, entry] of connection.presence) next.set(topic, entry)
     // Past the attachment's limit the resumed socket keeps its own entries; the others leave.
-    if (connection.persist(connection.data, connection.topics, next) !== undefined) {
+    if (connection.persist(connection.data, connection.topicNames(), next) !== undefined) {
       for (const [topic, entry] of entries) {
         if (!connection.presence.has(topic)) {
           this.sql?.exec("DELETE FROM _dws_presence WHERE client = ? AND topic = ?", connection.clientId, topic)

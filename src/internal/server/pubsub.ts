@@ -63,7 +63,7 @@ export class InstancePubSub {
     this.indexed = true
     for (const connection of this.connections()) {
       // A resuming connection joins once its replay is sent (see `track`).
-      if (!connection.closed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
+      if (!connection.closed && !connection.resuming) for (const topic of connection.topicNames()) this.add(topic, connection)
     }
   }
 
@@ -77,15 +77,15 @@ export class InstancePubSub {
   /** A resumed connection joins the fan-out on every topic it has (its replay is about to be sent). */
   join(connection: LiveConnection): void {
     this.ensureIndex()
-    for (const topic of connection.topics) this.add(topic, connection)
+    for (const topic of connection.topicNames()) this.add(topic, connection)
   }
 
   track(connection: LiveConnection): void {
-    if (this.indexed && !connection.resuming) for (const topic of connection.topics) this.add(topic, connection)
+    if (this.indexed && !connection.resuming) for (const topic of connection.topicNames()) this.add(topic, connection)
     // A resumed session may bring a spanning topic this object had unregistered from.
     const span = this.span
     if (span === undefined) return
-    for (const topic of connection.topics) {
+    for (const topic of connection.topicNames()) {
       if (span.spans(topic)) {
         span.joined(topic).catch((error: unknown) => console.error(`durable-ws: registering for "${topic}" failed`, error))
       }
@@ -97,7 +97,7 @@ export class InstancePubSub {
     if (problem !== undefined) {
       return Effect.fail(new TopicError({ topic: String(topic), code: "INVALID_ARGUMENT", message: problem }))
     }
-    if (connection.topics.has(topic)) return Effect.void
+    if (connection.hasTopic(topic)) return Effect.void
     return allowed(this.authorizeSubscribe, connection, topic).pipe(
       Effect.flatMap((ok) => {
         if (!ok) {
@@ -105,8 +105,8 @@ export class InstancePubSub {
             new TopicError({ topic, code: "PERMISSION_DENIED", message: `Not allowed to subscribe to "${topic}"` })
           )
         }
-        if (connection.topics.has(topic)) return Effect.void
-        if (connection.topics.size >= maxTopicsPerConnection) {
+        if (connection.hasTopic(topic)) return Effect.void
+        if (connection.topicCount >= maxTopicsPerConnection) {
           return Effect.fail(
             new TopicError({
               topic,
@@ -115,12 +115,12 @@ export class InstancePubSub {
             })
           )
         }
-        const tooLarge = connection.persist(connection.data, [...connection.topics, topic])
+        const tooLarge = connection.persist(connection.data, [...connection.topicNames(), topic])
         if (tooLarge !== undefined) {
           return Effect.fail(new TopicError({ topic, code: "RESOURCE_EXHAUSTED", message: tooLarge.message }))
         }
         this.ensureIndex()
-        connection.topics.add(topic)
+        connection.addTopic(topic)
         this.add(topic, connection)
         // The subscriber hears the topic's presence once its subscription holds.
         return Effect.tap(this.joinSpanning(connection, topic), () => Effect.sync(() => this.subscribed?.(connection, topic)))
@@ -162,7 +162,7 @@ export class InstancePubSub {
 
   /** Drops a closed connection from every topic (its attachment dies with the socket). */
   remove(connection: LiveConnection): void {
-    for (const topic of connection.topics) this.drop(topic, connection)
+    for (const topic of connection.topicNames()) this.drop(topic, connection)
   }
 
   /** The connections in the fan-out of `topic`. */

@@ -32,7 +32,10 @@ export const connectionService = (connection: LiveConnection): Connection["Servi
       get data() {
         return connection.data
       },
-      topics: connection.topics,
+      // Read when asked: the connection makes its set of topics on first use.
+      get topics() {
+        return connection.topics
+      },
       send: (message, ...[payload, options]) => sendEffect(connection, messageOf(message), payload, options),
       assignData: (partial) =>
         Effect.suspend(() => {
