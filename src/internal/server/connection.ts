@@ -432,7 +432,8 @@ export class LiveConnection {
   private track(work: Promise<void>): Promise<void> {
     this.running++
     const tail = work.then(() => {
-      this.running--
+      // Once idle, the connection holds no promise of its own until its next task.
+      if (--this.running === 0) this.tail = settled
     })
     this.tail = tail
     return tail

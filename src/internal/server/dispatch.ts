@@ -491,5 +491,5 @@ export const runLifecycle = (
     { discard: true }
   )
   const entry = instance.scopeOf(connection)
-  return connection.enqueue(() => entry.enter(() => instance.runtime.runFork(effect, connection, entry.scope, undefined, ignore, unavailable)))
+  return connection.enqueue(() => entry.enter(() => instance.runtime.runFork(effect, connection, entry, undefined, ignore, unavailable)))
 }

@@ -6,7 +6,6 @@ import type { PublishOptions, PublishResult } from "../../PubSub"
 import { Connections } from "../../Connections"
 import { PubSub } from "../../PubSub"
 import * as Storage from "../../Storage"
-import type { PublishScope } from "./scope"
 import { ScopeEntry } from "./scope"
 import type { AttachmentStore } from "./connection"
 import { isAttachment, LiveConnection, presenceOf, spanMarksOf } from "./connection"
@@ -46,8 +45,10 @@ const presenceOff = (topic: string): TopicError =>
   })
 
 /** Where a publish made without a context from a connection's handler goes: the instance, as that connection's. */
-class ConnectionPublishScope implements PublishScope {
-  constructor(private readonly instance: Instance, private readonly connection: LiveConnection) {}
+class ConnectionPublishScope extends ScopeEntry {
+  constructor(private readonly instance: Instance, private readonly connection: LiveConnection) {
+    super()
+  }
 
   publish(topic: string, message: MessageSchema, payload: unknown, options: PublishOptions | undefined): Promise<PublishResult> {
     return this.instance.publish(topic, message, payload, options, this.connection)
@@ -271,7 +272,7 @@ export class Instance {
 
   /** The scope the connection's messages and hooks run in: publishes from it are its own. */
   scopeOf(connection: LiveConnection): ScopeEntry {
-    return connection.scope ??= new ScopeEntry(new ConnectionPublishScope(this, connection))
+    return connection.scope ??= new ConnectionPublishScope(this, connection)
   }
 
   lifecycleContext(connection: LiveConnection, code?: number, reason?: string): HandlerContext {

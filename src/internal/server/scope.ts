@@ -69,21 +69,22 @@ const captureAfter = 8
  * connection enters with `run` for its first few messages and captures its
  * context after that: a busy connection pays the capture once and enters
  * cheaply from then on, and the many that send a message now and then (most
- * sockets of a big room) never hold one.
+ * sockets of a big room) never hold one. A subclass says where its
+ * publishes go: the entry is the scope too, one object per connection.
  */
-export class ScopeEntry {
+export abstract class ScopeEntry implements PublishScope {
   private calls = 0
   private captured: Enter | undefined = undefined
 
-  constructor(readonly scope: PublishScope) {}
+  abstract publish(topic: string, message: MessageSchema, payload: unknown, options: PublishOptions | undefined): Promise<PublishResult>
 
   enter<A>(f: () => A): A {
     if (this.captured !== undefined) return this.captured(f)
     const storage = scopeStorage
     if (storage === undefined) return f()
     const snapshot = hooks?.AsyncLocalStorage.snapshot
-    if (snapshot === undefined || ++this.calls < captureAfter) return storage.run(this.scope, f)
-    const captured = storage.run(this.scope, () => snapshot())
+    if (snapshot === undefined || ++this.calls < captureAfter) return storage.run(this, f)
+    const captured = storage.run(this, () => snapshot())
     this.captured = captured
     return captured(f)
   }

@@ -63,7 +63,7 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
   const maxPending = instance.config.maxPending
   if (maxPending !== undefined && connection.pending >= maxPending) return overloaded(instance, connection, frame, maxPending)
   const entry = instance.scopeOf(connection)
-  const run = () => dispatch(instance, connection, entry.scope, frame)
+  const run = () => dispatch(instance, connection, entry, frame)
   // The common case, an idle connection, runs the frame at once: no task to queue.
   return connection.idle ? connection.started(entry.enter(run)) : connection.enqueue(() => entry.enter(run))
 }
