@@ -6,6 +6,7 @@ declare namespace Cloudflare {
     readonly PARTY: DurableObjectNamespace
     readonly DWS_RECOVERY: DurableObjectNamespace
     readonly RAW_RECORDED: DurableObjectNamespace
+    readonly RAW_ATTACHED: DurableObjectNamespace
     readonly V_NONE: DurableObjectNamespace
     readonly V_EFFECT: DurableObjectNamespace
     readonly V_ZOD: DurableObjectNamespace

@@ -27,7 +27,8 @@ const names: Record<Contender, string> = {
   effect: "dws Effect",
   party: "partyserver",
   recovery: "dws recovery",
-  rawRecorded: "raw + 1 row"
+  rawRecorded: "raw + 1 row",
+  rawAttached: "raw + attachments"
 }
 const order: ReadonlyArray<Contender> = ["raw", "promise", "effect", "party"]
 
@@ -125,6 +126,26 @@ const recoveryTable = (results: Results): Array<string> => {
   ]
 }
 
+/** The first publish after a wake against the platform's part of it (`rawAttached`). */
+const wakeFloorTable = (results: Results): Array<string> => {
+  const row = results.rows.get("wake-object")
+  const s = row?.samples
+  if (row === undefined || s?.rawAttached === undefined) return []
+  return [
+    "",
+    "The platform's part of the first publish after a wake: topics that change after the upgrade cannot be",
+    "WebSocket tags, so each socket keeps them in its attachment, read back after a wake (raw + attachments).",
+    "",
+    table(["in the object (ms)", "raw", "raw + attachments", "dws promise", "dws Effect", "floor÷raw", "promise÷floor", "Effect÷floor"], [[
+      row.label,
+      ...(["raw", "rawAttached", "promise", "effect"] as const).map((c) => fmt(median(s[c] ?? []), row.unit)),
+      times(pairedRatio(s.rawAttached, s.raw)),
+      times(pairedRatio(s.promise, s.rawAttached)),
+      times(pairedRatio(s.effect, s.rawAttached))
+    ]])
+  ]
+}
+
 const targets: ReadonlyArray<Target> = [
   { row: "echo", text: "echo ≥ 0.8× raw msg/s", against: "raw", meets: (r) => r >= 0.8 },
   { row: "echo", text: "echo ≥ partyserver msg/s", against: "party", meets: (r) => r >= 1 },
@@ -197,6 +218,7 @@ export const renderReport = (results: Results): string => {
     const r = pairedRatio(row.samples[target.of], row.samples[target.against])
     lines.push(`- ${target.text}: ${times(r)} ${Number.isNaN(r) ? "" : r <= target.limit ? "met" : "MISSED"}`)
   }
+  lines.push(...wakeFloorTable(results))
   lines.push(...recoveryTable(results))
   lines.push("", `Plan: ${JSON.stringify(results.plan)}`)
   return lines.join("\n")

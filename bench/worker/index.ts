@@ -5,7 +5,7 @@
 import { EffectHandlers, PromiseHandlers, RecoveringHandlers } from "./durableWs"
 import { measured } from "./measured"
 import { Party } from "./party"
-import { Raw, RawRecorded } from "./raw"
+import { Raw, RawAttached, RawRecorded } from "./raw"
 import type { Validator } from "./validators"
 import { validators } from "./validators"
 
@@ -32,6 +32,8 @@ export class EffectObject extends measured(EffectHandlers) {}
 export class PartyObject extends measured(Party) {}
 /** (a) writing one SQLite row per rpc before its reply: the floor of a durable record per request. */
 export class RawRecordedObject extends measured(RawRecorded) {}
+/** (a) keeping each socket's topics in its attachment: the floor of the first publish after a wake. */
+export class RawAttachedObject extends measured(RawAttached) {}
 /** (b) with `recovery: true`, measured against (b) only. */
 export class RecoveryObject extends measured(RecoveringHandlers) {}
 
@@ -42,7 +44,8 @@ export const contenders = {
   effect: "DWS_EFFECT",
   party: "PARTY",
   recovery: "DWS_RECOVERY",
-  rawRecorded: "RAW_RECORDED"
+  rawRecorded: "RAW_RECORDED",
+  rawAttached: "RAW_ATTACHED"
 } as const
 
 export type Contender = keyof typeof contenders
