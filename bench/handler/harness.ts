@@ -1,0 +1,114 @@
+/**
+ * The message path in Node: one in-memory instance (what `Testing.make`
+ * builds) whose socket sends nothing, fed the same echo frame again and
+ * again, next to a hand-written raw echo (parse, build the reply, send).
+ * Prints the CPU time per message of each handler shape, median over
+ * interleaved rounds, and the ratios the workerd bench has targets for.
+ *
+ * It prices the engine's JavaScript without workerd: precise to a few
+ * percent in seconds, where the workerd bench's clock counts whole
+ * milliseconds. Its figures are not the targets (`npm run bench` is); run
+ * it under `node --cpu-prof` to see where a change's time goes.
+ */
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import { Connection } from "../../src/Connection"
+import { message } from "../../src/Message"
+import { createRouter } from "../../src/Router"
+import { admit, isRefusal } from "../../src/internal/server/admission"
+import type { Socket } from "../../src/internal/server/data"
+import { Instance } from "../../src/internal/server/instance"
+import { resolveOptions } from "../../src/internal/server/options"
+import { memoryRegistry } from "../../src/internal/server/registry"
+import { tablesOf } from "../../src/internal/server/routes"
+import * as Sockets from "../../src/internal/server/sockets"
+import type { InboundFrame } from "../worker/protocol"
+import { echoReply } from "../worker/protocol"
+
+const fields = { n: Schema.Number, text: Schema.String }
+const EchoPromise = message("ECHO_PROMISE", fields)
+const EchoSync = message("ECHO_SYNC", fields)
+const EchoGen = message("ECHO_GEN", fields)
+const EchoFn = message("ECHO_FN", fields)
+const EchoReply = message("ECHO_REPLY", fields)
+
+// The handlers of bench/worker/durableWs.ts, one route each.
+const router = createRouter()
+  .on(EchoPromise, async (ctx) => ctx.send(EchoReply, ctx.payload))
+  .on(EchoSync, (ctx) => ctx.send(EchoReply, ctx.payload))
+  .on(EchoGen, (ctx) =>
+    Effect.gen(function*() {
+      const connection = yield* Connection
+      yield* connection.send(EchoReply, ctx.payload)
+    }))
+  .on(
+    EchoFn,
+    Effect.fnUntraced(function*(ctx) {
+      const connection = yield* Connection
+      yield* connection.send(EchoReply, ctx.payload)
+    })
+  )
+
+const messages = Number(process.env["HANDLER_MESSAGES"] ?? 200_000)
+const rounds = Number(process.env["HANDLER_ROUNDS"] ?? 7)
+
+// The bench's echo frame (bench/worker/protocol.ts), under each route's type.
+const frameOf = (type: string) => JSON.stringify({ type, payload: { n: 1, text: "hello, bench" } })
+
+const main = async () => {
+  const tables = tablesOf(router)
+  const registry = memoryRegistry()
+  const instance = new Instance(tables, registry, resolveOptions({}, false, tables.limits))
+  let sent = 0
+  const socket: Socket = { readyState: 1, send: () => void sent++, close: () => {} }
+  const connection = await admit(instance, { authenticated: undefined, resourceId: undefined, resume: null }, () => {
+    registry.add!(socket)
+    return socket
+  })
+  if (isRefusal(connection)) throw connection
+
+  const rawFrame = frameOf("ECHO")
+  // The raw contender's echo (bench/worker/raw.ts): parse, then the same reply durable-ws sends.
+  const raw = () => {
+    const frame = JSON.parse(rawFrame) as InboundFrame
+    socket.send(echoReply(frame.payload))
+  }
+  const viaDws = (type: string) => {
+    const frame = frameOf(type)
+    return () => Sockets.message(instance, socket, frame)
+  }
+  const cases: ReadonlyArray<readonly [string, () => unknown]> = [
+    ["raw", raw],
+    ["promise", viaDws("ECHO_PROMISE")],
+    ["sync", viaDws("ECHO_SYNC")],
+    ["Effect.gen", viaDws("ECHO_GEN")],
+    ["Effect.fnUntraced", viaDws("ECHO_FN")]
+  ]
+  const samples = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))
+  // Round 0 warms the JIT and is not kept; each round rotates which case goes first.
+  for (let round = 0; round <= rounds; round++) {
+    for (let i = 0; i < cases.length; i++) {
+      const [name, run] = cases[(i + round) % cases.length]!
+      const before = process.cpuUsage()
+      for (let m = 0; m < messages; m++) await run()
+      const used = process.cpuUsage(before)
+      if (round > 0) samples.get(name)!.push((used.user + used.system) / messages)
+    }
+  }
+  if (sent !== messages * cases.length * (rounds + 1)) throw new Error(`${sent} replies sent, expected one per message`)
+
+  const median = (values: ReadonlyArray<number>) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!
+  const paired = (a: string, b: string) => median(samples.get(a)!.map((value, i) => value / samples.get(b)![i]!))
+  console.log(`Handler CPU per echo message in Node ${process.version}, ${rounds} rounds of ${messages} messages (µs, median):`)
+  console.log("")
+  console.log("| handler | µs | ÷ raw | ÷ promise |")
+  console.log("|---|--:|--:|--:|")
+  for (const [name] of cases) {
+    const cells = [median(samples.get(name)!).toFixed(3), paired(name, "raw").toFixed(2) + "×", name === "raw" ? "-" : paired(name, "promise").toFixed(2) + "×"]
+    console.log(`| ${name} | ${cells.join(" | ")} |`)
+  }
+  console.log("")
+  console.log("Ratios are medians of per-round ratios. These are Node's figures, not the targets: `npm run bench` measures those in workerd.")
+}
+
+await main()
