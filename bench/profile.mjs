@@ -21,7 +21,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const child = spawn(
   join(root, "node_modules", ".bin", "vitest"),
   ["run", "--config", "bench/vitest.config.ts", "bench/contenders.measure.ts", `--inspect=127.0.0.1:${port}`, "--no-file-parallelism"],
-  { cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, BENCH_PROFILE: scenario }, detached: true }
+  { cwd: root, stdio: ["ignore", "ignore", "inherit"], env: { ...process.env, BENCH_PROFILE: scenario, BENCH_KEEP_NAMES: "0" }, detached: true }
 )
 // The run's own process group: vitest and the workerd it started.
 const stop = () => {

@@ -63,9 +63,11 @@ export const message = (instance: Instance, socket: Socket, frame: string | Arra
   const maxPending = instance.config.maxPending
   if (maxPending !== undefined && connection.pending >= maxPending) return overloaded(instance, connection, frame, maxPending)
   const entry = instance.scopeOf(connection)
-  const run = () => dispatch(instance, connection, entry, frame)
-  // The common case, an idle connection, runs the frame at once: no task to queue.
-  return connection.idle ? connection.started(entry.enter(run)) : connection.enqueue(() => entry.enter(run))
+  // The common case, an idle connection, runs the frame at once: no task to queue. The closures are
+  // written in place, not bound to a name: wrangler's default `keep_names` names every named
+  // function where it is made, which would cost a `defineProperty` per message.
+  if (connection.idle) return connection.started(entry.enter(() => dispatch(instance, connection, entry, frame)))
+  return connection.enqueue(() => entry.enter(() => dispatch(instance, connection, entry, frame)))
 }
 
 /** A frame past `limits.maxPending` is dropped: `RESOURCE_EXHAUSTED`, and `onError` hears of it. */
