@@ -50,12 +50,22 @@ class SteadyGenerator {
   }
 }
 
-/** A generator made by a `function*` whose `next` is the built-in one. */
+/** The prototype of the last generator found plain: an `Effect.fnUntraced` handler makes all its generators from one. */
+let plainPrototype: object | undefined = undefined
+
+/**
+ * A generator made by a `function*` whose `next` is the built-in one. It
+ * was made just now by the handler's Effect and has not run, so it has no
+ * own properties; its prototype, the generator function's, is checked once.
+ */
 const isPlainGenerator = (iterator: unknown): iterator is Generator => {
   if (typeof iterator !== "object" || iterator === null) return false
   const own = Object.getPrototypeOf(iterator) as object | null
-  return own !== null && Object.getPrototypeOf(own) === generatorPrototype && !Object.hasOwn(own, "next") &&
-    !Object.hasOwn(iterator, "next")
+  if (own === plainPrototype) return true
+  if (own === null || Object.getPrototypeOf(own) !== generatorPrototype || Object.hasOwn(own, "next")) return false
+  if (Object.hasOwn(iterator, "next")) return false
+  plainPrototype = own
+  return true
 }
 
 /** The result of running in place: the Exit when it finished, else the Effect that goes on from there. */
