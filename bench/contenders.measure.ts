@@ -99,10 +99,10 @@ const openEchoClients = async (): Promise<Map<Contender, Array<BenchSocket>>> =>
   return echoClients
 }
 
-/** Opens, once, a room per contender with `subscribers` subscribers and a publisher. */
-const openRooms = async (subscribers: number) => {
+/** Opens, once, a room per contender (the four, or those given) with `subscribers` subscribers and a publisher. */
+const openRooms = async (subscribers: number, which: ReadonlyArray<Contender> = contenders) => {
   const name = fanOutRoom(subscribers)
-  for (const contender of contenders) {
+  for (const contender of which) {
     if (rooms.has(`${contender}/${name}`)) continue
     const subs = await openSubscribers(contender, name, topic, subscribers)
     const publisher = await open(contender, name)
@@ -255,13 +255,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     const { subscribers, publishesPerRound, rounds, resumeRounds, replayed } = plan.recovery
     const name = fanOutRoom(subscribers)
     // Without recovery: the promise room of the fan-out run; with it, the same handlers and room size.
-    await openRooms(subscribers)
-    if (!rooms.has(`recovery/${name}`)) {
-      const subs = await openSubscribers("recovery", name, topic, subscribers)
-      const publisher = await open("recovery", name)
-      rooms.set(`recovery/${name}`, { publisher, subscribers: subs })
-      everyone.push(publisher, ...subs)
-    }
+    await openRooms(subscribers, [...contenders, "recovery"])
     for (let round = 0; round < plan.warmupRounds + rounds; round++) {
       for (const contender of rotated(["promise", "recovery"] as const, round)) {
         const room = rooms.get(`${contender}/${name}`)!
@@ -331,13 +325,7 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
     // `rawAttached` prices the platform's part: raw, with each socket's topics read from its attachment.
     const { subscribers, rounds } = plan.wake
     const name = fanOutRoom(subscribers)
-    await openRooms(subscribers)
-    if (!rooms.has(`rawAttached/${name}`)) {
-      const subs = await openSubscribers("rawAttached", name, topic, subscribers)
-      const publisher = await open("rawAttached", name)
-      rooms.set(`rawAttached/${name}`, { publisher, subscribers: subs })
-      everyone.push(publisher, ...subs)
-    }
+    await openRooms(subscribers, [...contenders, "rawAttached"])
     for (let round = 0; round < plan.warmupRounds + rounds; round++) {
       for (const contender of rotated([...contenders, "rawAttached"] as const, round)) {
         const room = rooms.get(`${contender}/${name}`)

@@ -10,9 +10,6 @@
  * milliseconds. Its figures are not the targets (`npm run bench` is); run
  * it under `node --cpu-prof` to see where a change's time goes.
  */
-import * as Effect from "effect/Effect"
-import * as Schema from "effect/Schema"
-import { Connection } from "../../src/Connection"
 import { message } from "../../src/Message"
 import { createRouter } from "../../src/Router"
 import { admit, isRefusal } from "../../src/internal/server/admission"
@@ -22,32 +19,21 @@ import { resolveOptions } from "../../src/internal/server/options"
 import { memoryRegistry } from "../../src/internal/server/registry"
 import { tablesOf } from "../../src/internal/server/routes"
 import * as Sockets from "../../src/internal/server/sockets"
+import { echoFields, EchoReply, effectEcho, effectEchoOnce, promiseEcho } from "../worker/echo"
 import type { InboundFrame } from "../worker/protocol"
 import { echoReply } from "../worker/protocol"
 
-const fields = { n: Schema.Number, text: Schema.String }
-const EchoPromise = message("ECHO_PROMISE", fields)
-const EchoSync = message("ECHO_SYNC", fields)
-const EchoGen = message("ECHO_GEN", fields)
-const EchoFn = message("ECHO_FN", fields)
-const EchoReply = message("ECHO_REPLY", fields)
+const EchoPromise = message("ECHO_PROMISE", echoFields)
+const EchoSync = message("ECHO_SYNC", echoFields)
+const EchoGen = message("ECHO_GEN", echoFields)
+const EchoOnce = message("ECHO_ONCE", echoFields)
 
-// The handlers of bench/worker/durableWs.ts, one route each.
+// The handlers of the workerd bench (bench/worker/echo.ts), one route each, and a plain function.
 const router = createRouter()
-  .on(EchoPromise, async (ctx) => ctx.send(EchoReply, ctx.payload))
+  .on(EchoPromise, promiseEcho)
   .on(EchoSync, (ctx) => ctx.send(EchoReply, ctx.payload))
-  .on(EchoGen, (ctx) =>
-    Effect.gen(function*() {
-      const connection = yield* Connection
-      yield* connection.send(EchoReply, ctx.payload)
-    }))
-  .on(
-    EchoFn,
-    Effect.fnUntraced(function*(ctx) {
-      const connection = yield* Connection
-      yield* connection.send(EchoReply, ctx.payload)
-    })
-  )
+  .on(EchoGen, effectEcho)
+  .on(EchoOnce, effectEchoOnce)
 
 const messages = Number(process.env["HANDLER_MESSAGES"] ?? 200_000)
 const rounds = Number(process.env["HANDLER_ROUNDS"] ?? 7)
@@ -82,7 +68,7 @@ const main = async () => {
     ["promise", viaDws("ECHO_PROMISE")],
     ["sync", viaDws("ECHO_SYNC")],
     ["Effect.gen", viaDws("ECHO_GEN")],
-    ["Effect.fnUntraced", viaDws("ECHO_FN")]
+    ["Effect.fnUntraced", viaDws("ECHO_ONCE")]
   ]
   const samples = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))
   // Round 0 warms the JIT and is not kept; each round rotates which case goes first.

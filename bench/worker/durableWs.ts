@@ -1,10 +1,8 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Connection, createRouter, message, PubSub, rpc, WebSocketDurableObject } from "../../src/index"
+import { Echo, EchoFn, effectEcho, effectEchoOnce, EchoReply, promiseEcho } from "./echo"
 
-const Echo = message("ECHO", { n: Schema.Number, text: Schema.String })
-const EchoFn = message("ECHO_FN", { n: Schema.Number, text: Schema.String })
-const EchoReply = message("ECHO_REPLY", { n: Schema.Number, text: Schema.String })
 const Subscribe = message("SUBSCRIBE", { topic: Schema.String })
 const Subscribed = message("SUBSCRIBED")
 const Publish = message("PUBLISH", { topic: Schema.String, n: Schema.Number, text: Schema.String })
@@ -16,7 +14,7 @@ const options = { maxConnections: 5000 }
 
 /** durable-ws, promise facade: async handlers on `ctx`. */
 const promiseRouter = createRouter()
-  .on(Echo, async (ctx) => ctx.send(EchoReply, ctx.payload))
+  .on(Echo, promiseEcho)
   .on(Subscribe, async (ctx) => {
     await ctx.topics.subscribe(ctx.payload.topic)
     ctx.send(Subscribed)
@@ -41,18 +39,8 @@ export const RecoveringHandlers = WebSocketDurableObject(promiseRouter, {
  * `ECHO_FN` is the same handler made once with `Effect.fnUntraced`.
  */
 const effectRouter = createRouter()
-  .on(Echo, (ctx) =>
-    Effect.gen(function*() {
-      const connection = yield* Connection
-      yield* connection.send(EchoReply, ctx.payload)
-    }))
-  .on(
-    EchoFn,
-    Effect.fnUntraced(function*(ctx) {
-      const connection = yield* Connection
-      yield* connection.send(EchoReply, ctx.payload)
-    })
-  )
+  .on(Echo, effectEcho)
+  .on(EchoFn, effectEchoOnce)
   .on(Subscribe, (ctx) =>
     Effect.gen(function*() {
       const pubsub = yield* PubSub
