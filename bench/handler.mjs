@@ -19,6 +19,8 @@ try {
     platform: "node",
     format: "esm",
     outfile,
+    // As wrangler's default `keep_names`: a function made with a name pays for it where it is made.
+    keepNames: true,
     logLevel: "warning"
   })
   await import(pathToFileURL(outfile).href)

@@ -540,13 +540,14 @@ export const decodeMeta = (m: MessageSchema, meta: unknown): PayloadResult | Pro
   const c = m[metaCodecs] as PayloadCodec | undefined
   if (c === undefined) return { ok: true, value: meta }
   const outcome = c.decode(meta)
-  const toMeta = (settled: Outcome): PayloadResult =>
-    settled.ok ? settled : {
-      ok: false,
-      error: new ValidationError({ message: `Invalid meta for "${m.type}"`, issues: settled.issues })
-    }
-  return isPending(outcome) ? outcome.then(toMeta) : toMeta(outcome)
+  return isPending(outcome) ? outcome.then((settled) => metaResult(m, settled)) : metaResult(m, outcome)
 }
+
+const metaResult = (m: MessageSchema, outcome: Outcome): PayloadResult =>
+  outcome.ok ? outcome : {
+    ok: false,
+    error: new ValidationError({ message: `Invalid meta for "${m.type}"`, issues: outcome.issues })
+  }
 
 // ---------------------------------------------------------------------------
 // Payload validation

@@ -106,6 +106,10 @@ const failure = (operation: string) => (cause: unknown) =>
     cause
   })
 
+/** A query's rows, read when the Effect runs. */
+const rowsOf = (storage: DurableObjectStorage, query: string, bindings: ReadonlyArray<SqlStorageValue>) => () =>
+  storage.sql.exec<Record<string, SqlStorageValue>>(query, ...bindings).toArray()
+
 const attempt = <A>(operation: string, run: () => Promise<A>): Effect.Effect<A, StorageError> =>
   Effect.tryPromise({ try: run, catch: failure(operation) })
 
@@ -131,11 +135,9 @@ export const make = (storage: DurableObjectStorage): Storage["Service"] => {
       ? read
       : Effect.flatMap(read, (value) => value === undefined ? Effect.undefined : decodeWith("get", schema, value))
   }
+  const sqlFailure = failure("sql")
   const sql = (query: string, ...bindings: ReadonlyArray<SqlStorageValue>) =>
-    Effect.try({
-      try: () => storage.sql.exec<Record<string, SqlStorageValue>>(query, ...bindings).toArray(),
-      catch: failure("sql")
-    })
+    Effect.try({ try: rowsOf(storage, query, bindings), catch: sqlFailure })
   return Storage.of({
     raw: storage,
     get,

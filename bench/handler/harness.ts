@@ -35,23 +35,36 @@ const router = createRouter()
   .on(EchoGen, effectEcho)
   .on(EchoOnce, effectEchoOnce)
 
+// The promise echo behind a middleware that only calls `next`, and under a handler deadline.
+const withMiddleware = createRouter().use((_ctx, next) => next()).on(EchoPromise, promiseEcho)
+const withDeadline = createRouter().on(EchoPromise, promiseEcho)
+
 const messages = Number(process.env["HANDLER_MESSAGES"] ?? 200_000)
 const rounds = Number(process.env["HANDLER_ROUNDS"] ?? 7)
 
 // The bench's echo frame (bench/worker/protocol.ts), under each route's type.
 const frameOf = (type: string) => JSON.stringify({ type, payload: { n: 1, text: "hello, bench" } })
 
-const main = async () => {
-  const tables = tablesOf(router)
+let sent = 0
+const socket: Socket = { readyState: 1, send: () => void sent++, close: () => {} }
+
+/** An in-memory instance of `routes` with one connection on `socket`. */
+const instanceOf = async (routes: typeof router, options: { readonly handlerTimeoutMs?: number } = {}) => {
+  const tables = tablesOf(routes)
   const registry = memoryRegistry()
-  const instance = new Instance(tables, registry, resolveOptions({}, false, tables.limits))
-  let sent = 0
-  const socket: Socket = { readyState: 1, send: () => void sent++, close: () => {} }
+  const instance = new Instance(tables, registry, resolveOptions(options, false, tables.limits))
   const connection = await admit(instance, { authenticated: undefined, resourceId: undefined, resume: null }, () => {
     registry.add!(socket)
     return socket
   })
   if (isRefusal(connection)) throw connection
+  return instance
+}
+
+const main = async () => {
+  const instance = await instanceOf(router)
+  const middlewareInstance = await instanceOf(withMiddleware as unknown as typeof router)
+  const deadlineInstance = await instanceOf(withDeadline as unknown as typeof router, { handlerTimeoutMs: 10_000 })
 
   const rawFrame = frameOf("ECHO")
   // The raw contender's echo (bench/worker/raw.ts): parse, then the same reply durable-ws sends.
@@ -59,16 +72,18 @@ const main = async () => {
     const frame = JSON.parse(rawFrame) as InboundFrame
     socket.send(echoReply(frame.payload))
   }
-  const viaDws = (type: string) => {
+  const viaDws = (type: string, on = instance) => {
     const frame = frameOf(type)
-    return () => Sockets.message(instance, socket, frame)
+    return () => Sockets.message(on, socket, frame)
   }
   const cases: ReadonlyArray<readonly [string, () => unknown]> = [
     ["raw", raw],
     ["promise", viaDws("ECHO_PROMISE")],
     ["sync", viaDws("ECHO_SYNC")],
     ["Effect.gen", viaDws("ECHO_GEN")],
-    ["Effect.fnUntraced", viaDws("ECHO_ONCE")]
+    ["Effect.fnUntraced", viaDws("ECHO_ONCE")],
+    ["promise, a middleware", viaDws("ECHO_PROMISE", middlewareInstance)],
+    ["promise, a deadline", viaDws("ECHO_PROMISE", deadlineInstance)]
   ]
   const samples = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))
   // Round 0 warms the JIT and is not kept; each round rotates which case goes first.

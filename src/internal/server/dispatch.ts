@@ -7,6 +7,7 @@ import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import type * as Fiber from "effect/Fiber"
+import { constant, identity } from "effect/Function"
 import * as Predicate from "effect/Predicate"
 import type { WireError } from "../../Errors"
 import { HandlerTimeout, toWireError, TopicError, UnknownMessageType, ValidationError, WsError } from "../../Errors"
@@ -31,9 +32,18 @@ import { isEffect } from "./generators"
 import type { Instance } from "./instance"
 import type { AnyHandler, AnyMiddleware, Route } from "./routes"
 
+// Code that runs per message makes no function literal bound to a name (a variable or an object
+// property): wrangler's default `keep_names` names each such function where it is made, a
+// `defineProperty` and a new hidden class every time. Helpers made once, factories and
+// arguments stay unnamed.
+
+/** A Promise as an Effect that fails with what it rejects with. */
+const awaitPromise = (promise: PromiseLike<unknown>): Effect.Effect<unknown, unknown> =>
+  Effect.tryPromise({ try: constant(promise), catch: identity })
+
 const toEffect = (result: unknown): Effect.Effect<unknown, unknown> => {
   if (Effect.isEffect(result)) return result as Effect.Effect<unknown, unknown>
-  if (Predicate.isPromiseLike(result)) return Effect.tryPromise({ try: () => result, catch: (error) => error })
+  if (Predicate.isPromiseLike(result)) return awaitPromise(result)
   return Effect.void
 }
 
@@ -66,7 +76,8 @@ const chain = (
     let child: Fiber.Fiber<unknown, unknown> | undefined
     let downstream: Promise<void> | undefined
     let settled = false
-    const next = () =>
+    // `next`, written in place (see above).
+    return invoke(middleware[index]!, ctx, () =>
       downstream ??= new Promise<void>((resolve, reject) => {
         child = Effect.runForkWith(parent.context)(chain(middleware, index + 1, handler, ctx))
         child.addObserver((exit) => {
@@ -74,17 +85,15 @@ const chain = (
           if (exit._tag === "Success") resolve()
           else reject(Cause.squash(exit.cause))
         })
-      })
-    return invoke(middleware[index]!, ctx, next).pipe(
-      Effect.flatMap(() => {
-        // A middleware that awaited next() has already seen its outcome; one that
-        // did not is still waited for, and its failure is not lost.
-        if (downstream === undefined || settled) return Effect.void
-        const pending = downstream
-        return Effect.tryPromise({ try: () => pending, catch: (error) => error })
-      }),
-      Effect.onInterrupt(() => child === undefined ? Effect.void : Effect.sync(() => child!.interruptUnsafe(parent.id)))
-    )
+      })).pipe(
+        Effect.flatMap(() => {
+          // A middleware that awaited next() has already seen its outcome; one that
+          // did not is still waited for, and its failure is not lost.
+          if (downstream === undefined || settled) return Effect.void
+          return awaitPromise(downstream)
+        }),
+        Effect.onInterrupt(() => child === undefined ? Effect.void : Effect.sync(() => child!.interruptUnsafe(parent.id)))
+      )
   })
 }
 
@@ -298,9 +307,6 @@ const accept = ({ ctx }: Prepared, result: PayloadResult): boolean => {
   return false
 }
 
-const awaitPromise = (promise: Promise<unknown>): Effect.Effect<unknown, unknown> =>
-  Effect.tryPromise({ try: () => promise, catch: (error) => error })
-
 /**
  * A handler finished. An rpc it did not answer yet may be answered later
  * (a deferred reply) until its deadline — `handlerTimeoutMs`, else
@@ -361,16 +367,14 @@ const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown,
   }
   const timeoutMs = instance.config.handlerTimeoutMs
   if (timeoutMs === undefined) return handled
-  return Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), {
-    duration: timeoutMs,
-    orElse: () => {
-      // Effects were interrupted; a promise cannot be, so its context goes dead instead.
-      ctx.revoke()
-      return Effect.fail(
-        new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
-      )
-    }
-  })
+  return Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), { duration: timeoutMs, orElse: timedOut(ctx, timeoutMs) })
+}
+
+/** What a handler past its deadline comes to. */
+const timedOut = (ctx: HandlerContext, timeoutMs: number) => () => {
+  // Effects were interrupted; a promise cannot be, so its context goes dead instead.
+  ctx.revoke()
+  return Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` }))
 }
 
 const unavailable = (connection: LiveConnection, error: unknown): void => {
@@ -438,6 +442,10 @@ export const dispatch = (
   }
 }
 
+/** Middleware, the handler and its deadline on a fiber (see {@link program}). */
+const runProgram = (instance: Instance, connection: LiveConnection, scope: PublishScope, prepared: Prepared) =>
+  instance.runtime.runFork(program(instance, prepared), connection, scope, prepared, settled, unavailable)
+
 const handle = (
   instance: Instance,
   connection: LiveConnection,
@@ -449,9 +457,10 @@ const handle = (
     instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||
     instance.config.handlerTimeoutMs !== undefined
   ) {
-    const run = () => instance.runtime.runFork(program(instance, prepared), connection, scope, prepared, settled, unavailable)
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
-    const running = instance.config.handlerTimeoutMs === undefined ? run() : runInScope(prepared.ctx, run)
+    const running = instance.config.handlerTimeoutMs === undefined
+      ? runProgram(instance, connection, scope, prepared)
+      : runInScope(prepared.ctx, () => runProgram(instance, connection, scope, prepared))
     recordIfUnanswered(instance, prepared.ctx)
     return running
   }
@@ -484,10 +493,7 @@ export const runLifecycle = (
   const effect = Effect.forEach(
     hooks,
     (hook) =>
-      Effect.matchCauseEffect(invoke(hook, ctx), {
-        onFailure: (cause) => reportFailure(instance, ctx, cause, false),
-        onSuccess: () => Effect.void
-      }),
+      Effect.catchCause(Effect.asVoid(invoke(hook, ctx)), (cause) => reportFailure(instance, ctx, cause, false)),
     { discard: true }
   )
   const entry = instance.scopeOf(connection)
