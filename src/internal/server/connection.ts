@@ -205,10 +205,18 @@ export class LiveConnection {
     return this.topicSet !== undefined ? this.topicSet.size : this.saved?.length ?? 0
   }
 
-  /** Adds a topic it does not have (see {@link hasTopic}). */
-  addTopic(topic: string): void {
+  /**
+   * Adds a topic it does not have (see {@link hasTopic}), written to the
+   * attachment first: past the attachment's limit nothing changes and the
+   * error is returned. The new list is made once, for both.
+   */
+  addTopic(topic: string): PayloadTooLarge | undefined {
+    const next = [...this.topicNames(), topic]
+    const tooLarge = this.persist(this.data, next)
+    if (tooLarge !== undefined) return tooLarge
     if (this.topicSet !== undefined) this.topicSet.add(topic)
-    else this.saved = [...(this.saved ?? noTopics), topic]
+    else this.saved = next
+    return undefined
   }
 
   get clientId(): string {
@@ -284,9 +292,9 @@ export class LiveConnection {
     // A bucket restored after a wake but not used yet is carried over, never dropped.
     const bucket = this.bucket?.state() ?? this.savedBucket
     const p = savedPresence(presence)
-    const base: Attachment = bucket === undefined
-      ? { d: data, t: Array.from(topics) }
-      : { d: data, t: Array.from(topics), r: bucket }
+    // A list is never changed in place (a new one replaces it), so one given is stored as it is.
+    const t = Array.isArray(topics) ? topics as ReadonlyArray<string> : Array.from(topics)
+    const base: Attachment = bucket === undefined ? { d: data, t } : { d: data, t, r: bucket }
     const s = savedSpanMarks(this.spanMarks)
     const withPresence: Attachment = p === undefined ? base : { ...base, p }
     const withMarks: Attachment = s === undefined ? withPresence : { ...withPresence, s }
@@ -460,7 +468,7 @@ export const endTurn = (outer: number | undefined): void => {
 }
 
 /** A server frame: its meta is the timestamp, the caller's own meta, and an rpc answer's correlationId. */
-const stamped = (
+export const stamped = (
   type: string,
   payload: unknown,
   timestamp: number,

@@ -14,10 +14,11 @@ import type {
 } from "../../HandlerContext"
 import type { MessageLike, MessageSchema, PayloadSchema, RpcSchema } from "../../Message"
 import { messageOf } from "../../Message"
-import { encodeErrorFrame, encodeFrame, progressType } from "../../Protocol"
+import { encodeErrorFrame, progressType } from "../../Protocol"
 import type { PresenceMembers } from "../../Protocol"
 import type { PublishOptions, PublishResult } from "../../PubSub"
 import type { LiveConnection } from "./connection"
+import { stamped } from "./connection"
 import type { FreshRequest } from "./recovery"
 import type { Instance } from "./instance"
 
@@ -269,7 +270,7 @@ export class HandlerContext implements RpcContext<AnyRpc, AnyData>, OpenContext<
     const message = this.progressMessage
     const sendOptions = options?.meta === undefined ? undefined : { meta: options.meta }
     const frame = message === undefined
-      ? encodeFrame(progressType, payload, { timestamp: now, ...options?.meta, correlationId: this.correlationId })
+      ? stamped(progressType, payload, now, options?.meta, this.correlationId)
       : this.connection.encode(message, payload, sendOptions, this.correlationId)
     this.track(this.connection.sendEncoded(frame, this))
   }

@@ -76,8 +76,6 @@ const maxSteps = 64
 /** How many fiberless steps one yielded value may unwrap in place. */
 const maxUnwrap = 8
 
-const die = (error: unknown): Exit.Exit<never> => Exit.die(error)
-
 const exitTypeId = "~effect/Exit"
 const serviceTypeId = "~effect/Context/Service"
 
@@ -129,7 +127,7 @@ const runIterator = (iterator: Primitive, generator: Generator, context: Context
     try {
       state = generatorNext.call(generator, input)
     } catch (error) {
-      return die(error)
+      return Exit.die(error)
     }
     if (state.done === true) return state.value === undefined ? Exit.void : Exit.succeed(state.value)
     let yielded = state.value
@@ -158,7 +156,7 @@ const runIterator = (iterator: Primitive, generator: Generator, context: Context
           try {
             yielded = thunk()
           } catch (error) {
-            return die(error)
+            return Exit.die(error)
           }
           continue
         }
@@ -188,7 +186,7 @@ export const runInPlace = <A, E>(
   try {
     inner = thunk() as Primitive
   } catch (error) {
-    return die(error)
+    return Exit.die(error)
   }
   if (inner[identifierKey] !== "Iterator" || !isPlainGenerator(inner.iterator)) {
     return inner as unknown as Effect.Effect<A, E, unknown>

@@ -115,12 +115,11 @@ export class InstancePubSub {
             })
           )
         }
-        const tooLarge = connection.persist(connection.data, [...connection.topicNames(), topic])
+        this.ensureIndex()
+        const tooLarge = connection.addTopic(topic)
         if (tooLarge !== undefined) {
           return Effect.fail(new TopicError({ topic, code: "RESOURCE_EXHAUSTED", message: tooLarge.message }))
         }
-        this.ensureIndex()
-        connection.addTopic(topic)
         this.add(topic, connection)
         // The subscriber hears the topic's presence once its subscription holds.
         return Effect.tap(this.joinSpanning(connection, topic), () => Effect.sync(() => this.subscribed?.(connection, topic)))
