@@ -287,6 +287,7 @@ export class SpanningTopicHome extends DurableObject<Cloudflare.Env> {
       env: this.env,
       settings: { ...defaultHomeSettings, ...this.settings },
       edgesOf: (topic) => home.edgesOf(topic),
+      edgeOf: (topic, id) => home.edgeOf(topic, id),
       watch: (at) => home.watch(at),
       edge: (address) => this.presenceEdge(address)
     })

@@ -18,6 +18,7 @@
  */
 import * as Effect from "effect/Effect"
 import { TopicError } from "../../Errors"
+import type { PresenceChanges } from "../../Presence"
 import type { PresenceMembers, PresenceMeta } from "../../Protocol"
 import { encodePresenceDiff, encodePresenceState, utf8Length } from "../../Protocol"
 import { checkTopic } from "../../PubSub"
@@ -43,12 +44,6 @@ export interface PresenceHost {
   readonly sql: SqlStorage | undefined
 }
 
-/** A topic's joins and leaves since the last diff (leaves apply first). */
-export interface PresenceDiff {
-  readonly joins: PresenceMembers
-  readonly leaves: PresenceMembers
-}
-
 /**
  * Where the presence of a topic that spans objects goes (SPEC §14–§15):
  * this object's changes go to the topic's home, and its subscribers hear
@@ -57,7 +52,7 @@ export interface PresenceDiff {
 export interface PresenceSpan {
   readonly spans: (topic: string) => boolean
   /** This object's own members of a spanning topic changed by `diff`. */
-  readonly localChanged: (topic: string, diff: PresenceDiff) => void
+  readonly localChanged: (topic: string, diff: PresenceChanges) => void
   /** The topic's members across objects, as last heard from its home (none before the first). */
   readonly union: (topic: string) => PresenceMembers | undefined
 }
@@ -92,7 +87,7 @@ export class TopicMembers {
   }
 
   /** Applies a diff: its leaves, then its joins. */
-  apply(diff: PresenceDiff): void {
+  apply(diff: PresenceChanges): void {
     for (const key of Object.keys(diff.leaves)) for (const { ref } of diff.leaves[key]!) this.set(key, ref, absent)
     for (const key of Object.keys(diff.joins)) for (const { ref, meta } of diff.joins[key]!) this.set(key, ref, meta)
   }
@@ -116,7 +111,7 @@ export class TopicMembers {
   }
 
   /** The net change since the last diff; leaves first, then joins (an update is both, under one ref). */
-  takeDiff(): PresenceDiff | undefined {
+  takeDiff(): PresenceChanges | undefined {
     const joins: Record<string, Array<PresenceMeta>> = {}
     const leaves: Record<string, Array<PresenceMeta>> = {}
     let any = false

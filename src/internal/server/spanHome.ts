@@ -243,6 +243,13 @@ export class TopicHome {
     return edges
   }
 
+  /** The edge `id`, if it is registered for `topic`: one lookup, where {@link edgesOf} walks every edge. */
+  edgeOf(topic: string, id: string): EdgeAddress | undefined {
+    this.init()
+    const cursor = this.edges.get(id)
+    return cursor !== undefined && cursor.topics.has(topic) ? cursor.address : undefined
+  }
+
   /** Sends an edge what it has not acknowledged, one call at a time, until it is caught up or a call fails. */
   private pump(cursor: EdgeCursor): void {
     const now = Date.now()

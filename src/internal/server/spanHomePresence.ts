@@ -45,6 +45,8 @@ export interface PresenceHomeHost {
   readonly settings: HomeSettings
   /** The edges registered for the topic's messages: they hear its presence. */
   readonly edgesOf: (topic: string) => ReadonlyArray<EdgeAddress>
+  /** The edge `id`, if it is registered for the topic. */
+  readonly edgeOf: (topic: string, id: string) => EdgeAddress | undefined
   /** Makes sure the home's alarm fires by `at`. */
   readonly watch: (at: number) => void
   readonly edge: (address: EdgeAddress) => PresenceEdge
@@ -106,6 +108,8 @@ export class HomePresence {
   /** This process: versions of another epoch do not follow these. */
   private readonly epoch = newRef()
   private readonly topics = new Map<string, TopicState>()
+  /** Whether the topics with stored parts were read back (the first alarm of a process does it). */
+  private scanned = false
   private ready = false
 
   constructor(private readonly host: PresenceHomeHost) {}
@@ -376,7 +380,7 @@ export class HomePresence {
         // eviction) is asked for its part now: a restart's dead sockets leave at the next change, not the next check.
         const part = state.parts.get(address.id)
         if (part !== undefined && part.epoch !== answer.edgeEpoch) void this.check(topic, state, address.id)
-        if (this.host.edgesOf(topic).some((edge) => edge.id === address.id)) this.pump(topic, state, address)
+        if (this.host.edgeOf(topic, address.id) !== undefined) this.pump(topic, state, address)
         else state.cursors.delete(address.id)
       },
       (error: unknown) => {
@@ -433,8 +437,13 @@ export class HomePresence {
    * this is what rebuilds the topics the home had members of.
    */
   alarm(): void {
-    for (const row of this.sql.exec<{ topic: string }>("SELECT DISTINCT topic FROM _dws_span_presence").toArray()) {
-      this.topic(row.topic)
+    // Once per process: from then on every row is written from memory, and a topic leaves memory only
+    // when it has no parts, so no rows.
+    if (!this.scanned) {
+      for (const row of this.sql.exec<{ topic: string }>("SELECT DISTINCT topic FROM _dws_span_presence").toArray()) {
+        this.topic(row.topic)
+      }
+      this.scanned = true
     }
     const now = Date.now()
     const { presenceCheckMs, presenceDropMs } = this.host.settings
@@ -451,7 +460,7 @@ export class HomePresence {
       }
       for (const [id, cursor] of state.cursors) {
         if (cursor.epoch === this.epoch && cursor.version >= state.version) continue
-        const edge = this.host.edgesOf(topic).find((address) => address.id === id)
+        const edge = this.host.edgeOf(topic, id)
         if (edge === undefined) continue
         this.pump(topic, state, edge)
         next = Math.min(next, Math.max(cursor.retryAt, now + this.host.settings.maxRetryDelayMs))
