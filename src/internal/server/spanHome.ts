@@ -81,6 +81,25 @@ const toEntry = (row: LogRow): SpannedEntry => ({
   origin: row.origin ?? undefined
 })
 
+/**
+ * A call to an edge failed: the next try waits twice as long as the last
+ * (from `retryDelayMs` up to `maxRetryDelayMs`, with jitter), and the 1st
+ * and every 10th failure in a row is logged.
+ */
+export const backOff = (
+  cursor: { failures: number; retryAt: number },
+  settings: Pick<HomeSettings, "retryDelayMs" | "maxRetryDelayMs">,
+  failed: string,
+  error: unknown
+): void => {
+  cursor.failures++
+  const delay = Math.min(settings.maxRetryDelayMs, settings.retryDelayMs * 2 ** (cursor.failures - 1))
+  cursor.retryAt = Date.now() + Math.round(delay * (0.5 + Math.random() / 2))
+  if (cursor.failures === 1 || cursor.failures % 10 === 0) {
+    console.warn(`durable-ws: ${failed} (${cursor.failures} in a row)`, error)
+  }
+}
+
 export const withTimeout = <A>(promise: Promise<A>, ms: number): Promise<A> =>
   new Promise<A>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`durable-ws: the edge did not answer within ${ms} ms`)), ms)
@@ -293,12 +312,7 @@ export class TopicHome {
       },
       (error: unknown) => {
         cursor.inFlight = false
-        cursor.failures++
-        const delay = Math.min(this.settings.maxRetryDelayMs, this.settings.retryDelayMs * 2 ** (cursor.failures - 1))
-        cursor.retryAt = Date.now() + Math.round(delay * (0.5 + Math.random() / 2))
-        if (cursor.failures === 1 || cursor.failures % 10 === 0) {
-          console.warn(`durable-ws: delivery to edge ${cursor.address.id} failed (${cursor.failures} in a row)`, error)
-        }
+        backOff(cursor, this.settings, `delivery to edge ${cursor.address.id} failed`, error)
         this.forgetIfIdle(cursor)
         this.watch(cursor.retryAt)
       }

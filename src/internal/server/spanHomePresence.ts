@@ -36,7 +36,7 @@ import { utf8Length } from "../../Protocol"
 import { checkTopic } from "../../PubSub"
 import type { EdgeAddress, HomeSettings } from "../../SpanningTopic"
 import { absent, newRef, TopicMembers } from "./presence"
-import { withTimeout } from "./spanHome"
+import { backOff, withTimeout } from "./spanHome"
 
 /** What the presence part of a home needs from the home. */
 export interface PresenceHomeHost {
@@ -385,15 +385,7 @@ export class HomePresence {
       },
       (error: unknown) => {
         cursor.inFlight = false
-        cursor.failures++
-        const delay = Math.min(
-          this.host.settings.maxRetryDelayMs,
-          this.host.settings.retryDelayMs * 2 ** (cursor.failures - 1)
-        )
-        cursor.retryAt = Date.now() + Math.round(delay * (0.5 + Math.random() / 2))
-        if (cursor.failures === 1 || cursor.failures % 10 === 0) {
-          console.warn(`durable-ws: presence delivery to edge ${address.id} failed (${cursor.failures} in a row)`, error)
-        }
+        backOff(cursor, this.host.settings, `presence delivery to edge ${address.id} failed`, error)
         this.host.watch(cursor.retryAt)
       }
     )
