@@ -24,6 +24,7 @@ import { DurableObject } from "cloudflare:workers"
 import type { PresenceEdge, PresencePart, PresencePartAnswer, SpannedPresence } from "./Presence"
 import type { PresenceMembers } from "./Protocol"
 import { HomePresence, presenceStubOf } from "./internal/server/spanHomePresence"
+import { edgeStubOf } from "./internal/server/bindings"
 import { TopicHome } from "./internal/server/spanHome"
 
 /**
@@ -239,11 +240,12 @@ export class SpanningTopicHome extends DurableObject<Cloudflare.Env> {
    * home treats a rejection or a call past `edgeTimeoutMs` as failed.
    */
   protected deliverTo(edge: EdgeAddress, delivery: SpannedDelivery): Promise<SpannedAnswer> {
-    const namespace = (this.env as unknown as Record<string, DurableObjectNamespace | undefined>)[edge.binding]
-    if (namespace === undefined || typeof namespace.idFromString !== "function") {
-      return Promise.reject(new Error(`durable-ws: no Durable Object binding "${edge.binding}" in this home's env`))
+    let stub: SpanningEdge
+    try {
+      stub = edgeStubOf<SpanningEdge>(this.env, edge)
+    } catch (error) {
+      return Promise.reject(error)
     }
-    const stub = namespace.get(namespace.idFromString(edge.id)) as unknown as SpanningEdge
     return stub.deliverSpanned(delivery)
   }
 

@@ -33,6 +33,7 @@ import type {
   SpanOptions
 } from "../../SpanningTopic"
 import type { LiveConnection } from "./connection"
+import { namespaceOf } from "./bindings"
 import { Lanes } from "./lanes"
 
 export interface ResolvedSpan {
@@ -63,8 +64,8 @@ export interface LocalTopics {
 
 /** A home reaches this object through `env[edge]`: a wrong name would fail only there, retried forever. */
 const checkOwnBinding = (env: Cloudflare.Env, edge: string, id: DurableObjectId): void => {
-  const namespace = (env as unknown as Record<string, Partial<DurableObjectNamespace> | undefined>)[edge]
-  if (typeof namespace?.idFromString !== "function") {
+  const namespace = namespaceOf(env, edge)
+  if (namespace === undefined) {
     throw new TypeError(`durable-ws: span.edge is "${edge}", but env has no Durable Object binding of that name`)
   }
   try {

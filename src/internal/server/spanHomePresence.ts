@@ -36,6 +36,7 @@ import { utf8Length } from "../../Protocol"
 import { checkTopic } from "../../PubSub"
 import type { EdgeAddress, HomeSettings } from "../../SpanningTopic"
 import { absent, newRef, TopicMembers } from "./presence"
+import { edgeStubOf, namespaceOf } from "./bindings"
 import { backOff, withTimeout } from "./spanHome"
 
 /** What the presence part of a home needs from the home. */
@@ -96,13 +97,7 @@ const keptChanges = 32
 const refPattern = /^[0-9a-f]{16}$/
 
 /** The default way a home reaches an edge's presence methods: a stub through the edge's binding. */
-export const presenceStubOf = (env: Cloudflare.Env, address: EdgeAddress): PresenceEdge => {
-  const namespace = (env as unknown as Record<string, DurableObjectNamespace | undefined>)[address.binding]
-  if (namespace === undefined || typeof namespace.idFromString !== "function") {
-    throw new Error(`durable-ws: no Durable Object binding "${address.binding}" in this home's env`)
-  }
-  return namespace.get(namespace.idFromString(address.id)) as unknown as PresenceEdge
-}
+export const presenceStubOf = (env: Cloudflare.Env, address: EdgeAddress): PresenceEdge => edgeStubOf<PresenceEdge>(env, address)
 
 export class HomePresence {
   /** This process: versions of another epoch do not follow these. */
@@ -196,8 +191,8 @@ export class HomePresence {
     if (typeof address !== "object" || address === null || typeof address.id !== "string" || typeof address.binding !== "string") {
       return "an edge address is { id, binding }"
     }
-    const namespace = (this.host.env as unknown as Record<string, Partial<DurableObjectNamespace> | undefined>)[address.binding]
-    if (typeof namespace?.idFromString !== "function") return `"${address.binding}" is no Durable Object binding of this home's env`
+    const namespace = namespaceOf(this.host.env, address.binding)
+    if (namespace === undefined) return `"${address.binding}" is no Durable Object binding of this home's env`
     try {
       namespace.idFromString(address.id)
       return undefined
