@@ -210,8 +210,8 @@ describe("presence: recovery", () => {
     return frame.payload as { sessionId: string; token: string; seq: number }
   }
 
-  it("a resumed connection keeps its place: no leave, no join", async () => {
-    const name = room()
+  /** A watcher of "lobby", and ann, who joined it and then dropped (4000), her session still resumable. */
+  const annAway = async (name: string) => {
     const watcher = await open(env.PRESENCE_RECOVERING, name, "watcher")
     await watch(watcher, "lobby")
     const ann = await open(env.PRESENCE_RECOVERING, name, "ann")
@@ -220,6 +220,12 @@ describe("presence: recovery", () => {
     await watcher.next(isDiff("lobby"))
     ann.close(4000, "network gone")
     await ann.closed()
+    return { watcher, session }
+  }
+
+  it("a resumed connection keeps its place: no leave, no join", async () => {
+    const name = room()
+    const { watcher, session } = await annAway(name)
     const back = await open(env.PRESENCE_RECOVERING, name, "ann", `&dws_resume=${session.sessionId}.${session.token}.${session.seq}`)
     const state = await back.next(isState("lobby"))
     expect(keysOf(state.payload.members)).toEqual(["ann"])
@@ -234,14 +240,7 @@ describe("presence: recovery", () => {
 
   it("a resume that loses a topic to authorizeSubscribe leaves that topic's presence", async () => {
     const name = room()
-    const watcher = await open(env.PRESENCE_RECOVERING, name, "watcher")
-    await watch(watcher, "lobby")
-    const ann = await open(env.PRESENCE_RECOVERING, name, "ann")
-    const session = await sessionOf(ann)
-    await join(ann, "lobby")
-    await watcher.next(isDiff("lobby"))
-    ann.close(4000, "network gone")
-    await ann.closed()
+    const { watcher, session } = await annAway(name)
     await stubOf(env.PRESENCE_RECOVERING, name).fetch("http://test.local/deny?topic=lobby")
     const back = await open(env.PRESENCE_RECOVERING, name, "ann", `&dws_resume=${session.sessionId}.${session.token}.${session.seq}`)
     expect((await back.next((f) => f.type === "$resumed")).payload.recovered).toBe(true)
