@@ -2,7 +2,8 @@
 // harness with esbuild and runs it in this process, so `node --cpu-prof bench/handler.mjs`
 // profiles it.
 //
-//   npm run bench:handler        (HANDLER_MESSAGES, HANDLER_ROUNDS to change the run)
+//   npm run bench:handler        (HANDLER_MESSAGES, HANDLER_ROUNDS to change the run;
+//                                HANDLER_CASES=gen for the cases whose name matches)
 import { build } from "esbuild"
 import { mkdtempSync, rmSync } from "node:fs"
 import { tmpdir } from "node:os"

@@ -41,6 +41,8 @@ const withDeadline = createRouter().on(EchoPromise, promiseEcho)
 
 const messages = Number(process.env["HANDLER_MESSAGES"] ?? 200_000)
 const rounds = Number(process.env["HANDLER_ROUNDS"] ?? 7)
+/** `HANDLER_CASES=gen` runs only the cases whose name matches (with raw and promise, which the ratios need): for a profile of one. */
+const only = process.env["HANDLER_CASES"] === undefined ? undefined : new RegExp(process.env["HANDLER_CASES"], "i")
 
 // The bench's echo frame (bench/worker/protocol.ts), under each route's type.
 const frameOf = (type: string) => JSON.stringify({ type, payload: { n: 1, text: "hello, bench" } })
@@ -76,7 +78,7 @@ const main = async () => {
     const frame = frameOf(type)
     return () => Sockets.message(on, socket, frame)
   }
-  const cases: ReadonlyArray<readonly [string, () => unknown]> = [
+  const all: ReadonlyArray<readonly [string, () => unknown]> = [
     ["raw", raw],
     ["promise", viaDws("ECHO_PROMISE")],
     ["sync", viaDws("ECHO_SYNC")],
@@ -85,6 +87,7 @@ const main = async () => {
     ["promise, a middleware", viaDws("ECHO_PROMISE", middlewareInstance)],
     ["promise, a deadline", viaDws("ECHO_PROMISE", deadlineInstance)]
   ]
+  const cases = all.filter(([name]) => only === undefined || name === "raw" || name === "promise" || only.test(name))
   const samples = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))
   // Round 0 warms the JIT and is not kept; each round rotates which case goes first.
   for (let round = 0; round <= rounds; round++) {
