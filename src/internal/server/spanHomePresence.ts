@@ -9,12 +9,12 @@
  * and of ten thousand. The home keeps every part and their union, in
  * memory. Refs are random per connection, so the union of the parts is the
  * union of their refs, and a key on two edges leaves only when its last ref
- * does. Changes of the union are collected
- * for `presenceFlushMs`, numbered by a version, and sent to every edge
- * registered for the topic's messages: one call in flight per edge,
- * acknowledged, retried with backoff; an edge that is behind gets the
- * changes it missed (the last few are kept) or the whole list. Presence is
- * state, not history: none of it goes into the topic's log.
+ * does. Changes of the union are collected for `presenceFlushMs`,
+ * numbered by a version, and sent to every edge registered for the topic's
+ * messages: one call in flight per edge, acknowledged, retried with
+ * backoff; an edge that is behind gets the changes it missed (the last few
+ * are kept) or the whole list, made once for all the edges that need it.
+ * Presence is state, not history: none of it goes into the topic's log.
  *
  * Which edges have a part is written to SQLite (one row per edge and topic,
  * written when its part appears and deleted when it goes). A restarted home
