@@ -13,7 +13,7 @@ import { rotated } from "./lib/stats"
 import type { Contender } from "./worker/index"
 import { contenders as bindings } from "./worker/index"
 import type { Instrumented } from "./worker/measured"
-import { echoFnFrame, echoFrame, prefixes, publishFrame, rpcFrame, subscribeFrame, topic } from "./worker/protocol"
+import { echoFnFrame, echoFrame, echoGeneratorFrame, prefixes, publishFrame, rpcFrame, subscribeFrame, topic } from "./worker/protocol"
 
 const quick = env.BENCH_QUICK === "1"
 
@@ -223,6 +223,11 @@ describe("durable-ws vs raw Hibernation API vs partyserver", () => {
         if (keep) {
           record(results, "cpu-fn", "… written with Effect.fnUntraced, in the object", "µs", contender, (hoisted * 1000) / calls)
         }
+      }
+      // V8's part of the Effect.gen shape: the promise echo plus a generator function made per message.
+      if (contender === "promise") {
+        const generator = await direct(echoGeneratorFrame(1))
+        if (keep) record(results, "cpu-generator", "… promise echo plus a generator made per message", "µs", "promise", (generator * 1000) / calls)
       }
     })
   })

@@ -579,7 +579,7 @@ const toResult = (m: MessageSchema, outcome: Outcome): PayloadResult =>
 const runCodec = (
   m: MessageSchema,
   input: unknown,
-  direction: "decode" | "encode"
+  direction: "decode" | "decodeParsed" | "encode"
 ): PayloadResult | Promise<PayloadResult> => {
   const c = m[codecs] as PayloadCodec | undefined
   if (c === undefined) return input === undefined || input === null ? { ok: true, value: undefined } : noPayload(m)
@@ -597,6 +597,18 @@ const runCodec = (
  */
 export const decodePayload = (m: MessageSchema, input: unknown): PayloadResult | Promise<PayloadResult> =>
   runCodec(m, input, "decode")
+
+/**
+ * {@link decodePayload} for a payload just parsed from a frame, which
+ * nothing else holds: a payload that already is exactly what the schema
+ * outputs (the declared keys, in order, and nothing else) may come back
+ * as the same object instead of a copy.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decodeParsedPayload = (m: MessageSchema, input: unknown): PayloadResult | Promise<PayloadResult> =>
+  runCodec(m, input, "decodeParsed")
 
 /**
  * Validates an outbound payload and turns it into its JSON-ready form: an

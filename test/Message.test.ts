@@ -129,17 +129,44 @@ describe("the fast path for structs of plain fields", () => {
       undefined
     ]
     for (const input of inputs) {
-      const quick = fast(input)
       const exit = parse(input)
-      if (quick !== undefined) {
-        expect(Exit.isSuccess(exit)).toBe(true)
-        expect(quick).toEqual((exit as Exit.Success<unknown>).value)
+      for (const parsed of [false, true]) {
+        const quick = fast(input, parsed)
+        if (quick !== undefined) {
+          expect(Exit.isSuccess(exit)).toBe(true)
+          // The same keys in the same order as the parser's output, and nothing else.
+          expect(Object.keys(quick)).toEqual(Object.keys((exit as Exit.Success<object>).value))
+          expect(quick).toStrictEqual((exit as Exit.Success<unknown>).value)
+        }
       }
     }
     // It does take the common case, and leaves the rest to the parser.
-    expect(fast({ n: 1, text: "a", flag: false, extra: 1 })).toEqual({ n: 1, text: "a", flag: false })
-    expect(fast({ n: "1", text: "a", flag: false })).toBeUndefined()
-    expect(fast(inherited)).toBeUndefined()
+    expect(fast({ n: 1, text: "a", flag: false, extra: 1 }, false)).toEqual({ n: 1, text: "a", flag: false })
+    expect(fast({ n: "1", text: "a", flag: false }, false)).toBeUndefined()
+    expect(fast(inherited, false)).toBeUndefined()
+    expect(fast(inherited, true)).toBeUndefined()
+  })
+
+  it("returns a parsed payload that is exactly the output as it is, and copies any other", () => {
+    const exact = JSON.parse("{\"n\":1,\"text\":\"a\",\"flag\":true}") as object
+    expect(fast(exact, true)).toBe(exact)
+    // Not parsed just now (the caller's own object): always a copy.
+    expect(fast(exact, false)).not.toBe(exact)
+    expect(fast(exact, false)).toEqual(exact)
+    for (
+      const text of [
+        "{\"n\":1,\"text\":\"a\",\"flag\":true,\"extra\":1}",
+        "{\"text\":\"a\",\"n\":1,\"flag\":true}",
+        "{\"n\":1,\"text\":\"a\",\"flag\":true,\"__proto__\":{\"polluted\":true}}"
+      ]
+    ) {
+      const input = JSON.parse(text) as object
+      const quick = fast(input, true)
+      expect(quick).not.toBe(input)
+      expect(quick).toStrictEqual({ n: 1, text: "a", flag: true })
+    }
+    expect(fast(JSON.parse("{\"n\":1,\"text\":2,\"flag\":true}"), true)).toBeUndefined()
+    expect(fast(JSON.parse("{\"n\":1,\"text\":\"a\"}"), true)).toBeUndefined()
   })
 
   it("keeps the parser's issues for what it refuses", () => {

@@ -319,6 +319,24 @@ describe("recovery: limits", () => {
     expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
   })
 
+  it("knows a resent rpc by the payload that was sent, even after its handler changed ctx.payload in place", async () => {
+    const name = room()
+    const { socket, session } = await open(env.RECOVERING, name)
+    await socket.next((f) => f.type === "R_OPENED")
+    const request = { type: "R_SHOUT", meta: { correlationId: "shout-1" }, payload: { text: "hi" } }
+    socket.send(request)
+    const first = await socket.next((f) => f.type === "R_SHOUTED")
+    expect(first.payload).toEqual({ text: "HI", run: 1 })
+    socket.close(4000)
+    await socket.closed()
+    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
+    await back.next()
+    await untilResumed(back)
+    back.send(request)
+    expect(await back.next((f) => f.type === "R_SHOUTED" || f.type === "RPC_ERROR")).toEqual(first)
+    expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
+  })
+
   it("remembers the newest replyCacheSize answers per session", async () => {
     const name = room()
     const { socket, session } = await open(env.FORGETFUL, name)

@@ -19,7 +19,7 @@ import { resolveOptions } from "../../src/internal/server/options"
 import { memoryRegistry } from "../../src/internal/server/registry"
 import { tablesOf } from "../../src/internal/server/routes"
 import * as Sockets from "../../src/internal/server/sockets"
-import { echoFields, EchoReply, effectEcho, effectEchoOnce, promiseEcho } from "../worker/echo"
+import { echoFields, EchoReply, effectEcho, effectEchoOnce, generatorEcho, promiseEcho } from "../worker/echo"
 import type { InboundFrame } from "../worker/protocol"
 import { echoReply } from "../worker/protocol"
 
@@ -27,6 +27,7 @@ const EchoPromise = message("ECHO_PROMISE", echoFields)
 const EchoSync = message("ECHO_SYNC", echoFields)
 const EchoGen = message("ECHO_GEN", echoFields)
 const EchoOnce = message("ECHO_ONCE", echoFields)
+const EchoGenerator = message("ECHO_GENERATOR", echoFields)
 
 // The handlers of the workerd bench (bench/worker/echo.ts), one route each, and a plain function.
 const router = createRouter()
@@ -34,6 +35,7 @@ const router = createRouter()
   .on(EchoSync, (ctx) => ctx.send(EchoReply, ctx.payload))
   .on(EchoGen, effectEcho)
   .on(EchoOnce, effectEchoOnce)
+  .on(EchoGenerator, generatorEcho)
 
 // The promise echo behind a middleware that only calls `next`, and under a handler deadline.
 const withMiddleware = createRouter().use((_ctx, next) => next()).on(EchoPromise, promiseEcho)
@@ -84,6 +86,7 @@ const main = async () => {
     ["sync", viaDws("ECHO_SYNC")],
     ["Effect.gen", viaDws("ECHO_GEN")],
     ["Effect.fnUntraced", viaDws("ECHO_ONCE")],
+    ["promise + a generator per message", viaDws("ECHO_GENERATOR")],
     ["promise, a middleware", viaDws("ECHO_PROMISE", middlewareInstance)],
     ["promise, a deadline", viaDws("ECHO_PROMISE", deadlineInstance)]
   ]

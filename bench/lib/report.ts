@@ -78,6 +78,8 @@ interface Target {
 
 /** Rows of the recovery table: `recovery` (on) against `promise` (off), same handlers. */
 const isRecoveryRow = (key: string) => key.startsWith("recovery-")
+/** Rows printed in a table of their own, not the contenders' table. */
+const isOwnTableRow = (key: string) => isRecoveryRow(key) || key === "cpu-generator"
 
 const recoveryTable = (results: Results): Array<string> => {
   const rows = [...results.rows.entries()].filter(([key]) => isRecoveryRow(key)).map(([, row]) => row)
@@ -123,6 +125,33 @@ const recoveryTable = (results: Results): Array<string> => {
       "|---|--:|--:|--:|--:|--:|--:|",
       ...floors
     ])
+  ]
+}
+
+/**
+ * The Effect.gen handler against V8's part of it: the promise echo plus a
+ * generator function made per message (`cpu-generator`), which is what the
+ * `(ctx) => Effect.gen(function*() { … })` shape costs with no runtime.
+ */
+const generatorFloorTable = (results: Results): Array<string> => {
+  const cpu = results.rows.get("cpu")?.samples
+  const floor = results.rows.get("cpu-generator")?.samples.promise
+  if (cpu === undefined || floor === undefined) return []
+  const fn = results.rows.get("cpu-fn")?.samples.effect
+  return [
+    "",
+    "V8's part of the Effect handler as the README writes it, `(ctx) => Effect.gen(function*() { … })`: a generator",
+    "function made for every message, measured alone on top of the promise echo (promise + generator). No Effect",
+    "runtime can make Effect.gen ÷ promise lower than floor÷promise unless the rest of its path costs less than",
+    "the promise handler's.",
+    "",
+    table(["in the object (µs)", "dws promise", "promise + generator", "dws Effect.fnUntraced", "dws Effect.gen", "floor÷promise", "Effect.gen÷floor", "Effect.gen÷fnUntraced"], [[
+      "handler CPU per echo message",
+      ...[cpu.promise, floor, fn, cpu.effect].map((s) => fmt(median(s ?? []), "µs")),
+      times(pairedRatio(floor, cpu.promise)),
+      times(pairedRatio(cpu.effect, floor)),
+      times(pairedRatio(cpu.effect, fn))
+    ]])
   ]
 }
 
@@ -183,7 +212,7 @@ export const renderReport = (results: Results): string => {
     "promise÷party",
     "Effect÷party"
   ]
-  const body = [...results.rows.entries()].filter(([key]) => !isRecoveryRow(key)).map(([, row]) => {
+  const body = [...results.rows.entries()].filter(([key]) => !isOwnTableRow(key)).map(([, row]) => {
     const s = row.samples
     return [
       `${row.label} (${row.unit})`,
@@ -218,6 +247,7 @@ export const renderReport = (results: Results): string => {
     const r = pairedRatio(row.samples[target.of], row.samples[target.against])
     lines.push(`- ${target.text}: ${times(r)} ${Number.isNaN(r) ? "" : r <= target.limit ? "met" : "MISSED"}`)
   }
+  lines.push(...generatorFloorTable(results))
   lines.push(...wakeFloorTable(results))
   lines.push(...recoveryTable(results))
   lines.push("", `Plan: ${JSON.stringify(results.plan)}`)

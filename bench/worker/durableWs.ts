@@ -1,7 +1,7 @@
 import * as Effect from "effect/Effect"
 import * as Schema from "effect/Schema"
 import { Connection, createRouter, message, PubSub, rpc, WebSocketDurableObject } from "../../src/index"
-import { Echo, EchoFn, effectEcho, effectEchoOnce, EchoReply, promiseEcho } from "./echo"
+import { Echo, EchoFn, EchoGenerator, effectEcho, effectEchoOnce, EchoReply, generatorEcho, promiseEcho } from "./echo"
 
 const Subscribe = message("SUBSCRIBE", { topic: Schema.String })
 const Subscribed = message("SUBSCRIBED")
@@ -12,9 +12,10 @@ const EchoRpc = rpc("ECHO_RPC", { n: Schema.Number, text: Schema.String }, "ECHO
 // Fan-out needs the subscribers plus the publisher in one object; the admission storm (admission.mjs) opens 3000.
 const options = { maxConnections: 5000 }
 
-/** durable-ws, promise facade: async handlers on `ctx`. */
+/** durable-ws, promise facade: async handlers on `ctx`. `ECHO_GENERATOR` is the echo plus a generator made per message. */
 const promiseRouter = createRouter()
   .on(Echo, promiseEcho)
+  .on(EchoGenerator, generatorEcho)
   .on(Subscribe, async (ctx) => {
     await ctx.topics.subscribe(ctx.payload.topic)
     ctx.send(Subscribed)

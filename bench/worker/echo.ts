@@ -13,6 +13,7 @@ import { message } from "../../src/Message"
 export const echoFields = { n: Schema.Number, text: Schema.String }
 export const Echo = message("ECHO", echoFields)
 export const EchoFn = message("ECHO_FN", echoFields)
+export const EchoGenerator = message("ECHO_GENERATOR", echoFields)
 export const EchoReply = message("ECHO_REPLY", echoFields)
 
 /** The context of any echo route, whatever its type: the handlers serve several. */
@@ -27,6 +28,27 @@ export const effectEcho = (ctx: EchoContext) =>
     const connection = yield* Connection
     yield* connection.send(EchoReply, ctx.payload)
   })
+
+const generatorNext = (Object.getPrototypeOf(function*() {}.prototype) as Generator).next
+
+/**
+ * V8's part of the Effect echo: the promise echo plus what the `Effect.gen`
+ * shape costs with no runtime at all, a generator function made for the
+ * message (it closes over `ctx`) and run to its end, its two steps given
+ * back as their values, through the prototype's own `next` as durable-ws
+ * steps one. Its cost over the promise echo is the floor of
+ * `Effect.gen` ÷ promise that no Effect runtime can remove.
+ */
+export const generatorEcho = async (ctx: EchoContext) => {
+  const generator = (function*() {
+    const payload: unknown = yield ctx
+    yield payload
+  })()
+  let step = generatorNext.call(generator, undefined)
+  step = generatorNext.call(generator, step.value)
+  generatorNext.call(generator, step.value)
+  return ctx.send(EchoReply, ctx.payload)
+}
 
 /** The same echo made once with `Effect.fnUntraced`. */
 export const effectEchoOnce = Effect.fnUntraced(function*(ctx: EchoContext) {

@@ -13,6 +13,9 @@ export const echoFrame = (n: number) => JSON.stringify({ type: "ECHO", payload: 
 /** Client → server: the same echo, for the Effect contender's `Effect.fnUntraced` handler. */
 export const echoFnFrame = (n: number) => JSON.stringify({ type: "ECHO_FN", payload: { n, text: "hello, bench" } })
 
+/** Client → server: the same echo, for the promise contender's echo that also makes a generator per message. */
+export const echoGeneratorFrame = (n: number) => JSON.stringify({ type: "ECHO_GENERATOR", payload: { n, text: "hello, bench" } })
+
 /** Client → server: join the topic (answered with `SUBSCRIBED`). */
 export const subscribeFrame = JSON.stringify({ type: "SUBSCRIBE", payload: { topic } })
 

@@ -28,6 +28,8 @@ export type Validated = Outcome | Promise<Outcome>
 
 export interface PayloadCodec {
   readonly decode: (input: unknown) => Validated
+  /** `decode` for a value nobody else holds, just made by `JSON.parse`: it may come back as it is. */
+  readonly decodeParsed: (input: unknown) => Validated
   readonly encode: (input: unknown) => Validated
 }
 
@@ -66,6 +68,7 @@ const effectRunner = (run: (input: unknown) => Exit.Exit<unknown, SchemaIssue.Is
 
 interface SyncCodec extends PayloadCodec {
   readonly decode: (input: unknown) => Outcome
+  readonly decodeParsed: (input: unknown) => Outcome
   readonly encode: (input: unknown) => Outcome
 }
 
@@ -74,12 +77,12 @@ const effectCodec = (schema: Schema.Top): SyncCodec => {
   const decode = effectRunner(SchemaParser.decodeUnknownExit(codec))
   const encode = effectRunner(SchemaParser.encodeUnknownExit(codec))
   const fast = plainStruct(schema.ast)
-  if (fast === undefined) return { decode, encode }
-  const withFastPath = (general: (input: unknown) => Outcome) => (input: unknown): Outcome => {
-    const value = fast(input)
+  if (fast === undefined) return { decode, decodeParsed: decode, encode }
+  const withFastPath = (general: (input: unknown) => Outcome, parsed: boolean) => (input: unknown): Outcome => {
+    const value = fast(input, parsed)
     return value === undefined ? general(input) : { ok: true, value }
   }
-  return { decode: withFastPath(decode), encode: withFastPath(encode) }
+  return { decode: withFastPath(decode, false), decodeParsed: withFastPath(decode, true), encode: withFastPath(encode, false) }
 }
 
 const fromResult = (result: StandardSchemaV1.Result<unknown>): Outcome =>
@@ -95,7 +98,7 @@ const standardRunner = (schema: StandardSchemaV1) => {
 
 const standardCodec = (schema: StandardSchemaV1): PayloadCodec => {
   const validate = standardRunner(schema)
-  return { decode: validate, encode: validate }
+  return { decode: validate, decodeParsed: validate, encode: validate }
 }
 
 const isRecord = (u: unknown): u is Readonly<Record<string, unknown>> =>
@@ -169,7 +172,8 @@ export const fieldsCodec = (fields: Readonly<Record<string, AnySchema>>): Payloa
       ? Promise.all(results).then((settled) => combine(input, base, settled))
       : combine(input, base, results as ReadonlyArray<Outcome>)
   }
-  return { decode: run("decode"), encode: run("encode") }
+  const decode = run("decode")
+  return { decode, decodeParsed: decode, encode: run("encode") }
 }
 
 /** The codec of a whole-payload schema. */

@@ -15,8 +15,15 @@ const plain = (ast: SchemaAST.AST): boolean =>
  * accepts what the parser accepts, with the same output (the declared keys,
  * in order); whatever it does not accept goes to the parser, which then
  * decides and reports the issues.
+ *
+ * Given `parsed`, the input is a value nobody else holds (an object just
+ * made by `JSON.parse`): when its own keys are exactly the declared ones,
+ * in order, it already is that output, and is returned as it is instead of
+ * being copied.
  */
-export const plainStruct = (ast: SchemaAST.AST): ((input: unknown) => Record<string, unknown> | undefined) | undefined => {
+export const plainStruct = (
+  ast: SchemaAST.AST
+): ((input: unknown, parsed: boolean) => Record<string, unknown> | undefined) | undefined => {
   if (ast._tag !== "Objects" || !plain(ast) || ast.indexSignatures.length > 0) return undefined
   if ((ast as { encodingChecks?: unknown }).encodingChecks !== undefined) return undefined
   const names: Array<string> = []
@@ -30,8 +37,7 @@ export const plainStruct = (ast: SchemaAST.AST): ((input: unknown) => Record<str
     kinds.push(kind)
   }
   const count = names.length
-  return (input) => {
-    if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
+  const copy = (input: object): Record<string, unknown> | undefined => {
     const output: Record<string, unknown> = {}
     for (let i = 0; i < count; i++) {
       const name = names[i]!
@@ -41,5 +47,20 @@ export const plainStruct = (ast: SchemaAST.AST): ((input: unknown) => Record<str
       output[name] = value
     }
     return output
+  }
+  // `for…in` lists inherited enumerable keys too: any such key, like any extra or reordered one,
+  // differs from the declared list and sends the input to `copy`.
+  const exact = (input: object): Record<string, unknown> | undefined => {
+    let i = 0
+    for (const key in input) {
+      if (i === count || key !== names[i]) return copy(input)
+      if (typeof (input as Record<string, unknown>)[key] !== kinds[i]) return undefined
+      i++
+    }
+    return i === count ? input as Record<string, unknown> : copy(input)
+  }
+  return (input, parsed) => {
+    if (typeof input !== "object" || input === null || Array.isArray(input)) return undefined
+    return parsed ? exact(input) : copy(input)
   }
 }

@@ -12,7 +12,7 @@ import * as Predicate from "effect/Predicate"
 import type { WireError } from "../../Errors"
 import { HandlerTimeout, toWireError, TopicError, UnknownMessageType, ValidationError, WsError } from "../../Errors"
 import type { PayloadResult, RpcSchema } from "../../Message"
-import { declaresMeta, decodeMeta, decodePayload, isPendingResult } from "../../Message"
+import { declaresMeta, decodeMeta, decodeParsedPayload, isPendingResult } from "../../Message"
 import {
   decodeEnvelope,
   encodeErrorFrame,
@@ -259,7 +259,7 @@ const prepare = (instance: Instance, connection: LiveConnection, frame: string |
   }
   let payload: PayloadResult | Promise<PayloadResult>
   try {
-    payload = decodePayload(route.message, envelope.payload)
+    payload = decodeParsedPayload(route.message, envelope.payload)
     if (declaresMeta(route.message)) payload = bothValid(decodeMeta(route.message, meta), payload)
   } catch (error) {
     // A validator that throws is a server bug: reported like a failing handler, never as the client's fault.
