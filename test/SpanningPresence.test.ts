@@ -573,7 +573,7 @@ describe("presence across objects: an edge's change at the home", () => {
     const annShown = shown(watcher, topic)["ann"]!
     const annRef = annShown[0]!.ref
     const other = stranger("forged-change")
-    const update = (counter: number, changes: PresencePart["changes"]) => h.presenceUpdate(topic, other, { epoch: "e", counter, changes })
+    const update = (counter: number, changes: NonNullable<PresencePart["changes"]>) => h.presenceUpdate(topic, other, { epoch: "e", counter, changes })
     const one = (key: string, ref: string, meta: unknown = {}) => ({ [key]: [{ ref, meta }] })
     const mallory = refOf(0xa1)
     // A change from an edge whose part the home does not hold: asked for the whole part, nothing applied.
