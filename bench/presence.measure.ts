@@ -12,9 +12,13 @@
  * - across objects: a burst of 200 joins spread over 10 edge objects of a
  *   spanning topic, with a subscriber on each edge: frames and bytes per
  *   subscriber, and the calls between objects it cost (real Durable
- *   Objects here, not `Testing.make`).
+ *   Objects here, not `Testing.make`);
+ * - at a spanning topic's home: one change (a join, then its leave) from an
+ *   edge whose part has 1,000 members, against the same from an edge of
+ *   one, interleaved round by round (the home's own work, called inside
+ *   the home object).
  */
-import { env } from "cloudflare:test"
+import { env, runInDurableObject } from "cloudflare:test"
 import * as Schema from "effect/Schema"
 import { afterAll, describe, it } from "vitest"
 import { createRouter, message } from "../src/index"
@@ -139,6 +143,63 @@ describe("presence", () => {
       `| edge → home updates, whole burst | ${calls.updates - callsBefore.updates} |`,
       `| home → edge deliveries, whole burst | ${calls.deliveries - callsBefore.deliveries} |`,
       `| hand-rolled (one published message per join): frames per subscriber | ${joins} |`,
+      ""
+    )
+  })
+
+  it("at the home: one change from an edge of 1,000 members against one from an edge of 1", async () => {
+    const rounds = quick ? 2 : 7
+    const perRound = quick ? 20 : 1000
+    const hall = `hall:bench-home-${Date.now()}`
+    const home = env.BENCH_PRESENCE_HOME.get(env.BENCH_PRESENCE_HOME.idFromName(hall))
+    const refOf = (n: number) => n.toString(16).padStart(16, "0")
+    const edgeOf = (size: number, base: number) => {
+      const address = { id: env.BENCH_PRESENCE_EDGE.idFromName(`${hall}-${size}`).toString(), binding: "BENCH_PRESENCE_EDGE" }
+      const members = Object.fromEntries(Array.from({ length: size }, (_, i) => [`edge${size}-member-${i}`, [{ ref: refOf(base + i), meta: { since: 0 } }]]))
+      const newcomer = { newcomer: [{ ref: refOf(base + 0xfffff), meta: { since: 0 } }] }
+      return { address, epoch: `bench-${size}`, counter: 1, members, newcomer }
+    }
+    const big = edgeOf(1000, 0)
+    const small = edgeOf(1, 0x10000000)
+    type Edge = typeof big
+    // Each edge's whole part first, as an edge's first update of its epoch.
+    await runInDurableObject(home, (instance) => {
+      for (const edge of [big, small]) {
+        const answer = instance.presenceUpdate(hall, edge.address, { epoch: edge.epoch, counter: edge.counter, members: edge.members })
+        if (!answer.ok) throw new Error(`part refused: ${JSON.stringify(answer)}`)
+      }
+    })
+    const timeChanges = (edge: Edge) =>
+      runInDurableObject(home, async (instance) => {
+        const started = await clockAfterIo()
+        for (let i = 0; i < perRound; i++) {
+          const joined = instance.presenceUpdate(hall, edge.address, { epoch: edge.epoch, counter: ++edge.counter, changes: { joins: edge.newcomer, leaves: {} } })
+          const left = instance.presenceUpdate(hall, edge.address, { epoch: edge.epoch, counter: ++edge.counter, changes: { joins: {}, leaves: edge.newcomer } })
+          if (!joined.ok || !left.ok) throw new Error(`change refused: ${JSON.stringify([joined, left])}`)
+        }
+        return ((await clockAfterIo()) - started) / perRound
+      })
+    const ratios: Array<number> = []
+    const bigChanges: Array<number> = []
+    const smallChanges: Array<number> = []
+    for (let round = 0; round <= rounds; round++) {
+      const order = round % 2 === 0 ? [big, small] : [small, big]
+      const times = new Map<Edge, number>()
+      for (const edge of order) times.set(edge, await timeChanges(edge))
+      if (round === 0) continue
+      bigChanges.push(times.get(big)!)
+      smallChanges.push(times.get(small)!)
+      ratios.push(times.get(big)! / times.get(small)!)
+    }
+    const status = await home.presenceStatus(hall)
+    if (status.members !== 1001) throw new Error(`the home holds ${status.members} members, not 1,001`)
+    lines.push(
+      `presence across objects, at the home: one change from an edge (a join, then its leave: two updates), median of ${rounds} rounds × ${perRound} pairs`,
+      `| edge's part | join + leave (ms) |`,
+      `|---|---|`,
+      `| 1,000 members | ${median(bigChanges).toFixed(4)} |`,
+      `| 1 member | ${median(smallChanges).toFixed(4)} |`,
+      `| ratio 1,000 ÷ 1 (per round) | ${median(ratios).toFixed(2)} |`,
       ""
     )
   })

@@ -381,6 +381,27 @@ describe("recovery: limits", () => {
     back.send(request)
     expect((await back.next((f) => f.type === "R_WORKED")).payload).toEqual({ text: "slow", run: 2 })
   })
+
+  it("a request reusing the correlationId of one still running is a record of its own: the first's late answer is not cached for it", async () => {
+    const name = room()
+    const { socket, session } = await open(env.RECOVERING, name)
+    await socket.next((f) => f.type === "R_OPENED")
+    // R_LATER answers from a timer after its handler returned, so the socket's next request runs meanwhile.
+    socket.send({ type: "R_LATER", meta: { correlationId: "dup" }, payload: { delayMs: 200 } })
+    const whoAmI = { type: "R_WHO_AM_I", meta: { correlationId: "dup" } }
+    socket.send(whoAmI)
+    expect((await socket.next((f) => f.type === "R_YOU_ARE", 3000)).payload.data).toMatchObject({ userId: "anonymous" })
+    await socket.next((f) => f.type === "R_LATER_DONE", 3000)
+    socket.close(4000)
+    await socket.closed()
+    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
+    await back.next()
+    await untilResumed(back)
+    // Resent on the resumed socket, the second request is answered from the cache with its own answer.
+    back.send(whoAmI)
+    const again = await back.next((f) => f.meta?.correlationId === "dup", 3000)
+    expect(again.type).toBe("R_YOU_ARE")
+  })
 })
 
 describe("recovery: hostile resumes", () => {

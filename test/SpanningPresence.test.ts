@@ -1,7 +1,9 @@
-import { env, evictDurableObject, SELF } from "cloudflare:test"
-import { describe, expect, it } from "vitest"
+import { env, evictDurableObject, runInDurableObject, SELF } from "cloudflare:test"
+import { describe, expect, it, vi } from "vitest"
 import type { PresenceChange } from "../src/Client"
 import { createClient } from "../src/Client"
+import type { PresencePart } from "../src/index"
+import { TopicMembers } from "../src/internal/server/presence"
 import { HJoin, HWatch } from "./fixtures/spanPresence"
 import { workerdSockets } from "./helpers/clientSocket"
 import { captureConsole } from "./helpers/console"
@@ -447,5 +449,165 @@ describe("presence across objects: ACL and forged calls", () => {
     const edge = env.SPAN_PRESENCE_ROOM.get(env.SPAN_PRESENCE_ROOM.idFromName(edgeName("forged", 0)))
     expect(await edge.deliverPresence("lobby", { epoch: "e", version: 1, members: { ghost: [] } })).toMatchObject({ epoch: "", version: 0 })
     expect(await edge.checkPresence("lobby", "e", 0)).toMatchObject({ same: false, part: { members: {} } })
+  })
+})
+
+describe("presence across objects: an edge's change at the home", () => {
+  /** The home's union of `topic` (the object it calls `TopicMembers` methods on), read inside the home. */
+  const unionAt = (topic: string) =>
+    runInDurableObject(home(topic), (instance) => {
+      const engine = (instance as unknown as { presenceEngine: { topics: Map<string, { union: TopicMembers }> } }).presenceEngine
+      return engine.topics.get(topic)!.union
+    })
+  /** Counts the calls of a `TopicMembers` method per object it is called on, from now on. */
+  const countCalls = (method: "set" | "snapshot") => {
+    const calls = new Map<TopicMembers, number>()
+    const original = TopicMembers.prototype[method] as (this: TopicMembers, ...args: Array<unknown>) => unknown
+    const spy = vi.spyOn(TopicMembers.prototype, method).mockImplementation(function(this: TopicMembers, ...args: Array<unknown>) {
+      calls.set(this, (calls.get(this) ?? 0) + 1)
+      return original.apply(this, args)
+    } as never)
+    return { of: (members: TopicMembers) => calls.get(members) ?? 0, restore: () => spy.mockRestore() }
+  }
+  const refOf = (n: number) => n.toString(16).padStart(16, "0")
+  /** An object of the edges' binding that holds no socket: not registered for the topic, and a member of nothing. */
+  const stranger = (label: string) => ({ id: edgeId(edgeName(label, 7)), binding: "SPAN_PRESENCE_ROOM" })
+
+  it("touches only the refs the change names, whatever the size of the edge's part", async () => {
+    const topic = newTopic("cost")
+    const h = home(topic)
+    await h.slowChecks()
+    const edge = stranger("cost")
+    const members = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`m${i}`, [{ ref: refOf(0x100 + i), meta: { i } }]]))
+    expect(await h.presenceUpdate(topic, edge, { epoch: "e", counter: 1, members })).toEqual({ ok: true })
+    const union = await unionAt(topic)
+    const sets = countCalls("set")
+    try {
+      const newcomer = { newcomer: [{ ref: refOf(0xfff), meta: {} }] }
+      expect(await h.presenceUpdate(topic, edge, { epoch: "e", counter: 2, changes: { joins: newcomer, leaves: {} } })).toEqual({ ok: true })
+      expect(sets.of(union)).toBe(1)
+      expect(await h.presenceUpdate(topic, edge, { epoch: "e", counter: 3, changes: { joins: {}, leaves: newcomer } })).toEqual({ ok: true })
+      expect(sets.of(union)).toBe(2)
+      // A whole part (a new epoch of the edge) is read whole.
+      expect(await h.presenceUpdate(topic, edge, { epoch: "f", counter: 1, members })).toEqual({ ok: true })
+      expect(sets.of(union)).toBe(42)
+    } finally {
+      sets.restore()
+    }
+    expect(await h.presenceStatus(topic)).toMatchObject({ members: 40, edges: [edge.id] })
+  })
+
+  it("a leave or a meta change on one edge reaches subscribers as that change alone: nobody else's members or metas move", async () => {
+    const topic = newTopic("alone")
+    const watcher = await open(edgeName("alone", 2), "watcher")
+    await watch(watcher, topic)
+    const [ann, bob, carol] = await Promise.all(["ann", "bob", "carol"].map((user) => open(edgeName("alone", 0), user)))
+    await join(ann!, topic, { v: 1 })
+    await join(bob!, topic, { v: 1 })
+    await join(carol!, topic, { v: 1 })
+    await join(await open(edgeName("alone", 1), "dave"), topic, { v: 1 })
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.length === 4)
+    const before = shown(watcher, topic)
+    const mark = watcher.frames.filter(isPresence(topic)).length
+    bob!.close(1000)
+    await eventually(async () => keysShown(watcher, topic), (keys) => !keys.includes("bob"))
+    // ann updates her meta on the same connection (one ref): a leave and a join of that ref.
+    await join(ann!, topic, { v: 2 })
+    await eventually(async () => shown(watcher, topic)["ann"]?.[0]?.meta, (meta) => JSON.stringify(meta) === JSON.stringify({ v: 2 }))
+    await sleep(100)
+    const frames = watcher.frames.filter(isPresence(topic)).slice(mark)
+    expect(frames.every(isDiff(topic))).toBe(true)
+    const named = (side: "joins" | "leaves") => frames.flatMap((f) => Object.keys(f.payload[side] as Metas)).sort()
+    expect(named("leaves")).toEqual(["ann", "bob"])
+    expect(named("joins")).toEqual(["ann"])
+    expect(shown(watcher, topic)).toEqual({
+      ann: [{ ref: before["ann"]![0]!.ref, meta: { v: 2 } }],
+      carol: before["carol"],
+      dave: before["dave"]
+    })
+    expect(keysLeft(watcher, topic)).toEqual(["bob"])
+  })
+
+  it("after the home's rebuild, the whole list is made once for every edge, and the next changes apply to the parts it took", async () => {
+    const topic = newTopic("rebuild-once")
+    const watchers = await Promise.all([0, 1, 2].map((i) => open(edgeName("rebuild-once", i), `watcher${i}`)))
+    for (const w of watchers) await watch(w, topic)
+    const ann = await open(edgeName("rebuild-once", 0), "ann")
+    await join(ann, topic)
+    await join(await open(edgeName("rebuild-once", 1), "bob"), topic)
+    for (const w of watchers) await eventually(async () => keysShown(w, topic), (keys) => keys.length === 2)
+    await evictDurableObject(home(topic))
+    const snapshots = countCalls("snapshot")
+    let union: TopicMembers
+    try {
+      // The first call after the eviction starts the rebuild: every edge that had a part is asked for it.
+      await home(topic).presenceStatus(topic)
+      union = await unionAt(topic)
+      await eventually(async () => snapshots.of(union), (n) => n > 0)
+      await sleep(200)
+      // Three registered edges got the whole list: it was made once.
+      expect(snapshots.of(union)).toBe(1)
+    } finally {
+      snapshots.restore()
+    }
+    // The edges' parts were taken whole by the rebuild; their next updates are changes, applied to them.
+    ann.close(1000)
+    await join(await open(edgeName("rebuild-once", 2), "carol"), topic)
+    for (const w of watchers) {
+      await eventually(async () => keysShown(w, topic), (keys) => keys.join() === "bob,carol")
+      expect(keysLeft(w, topic)).toEqual(["ann"])
+    }
+    expect(await home(topic).presenceStatus(topic)).toMatchObject({ members: 2 })
+  })
+
+  it("refuses a forged, stale, out-of-order or oversized change like a whole part, and applies none of it", async () => {
+    captureConsole("error")
+    const topic = newTopic("forged-change")
+    const h = home(topic)
+    await h.slowChecks()
+    const watcher = await open(edgeName("forged-change", 0), "watcher")
+    await watch(watcher, topic)
+    const ann = await open(edgeName("forged-change", 1), "ann")
+    await join(ann, topic)
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.includes("ann"))
+    const annShown = shown(watcher, topic)["ann"]!
+    const annRef = annShown[0]!.ref
+    const other = stranger("forged-change")
+    const update = (counter: number, changes: NonNullable<PresencePart["changes"]>) => h.presenceUpdate(topic, other, { epoch: "e", counter, changes })
+    const one = (key: string, ref: string, meta: unknown = {}) => ({ [key]: [{ ref, meta }] })
+    const mallory = refOf(0xa1)
+    // A change from an edge whose part the home does not hold: asked for the whole part, nothing applied.
+    expect(await update(1, { joins: one("ghost", refOf(0xa0)), leaves: {} })).toEqual({ ok: false, resync: true })
+    expect(await h.presenceUpdate(topic, other, { epoch: "e", counter: 1, members: one("mallory", mallory) })).toEqual({ ok: true })
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.join() === "ann,mallory")
+    // Another edge's ref: a leave of it changes nothing, a join of it is refused.
+    expect(await update(2, { joins: {}, leaves: one("ann", annRef) })).toEqual({ ok: true })
+    expect(await update(3, { joins: one("ann", annRef, { stolen: true }), leaves: {} }))
+      .toEqual({ ok: false, refused: expect.stringMatching(/another edge/) })
+    // Duplicated and stale changes are taken for already applied.
+    const zed = refOf(0xa2)
+    expect(await update(3, { joins: one("zed", zed), leaves: {} })).toEqual({ ok: true })
+    expect(await update(4, { joins: {}, leaves: one("zed", zed) })).toEqual({ ok: true })
+    expect(await update(3, { joins: one("zed", zed), leaves: {} })).toEqual({ ok: true })
+    expect(await update(2, { joins: one("zed", zed), leaves: {} })).toEqual({ ok: true })
+    // Out of order: a gap asks for the whole part.
+    expect(await update(9, { joins: one("zed", zed), leaves: {} })).toEqual({ ok: false, resync: true })
+    // The bounds of a whole part hold for the part a change makes: 1 + 50 connections, a meta, a ref.
+    const many = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`k${i}`, [{ ref: refOf(0xb00 + i), meta: {} }]]))
+    expect(await update(5, { joins: many, leaves: {} })).toMatchObject({ ok: false, refused: expect.stringMatching(/more than 50/) })
+    expect(await update(5, { joins: one("big", refOf(0xa3), "x".repeat(2000)), leaves: {} }))
+      .toMatchObject({ ok: false, refused: expect.stringMatching(/1024 bytes/) })
+    expect(await update(5, { joins: one("bad", "<script>"), leaves: {} })).toMatchObject({ ok: false, refused: "malformed ref" })
+    expect(await update(5, { joins: {}, leaves: one("bad", "<script>") })).toMatchObject({ ok: false, refused: "malformed ref" })
+    expect((await h.presenceStatus(topic)).members).toBe(2)
+    // A leave names its ref: under whatever key it says, the ref leaves from the key the part holds it by.
+    expect(await update(5, { joins: {}, leaves: one("ann", mallory) })).toEqual({ ok: true })
+    await eventually(async () => keysShown(watcher, topic), (keys) => keys.join() === "ann")
+    // Its part is empty, so gone: its next change is asked for the whole part.
+    expect(await update(6, { joins: one("mallory", mallory), leaves: {} })).toEqual({ ok: false, resync: true })
+    await sleep(200)
+    expect(shown(watcher, topic)).toEqual({ ann: annShown })
+    expect(keysLeft(watcher, topic)).toEqual(["mallory"])
+    expect(await h.presenceStatus(topic)).toMatchObject({ members: 1, edges: [edgeId(edgeName("forged-change", 1))] })
   })
 })

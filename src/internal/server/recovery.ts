@@ -765,34 +765,24 @@ export class RecoveryStore {
    * Records a request that came on a socket whose session was not resumed:
    * no earlier socket sent it, so it is new whatever the cache holds for its
    * correlationId. One statement, carrying its answer when the handler gave
-   * it before its synchronous part was over (a request reusing the
-   * correlationId of one still in the cache replaces it, in two).
+   * it before its synchronous part was over. A request reusing the
+   * correlationId of one still in the cache replaces it: SQLite deletes the
+   * old row and gives the new one an id after every id the table holds, so
+   * it is the session's newest record (the last one a trim removes), and
+   * never the old one's id, which an earlier handler still running may
+   * answer to.
    */
   recordFresh(request: FreshRequest, frame: string | null): number {
     this.init()
     const { session, correlationId, type, digest } = request
-    const inserted = this.sql.exec<{ id: number }>(
-      "INSERT INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, ?, 0) ON CONFLICT (session, correlation) DO NOTHING RETURNING id",
+    const id = this.sql.exec<{ id: number }>(
+      "INSERT OR REPLACE INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, ?, 0) RETURNING id",
       session,
       correlationId,
       type,
       digest,
       frame
-    ).toArray()[0]
-    let id: number
-    if (inserted !== undefined) {
-      id = inserted.id
-    } else {
-      this.sql.exec("DELETE FROM _dws_replies WHERE session = ? AND correlation = ?", session, correlationId)
-      id = this.sql.exec<{ id: number }>(
-        "INSERT INTO _dws_replies (session, correlation, type, digest, frame, prior) VALUES (?, ?, ?, ?, ?, 0) RETURNING id",
-        session,
-        correlationId,
-        type,
-        digest,
-        frame
-      ).one().id
-    }
+    ).one().id
     this.trimReplies(session)
     return id
   }

@@ -2,15 +2,19 @@
  * The home's side of presence across objects (SPEC §15 over §14): one
  * member list for a spanning topic whose members sit on many edges.
  *
- * Each edge sends its own part (its members, by ref); the home keeps every
- * part and their union, in memory. Refs are random per connection, so the
- * union of the parts is the union of their refs, and a key on two edges
- * leaves only when its last ref does. Changes of the union are collected
- * for `presenceFlushMs`, numbered by a version, and sent to every edge
- * registered for the topic's messages: one call in flight per edge,
- * acknowledged, retried with backoff; an edge that is behind gets the
- * changes it missed (the last few are kept) or the whole list. Presence is
- * state, not history: none of it goes into the topic's log.
+ * Each edge sends its own part (its members, by ref): whole when the home
+ * may not hold it (the first update of the edge's process, after a resync,
+ * in answer to a check), else as a change, which the home applies to the
+ * refs it names alone, so a join costs the same on an edge of one member
+ * and of ten thousand. The home keeps every part and their union, in
+ * memory. Refs are random per connection, so the union of the parts is the
+ * union of their refs, and a key on two edges leaves only when its last ref
+ * does. Changes of the union are collected for `presenceFlushMs`,
+ * numbered by a version, and sent to every edge registered for the topic's
+ * messages: one call in flight per edge, acknowledged, retried with
+ * backoff; an edge that is behind gets the changes it missed (the last few
+ * are kept) or the whole list, made once for all the edges that need it.
+ * Presence is state, not history: none of it goes into the topic's log.
  *
  * Which edges have a part is written to SQLite (one row per edge and topic,
  * written when its part appears and deleted when it goes). A restarted home
@@ -72,11 +76,19 @@ interface Cursor {
   retryAt: number
 }
 
+/** A change of one part, read and checked: the refs that leave, then those that join (or change meta). */
+interface Change {
+  readonly leaves: ReadonlyMap<string, { readonly key: string; readonly meta: unknown }>
+  readonly joins: ReadonlyMap<string, { readonly key: string; readonly meta: unknown }>
+}
+
 interface TopicState {
   readonly parts: Map<string, Part>
   /** ref → the edge whose part holds it: an edge changes only its own refs. */
   readonly owners: Map<string, string>
   readonly union: TopicMembers
+  /** The union as a list, made at most once between two changes of it: every edge that needs the whole list gets this one. */
+  snapshot: PresenceMembers | undefined
   version: number
   /** The last changes, by version, for edges a few versions behind. */
   readonly recent: Array<{ readonly version: number; readonly changes: PresenceChanges }>
@@ -128,6 +140,7 @@ export class HomePresence {
       parts: new Map(),
       owners: new Map(),
       union: new TopicMembers(),
+      snapshot: undefined,
       version: 0,
       recent: [],
       cursors: new Map(),
@@ -174,7 +187,7 @@ export class HomePresence {
     const cursor = this.cursor(state, address.id)
     cursor.epoch = this.epoch
     cursor.version = state.version
-    return { epoch: this.epoch, version: state.version, members: state.union.snapshot() }
+    return { epoch: this.epoch, version: state.version, members: this.snapshotOf(state) }
   }
 
   /** For tests and operators: the topic's version, the edges with a part, and its member count. */
@@ -208,21 +221,37 @@ export class HomePresence {
     // Stale or repeated: already taken.
     if (sameEpoch && part.counter <= known.counter) return { ok: true }
     if (part.members === undefined && (!sameEpoch || part.counter !== known.counter + 1)) return { ok: false, resync: true }
-    const refs = part.members !== undefined
-      ? this.entriesOf(part.members)
-      : this.applied(known!, part.changes ?? { joins: {}, leaves: {} })
-    if (typeof refs === "string") return { ok: false, refused: refs }
-    for (const ref of refs.keys()) {
-      const owner = state.owners.get(ref)
-      if (owner !== undefined && owner !== address.id) return { ok: false, refused: `ref ${ref} belongs to another edge` }
+    let target: Part
+    if (part.members !== undefined) {
+      const refs = this.entriesOf(part.members)
+      if (typeof refs === "string") return { ok: false, refused: refs }
+      const foreign = this.foreignRef(state, address.id, refs.keys())
+      if (foreign !== undefined) return { ok: false, refused: foreign }
+      target = known ?? this.newPart(address)
+      if (known === undefined) state.parts.set(address.id, target)
+      this.replacePart(topic, state, target, refs)
+    } else {
+      // The next change of a part the home holds: only the refs it names are touched.
+      target = known!
+      const change = this.changeOf(target, part.changes ?? { joins: {}, leaves: {} })
+      if (typeof change === "string") return { ok: false, refused: change }
+      const foreign = this.foreignRef(state, address.id, change.joins.keys())
+      if (foreign !== undefined) return { ok: false, refused: foreign }
+      this.applyChange(topic, state, target, change)
     }
-    const target = known ?? this.newPart(address)
-    if (known === undefined) state.parts.set(address.id, target)
-    this.replacePart(topic, state, target, refs)
     target.epoch = part.epoch
     target.counter = part.counter
     target.heardAt = Date.now()
     return { ok: true }
+  }
+
+  /** Why an edge may not hold one of `refs` (another edge holds it), if so. */
+  private foreignRef(state: TopicState, id: string, refs: Iterable<string>): string | undefined {
+    for (const ref of refs) {
+      const owner = state.owners.get(ref)
+      if (owner !== undefined && owner !== id) return `ref ${ref} belongs to another edge`
+    }
+    return undefined
   }
 
   /** Reads a whole part, checking every bound; a string says why it is refused. */
@@ -244,19 +273,23 @@ export class HomePresence {
     return refs
   }
 
-  /** A part with a change applied (leaves, then joins), bounds checked; a string says why it is refused. */
-  private applied(part: Part, changes: PresenceChanges): Map<string, { key: string; meta: unknown }> | string {
-    const refs = new Map(part.refs)
+  /**
+   * A change to a part, read with the bounds of a whole part, and refused
+   * when the part it makes would pass them; a string says why. Costs the
+   * change's size, not the part's.
+   */
+  private changeOf(part: Part, changes: PresenceChanges): Change | string {
     const leaves = this.entriesOf(changes.leaves)
     if (typeof leaves === "string") return leaves
     const joins = this.entriesOf(changes.joins)
     if (typeof joins === "string") return joins
-    for (const ref of leaves.keys()) refs.delete(ref)
-    for (const [ref, entry] of joins) refs.set(ref, entry)
-    if (refs.size > this.host.settings.maxPresencePerEdge) {
+    let size = part.refs.size
+    for (const ref of leaves.keys()) if (part.refs.has(ref)) size--
+    for (const ref of joins.keys()) if (!part.refs.has(ref) || leaves.has(ref)) size++
+    if (size > this.host.settings.maxPresencePerEdge) {
       return `more than ${this.host.settings.maxPresencePerEdge} members' connections from one edge`
     }
-    return refs
+    return { leaves, joins }
   }
 
   private checkEntry(key: string, entry: unknown): string | undefined {
@@ -278,7 +311,7 @@ export class HomePresence {
       : undefined
   }
 
-  /** Makes `refs` the edge's part: the union hears each ref that left, joined or changed. */
+  /** Makes `refs` the edge's part (a whole part): the union hears each ref that left, joined or changed. */
   private replacePart(
     topic: string,
     state: TopicState,
@@ -297,7 +330,39 @@ export class HomePresence {
     }
     part.refs.clear()
     for (const [ref, entry] of refs) part.refs.set(ref, entry)
-    if (wasEmpty && refs.size > 0) {
+    this.changed(topic, state, part, wasEmpty)
+  }
+
+  /**
+   * Applies a change to the edge's part, as `replacePart` would with the
+   * part it makes, touching only the refs the change names: a leave of a
+   * ref the part does not hold changes nothing, and a ref leaves under the
+   * key the part holds it by, whatever key the change says.
+   */
+  private applyChange(topic: string, state: TopicState, part: Part, change: Change): void {
+    const wasEmpty = part.refs.size === 0
+    for (const ref of change.leaves.keys()) {
+      const old = part.refs.get(ref)
+      // A ref that leaves and joins again is the join's below.
+      if (old === undefined || change.joins.has(ref)) continue
+      state.union.set(old.key, ref, absent)
+      state.owners.delete(ref)
+      part.refs.delete(ref)
+    }
+    for (const [ref, entry] of change.joins) {
+      const old = part.refs.get(ref)
+      if (old !== undefined && old.key !== entry.key) state.union.set(old.key, ref, absent)
+      state.union.set(entry.key, ref, entry.meta)
+      state.owners.set(ref, part.address.id)
+      part.refs.set(ref, entry)
+    }
+    this.changed(topic, state, part, wasEmpty)
+  }
+
+  /** After a part changed: its row is written when it gained its first member or lost its last, and the change is sent. */
+  private changed(topic: string, state: TopicState, part: Part, wasEmpty: boolean): void {
+    state.snapshot = undefined
+    if (wasEmpty && part.refs.size > 0) {
       this.sql.exec(
         "INSERT OR IGNORE INTO _dws_span_presence (topic, edge, binding) VALUES (?, ?, ?)",
         topic,
@@ -305,7 +370,7 @@ export class HomePresence {
         part.address.binding
       )
       this.host.watch(Date.now() + this.host.settings.presenceCheckMs)
-    } else if (refs.size === 0) {
+    } else if (part.refs.size === 0) {
       // An edge without members needs no watching: its next change sends its whole part.
       this.sql.exec("DELETE FROM _dws_span_presence WHERE topic = ? AND edge = ?", topic, part.address.id)
       if (state.parts.get(part.address.id) === part) state.parts.delete(part.address.id)
@@ -338,6 +403,11 @@ export class HomePresence {
     for (const edge of edges) this.pump(topic, state, edge)
   }
 
+  /** The union as a list: after a rebuild every edge gets the whole list, and it is made once for all of them. */
+  private snapshotOf(state: TopicState): PresenceMembers {
+    return state.snapshot ??= state.union.snapshot()
+  }
+
   private cursor(state: TopicState, id: string): Cursor {
     let cursor = state.cursors.get(id)
     if (cursor === undefined) state.cursors.set(id, cursor = { epoch: "", version: -1, inFlight: false, failures: 0, retryAt: 0 })
@@ -356,7 +426,7 @@ export class HomePresence {
         version: state.version,
         changes: state.recent.filter((entry) => entry.version > cursor.version).map((entry) => entry.changes)
       }
-      : { epoch: this.epoch, version: state.version, members: state.union.snapshot() }
+      : { epoch: this.epoch, version: state.version, members: this.snapshotOf(state) }
     cursor.inFlight = true
     const call = Promise.resolve().then(() => this.host.edge(address).deliverPresence(topic, update))
     void withTimeout(call, this.host.settings.edgeTimeoutMs).then(
