@@ -1,8 +1,10 @@
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Fiber from "effect/Fiber"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import { describe, expect, it } from "vitest"
+import type { Router } from "../src/index"
 import { createRouter, message, PubSub, rpc, WsError } from "../src/index"
 import * as Testing from "../src/Testing"
 import { captureConsole } from "./helpers/console"
@@ -155,5 +157,123 @@ describe("middleware (driven without a Durable Object)", () => {
     await client.send({ type: "JOIN" })
     await client.send({ type: "PING", payload: { text: "hey" } })
     expect(client.frames).toEqual([{ type: "PONG", payload: { reply: "HEY" } }])
+  })
+})
+
+describe("middleware in place: what each layer hands the next", () => {
+  class Greeting extends Context.Service<Greeting, { readonly text: string }>()("test/Greeting") {}
+  const layer = Layer.succeed(Greeting, Greeting.of({ text: "from the layer" }))
+  const greet = (ctx: { readonly send: (message: typeof Pong, payload: { reply: string }) => unknown }) =>
+    Effect.gen(function*() {
+      const greeting = yield* Greeting
+      // A step of the handler's own, so that it goes on on a fiber.
+      yield* Effect.sync(() => ctx.send(Pong, { reply: greeting.text }))
+    })
+  const fromMiddleware = Greeting.of({ text: "from the middleware" })
+  const replies = async (router: Router<{}, Greeting>) => {
+    const client = await Testing.make(router, { layer }).connect()
+    await client.send({ type: "PING", payload: { text: "x" } })
+    await client.send({ type: "PING", payload: { text: "y" } })
+    return client.frames.map((f) => f.type === "PONG" ? (f.payload as { reply: string }).reply : f.type)
+  }
+
+  it("a service an Effect middleware provides around next() reaches the handler, however next() is called", async () => {
+    const direct = createRouter<{}, Greeting>()
+      .use((_ctx, next) => Effect.promise(next).pipe(Effect.provideService(Greeting, fromMiddleware)))
+      .on(Ping, greet)
+    // Below a promise middleware.
+    const belowPromise = createRouter<{}, Greeting>()
+      .use(async (_ctx, next) => {
+        await next()
+      })
+      .use((_ctx, next) => Effect.promise(next).pipe(Effect.provideService(Greeting, fromMiddleware)))
+      .on(Ping, greet)
+    // From a callback of the middleware's, after an await.
+    const afterAwait = createRouter<{}, Greeting>()
+      .use((_ctx, next) =>
+        Effect.promise(async () => {
+          await Promise.resolve()
+          await next()
+        }).pipe(Effect.provideService(Greeting, fromMiddleware))
+      )
+      .on(Ping, greet)
+    const plain = createRouter<{}, Greeting>().use((_ctx, next) => next()).on(Ping, greet)
+    expect(await replies(direct)).toEqual(["from the middleware", "from the middleware"])
+    expect(await replies(belowPromise)).toEqual(["from the middleware", "from the middleware"])
+    expect(await replies(afterAwait)).toEqual(["from the middleware", "from the middleware"])
+    expect(await replies(plain)).toEqual(["from the layer", "from the layer"])
+  })
+
+  it("a chain of promise middleware starts no fiber for a promise handler", async () => {
+    const fibers: Array<boolean> = []
+    const router = createRouter()
+      .use((_ctx, next) => {
+        fibers.push(Fiber.getCurrent() !== undefined)
+        return next()
+      })
+      .use(async (_ctx, next) => {
+        await next()
+        fibers.push(Fiber.getCurrent() !== undefined)
+      })
+      .on(Ping, (ctx) => {
+        fibers.push(Fiber.getCurrent() !== undefined)
+        ctx.send(Pong, { reply: ctx.payload.text })
+      })
+    const client = await Testing.make(router, {}).connect()
+    await client.send({ type: "PING", payload: { text: "x" } })
+    expect(client.frames.map((f) => [f.type, f.payload])).toEqual([["PONG", { reply: "x" }]])
+    expect(fibers).toEqual([false, false, false])
+  })
+
+  it("failures travel up through next(): thrown, rejected, an Effect's typed failure, and a middleware's own", async () => {
+    captureConsole("error")
+    const seen: Array<string> = []
+    const Fail = message("FAIL", { how: Schema.String })
+    const router = createRouter()
+      .use(async (_ctx, next) => {
+        try {
+          await next()
+        } catch (error) {
+          seen.push(error instanceof WsError ? error.code : String(error))
+          throw error
+        }
+      })
+      .use((ctx, next) => {
+        if (ctx.type === "FAIL" && (ctx.payload as { how: string }).how === "middleware") throw new WsError({ code: "ABORTED", message: "m" })
+        return next()
+      })
+      .on(Fail, (ctx) => {
+        switch (ctx.payload.how) {
+          case "throw":
+            throw new WsError({ code: "NOT_FOUND", message: "t" })
+          case "reject":
+            return Promise.reject(new WsError({ code: "UNAVAILABLE", message: "r" }))
+          default:
+            return Effect.fail(new WsError({ code: "RESOURCE_EXHAUSTED", message: "e" }))
+        }
+      })
+    const client = await Testing.make(router, {}).connect()
+    for (const how of ["throw", "reject", "effect", "middleware"]) await client.send({ type: "FAIL", payload: { how } })
+    const codes = client.frames.map((f) => (f.payload as { code: string }).code)
+    expect(codes).toEqual(["NOT_FOUND", "UNAVAILABLE", "RESOURCE_EXHAUSTED", "ABORTED"])
+    expect(seen).toEqual(codes)
+  })
+
+  it("next() called twice runs the rest once, and a slow middleware keeps the connection's order", async () => {
+    let handled = 0
+    const router = createRouter()
+      .use(async (ctx, next) => {
+        // The first message waits longest: the second must still be answered after it.
+        await new Promise((resolve) => setTimeout(resolve, ctx.payload !== undefined && (ctx.payload as { text: string }).text === "a" ? 20 : 0))
+        await Promise.all([next(), next()])
+      })
+      .on(Ping, (ctx) => {
+        handled++
+        ctx.send(Pong, { reply: ctx.payload.text })
+      })
+    const client = await Testing.make(router, {}).connect()
+    await Promise.all([client.send({ type: "PING", payload: { text: "a" } }), client.send({ type: "PING", payload: { text: "b" } })])
+    expect(client.frames.map((f) => (f.payload as { reply: string }).reply)).toEqual(["a", "b"])
+    expect(handled).toBe(2)
   })
 })

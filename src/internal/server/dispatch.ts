@@ -37,6 +37,8 @@ import type { AnyHandler, AnyMiddleware, Route } from "./routes"
 // `defineProperty` and a new hidden class every time. Helpers made once, factories and
 // arguments stay unnamed.
 
+const ignore = (): undefined => undefined
+
 /** A Promise as an Effect that fails with what it rejects with. */
 const awaitPromise = (promise: PromiseLike<unknown>): Effect.Effect<unknown, unknown> =>
   Effect.tryPromise({ try: constant(promise), catch: identity })
@@ -95,6 +97,120 @@ const chain = (
         Effect.onInterrupt(() => child === undefined ? Effect.void : Effect.sync(() => child!.interruptUnsafe(parent.id)))
       )
   })
+}
+
+/** What a layer of {@link inPlace} knows of the rest of the chain below it. */
+interface Below {
+  downstream: Promise<void> | undefined
+  settled: boolean
+  /** The fiber the layer's Effect runs on, once it answered with one. */
+  fiber: Fiber.Fiber<unknown, unknown> | undefined
+}
+
+/** The rest of the chain, started: a Promise that settles with it, and `below.settled` once it has. */
+const started = (below: Below, run: () => Promise<void> | undefined): Promise<void> => {
+  let running: Promise<void> | undefined
+  try {
+    running = run()
+  } catch (error) {
+    below.settled = true
+    return Promise.reject(error)
+  }
+  if (running === undefined) {
+    below.settled = true
+    return Promise.resolve()
+  }
+  return running.then(
+    () => void (below.settled = true),
+    (error: unknown) => {
+      below.settled = true
+      throw error
+    }
+  )
+}
+
+/** The rest of the chain as a child fiber with `context`, as {@link chain}'s `next()` runs it. */
+const forked = (below: Below, context: Fiber.Fiber<unknown, unknown>["context"], rest: Effect.Effect<unknown, unknown>) =>
+  new Promise<void>((resolve, reject) =>
+    Effect.runForkWith(context)(rest).addObserver((exit) => {
+      below.settled = true
+      if (exit._tag === "Success") resolve()
+      else reject(Cause.squash(exit.cause))
+    })
+  )
+
+/** What a layer still waits for after its own answer: the rest it started and did not see settle. */
+const pending = (below: Below): Promise<void> | undefined =>
+  below.downstream === undefined || below.settled ? undefined : below.downstream
+
+/** Throws what an Exit failed with; nothing for a success. */
+const unwrap = (exit: Exit.Exit<unknown, unknown> | undefined): undefined => {
+  if (exit !== undefined && Exit.isFailure(exit)) throw Cause.squash(exit.cause)
+  return undefined
+}
+
+const keepExit = (outcome: { exit: Exit.Exit<unknown, unknown> | undefined }, exit: Exit.Exit<unknown, unknown>) => {
+  outcome.exit = exit
+  return undefined
+}
+
+/** The handler below middleware, in place: settles (or throws) with it, as {@link invoke} would fail. */
+const handlerBelow = (instance: Instance, prepared: Prepared, scope: PublishScope): Promise<void> | undefined => {
+  const { ctx, route } = prepared
+  const result = route.handler(ctx)
+  if (result instanceof Promise) return result.then(ignore)
+  if (result === undefined) return undefined
+  if (isEffect(result)) {
+    const outcome: { exit: Exit.Exit<unknown, unknown> | undefined } = { exit: undefined }
+    const running = instance.runtime.runHandler(
+      result as Effect.Effect<unknown, unknown>,
+      ctx.connection,
+      scope,
+      outcome,
+      keepExit,
+      unavailable
+    )
+    return running === undefined ? unwrap(outcome.exit) : running.then(() => unwrap(outcome.exit))
+  }
+  if (Predicate.isPromiseLike(result)) return Promise.resolve(result).then(ignore)
+  return undefined
+}
+
+/**
+ * Middleware and handler without a deadline, in place: each layer is
+ * called directly and its `next()` starts the rest at once, so a chain of
+ * promise middleware starts no fiber. A layer that answers with an Effect
+ * runs on a fiber, and a `next()` it calls from there forks the rest with
+ * that fiber's services, as {@link chain} does. Returns nothing when the
+ * chain ended synchronously; throws, or rejects, with what failed.
+ */
+const inPlace = (
+  instance: Instance,
+  prepared: Prepared,
+  scope: PublishScope,
+  middleware: ReadonlyArray<AnyMiddleware>,
+  index: number
+): Promise<void> | undefined => {
+  if (index === middleware.length) return handlerBelow(instance, prepared, scope)
+  const { ctx } = prepared
+  const below: Below = { downstream: undefined, settled: false, fiber: undefined }
+  // `next`, written in place (see above).
+  const result = middleware[index]!(ctx, () =>
+    below.downstream ??= below.fiber === undefined
+      ? started(below, () => inPlace(instance, prepared, scope, middleware, index + 1))
+      : forked(below, below.fiber.context, chain(middleware, index + 1, prepared.route.handler, ctx)))
+  if (Effect.isEffect(result)) {
+    const layer = Effect.withFiber((fiber) => {
+      below.fiber = fiber
+      return result as Effect.Effect<unknown, unknown>
+    }).pipe(Effect.flatMap(() => Effect.suspend(() => {
+      const rest = pending(below)
+      return rest === undefined ? Effect.void : awaitPromise(rest)
+    })))
+    return instance.runtime.runPromise(layer, ctx.connection, scope).then(ignore)
+  }
+  if (Predicate.isPromiseLike(result)) return Promise.resolve(result).then(() => pending(below))
+  return pending(below)
 }
 
 const sendError = (connection: LiveConnection, error: WireError, correlationId: string | undefined) => {
@@ -354,9 +470,7 @@ const sendsDone = (ctx: HandlerContext): Effect.Effect<unknown, unknown> =>
  */
 const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown, unknown> => {
   const { ctx, route, validating } = prepared
-  const middleware = route.middleware.length === 0
-    ? instance.router.middleware
-    : [...instance.router.middleware, ...route.middleware]
+  const middleware = middlewareOf(instance, route)
   let handled = middleware.length === 0 ? invoke(route.handler, ctx) : chain(middleware, 0, route.handler, ctx)
   if (validating !== undefined) {
     const handler = handled
@@ -369,6 +483,10 @@ const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown,
   if (timeoutMs === undefined) return handled
   return Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), { duration: timeoutMs, orElse: timedOut(ctx, timeoutMs) })
 }
+
+/** The router's middleware, then the route's. */
+const middlewareOf = (instance: Instance, route: Route): ReadonlyArray<AnyMiddleware> =>
+  route.middleware.length === 0 ? instance.router.middleware : [...instance.router.middleware, ...route.middleware]
 
 /** What a handler past its deadline comes to. */
 const timedOut = (ctx: HandlerContext, timeoutMs: number) => () => {
@@ -407,6 +525,18 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
   }
   if (Predicate.isPromiseLike(result)) return awaitHandler(instance, prepared, result)
   return finish(instance, prepared)
+}
+
+/** Middleware and the handler, in place (see {@link inPlace}), then what {@link start} does after a handler. */
+const startChain = (instance: Instance, prepared: Prepared, scope: PublishScope): Promise<void> | undefined => {
+  let running: Promise<void> | undefined
+  try {
+    running = inPlace(instance, prepared, scope, middlewareOf(instance, prepared.route), 0)
+  } catch (error) {
+    reportError(instance, prepared.ctx, error, true)
+    return undefined
+  }
+  return running === undefined ? finish(instance, prepared) : awaitHandler(instance, prepared, running)
 }
 
 const awaitHandler = (instance: Instance, prepared: Prepared, result: PromiseLike<unknown>): Promise<void> =>
@@ -453,10 +583,14 @@ const handle = (
   prepared: Prepared
 ): Promise<void> | undefined => {
   if (answeredBefore(instance, prepared.ctx, prepared.sent, prepared.route.idempotent)) return undefined
-  if (
-    instance.router.middleware.length > 0 || prepared.route.middleware.length > 0 ||
-    instance.config.handlerTimeoutMs !== undefined
-  ) {
+  const { validating } = prepared
+  const middleware = instance.router.middleware.length > 0 || prepared.route.middleware.length > 0
+  if (middleware && instance.config.handlerTimeoutMs === undefined && validating === undefined && instance.runtime.ready) {
+    const running = startChain(instance, prepared, scope)
+    recordIfUnanswered(instance, prepared.ctx)
+    return running
+  }
+  if (middleware || instance.config.handlerTimeoutMs !== undefined) {
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
     const running = instance.config.handlerTimeoutMs === undefined
       ? runProgram(instance, connection, scope, prepared)
@@ -464,7 +598,6 @@ const handle = (
     recordIfUnanswered(instance, prepared.ctx)
     return running
   }
-  const { validating } = prepared
   if (validating === undefined) {
     const running = start(instance, prepared, scope)
     recordIfUnanswered(instance, prepared.ctx)
@@ -478,7 +611,6 @@ const handle = (
   )
 }
 
-const ignore = (): undefined => undefined
 
 /**
  * Runs lifecycle hooks (`onOpen`, `onClose`) in order; a failing hook is

@@ -39,6 +39,11 @@ export class InstanceRuntime {
     }
   }
 
+  /** Whether the services are built, so that what runs now does not wait for the user's layer. */
+  get ready(): boolean {
+    return this.services !== undefined
+  }
+
   private built(): Context.Context<never> | Promise<Context.Context<never>> {
     if (this.services !== undefined) return this.services
     const managed = this.managed ??= ManagedRuntime.make(this.layer!)
