@@ -216,7 +216,8 @@ export const renderReport = (results: Results): string => {
     const s = row.samples
     return [
       `${row.label} (${row.unit})`,
-      String(Math.min(...order.map((c) => s[c]?.length ?? 0))),
+      // A row some contender has no shape for ("-") counts the rounds of those that have it.
+      String(Math.min(...order.map((c) => s[c]?.length ?? Infinity))),
       ...order.map((c) => fmt(median(s[c] ?? []), row.unit)),
       times(pairedRatio(s.promise, s.raw)),
       times(pairedRatio(s.effect, s.raw)),
