@@ -39,7 +39,8 @@ const ways = ["ctx", "router", "router-await", "router-effect", "router-effect-y
 
 describe.each([
   ["direct calls", "PUBLISHER"],
-  ["middleware and a deadline", "TIMED_PUBLISHER"]
+  ["middleware and a deadline", "TIMED_PUBLISHER"],
+  ["a deadline alone", "DEADLINE_PUBLISHER"]
 ] as const)("every way to publish, with %s", (_, binding) => {
   it.each(ways)("%s: an allowed publish reaches every subscriber, the speaker included", async (via) => {
     const { listener, speaker } = await pair(env[binding])
@@ -63,9 +64,12 @@ describe.each([
   })
 })
 
-describe("a handler past its deadline (handlerTimeoutMs: 100)", () => {
+describe.each([
+  ["under middleware", "TIMED_PUBLISHER"],
+  ["without middleware", "DEADLINE_PUBLISHER"]
+] as const)("a handler past its deadline (handlerTimeoutMs: 100), %s", (_, binding) => {
   it("a promise handler's later sends, errors, publishes and subscriptions are never delivered", async () => {
-    const { listener, speaker } = await pair(env.TIMED_PUBLISHER)
+    const { listener, speaker } = await pair(env[binding])
     speaker.send({ type: "P_LATE", payload: { topic: "open:news", ms: 250 } })
     speaker.send({ type: "P_PUBLISH", payload: { via: "ctx", topic: "open:news", excludeSelf: true } })
     expect(await speaker.next()).toMatchObject({ type: "ERROR", payload: { code: "DEADLINE_EXCEEDED" } })
@@ -79,8 +83,21 @@ describe("a handler past its deadline (handlerTimeoutMs: 100)", () => {
     expect(await publish(speaker, "ctx", "late-topic", false)).toEqual({ ok: true, matched: 0 })
   })
 
-  it("an Effect handler under middleware is interrupted, and nothing it would have sent arrives", async () => {
-    const { listener, speaker } = await pair(env.TIMED_PUBLISHER)
+  it("a promise handler done in time is answered as usual, and no deadline error follows it", async () => {
+    const { listener, speaker } = await pair(env[binding])
+    speaker.send({ type: "P_LATE", payload: { topic: "open:news", ms: 10 } })
+    expect(await speaker.next()).toMatchObject({ type: "P_NOTE", payload: { text: "late send" } })
+    expect(await speaker.next()).toMatchObject({ type: "ERROR", payload: { code: "INTERNAL", message: "late error" } })
+    expect((await listener.next()).payload).toEqual({ via: "late ctx.publish" })
+    expect((await listener.next()).payload).toEqual({ via: "late router.publish" })
+    // Past the deadline of the finished handler: nothing more comes.
+    await sleep(200)
+    expect((await speaker.drain(50)).map((f) => f.payload)).toEqual([{ via: "late ctx.publish" }, { via: "late router.publish" }])
+    expect(await publish(speaker, "ctx", "late-topic", false)).toEqual({ ok: true, matched: 1 })
+  })
+
+  it("an Effect handler is interrupted, and nothing it would have sent arrives", async () => {
+    const { listener, speaker } = await pair(env[binding])
     const interruptions = async () => {
       speaker.send({ type: "P_INTERRUPTED", meta: { correlationId: `i${n++}` } })
       return (await speaker.next((f) => f.type === "P_INTERRUPTIONS")).payload.count as number
@@ -95,7 +112,7 @@ describe("a handler past its deadline (handlerTimeoutMs: 100)", () => {
   })
 
   it("an rpc answers DEADLINE_EXCEEDED once and its late reply is dropped", async () => {
-    const { speaker } = await pair(env.TIMED_PUBLISHER)
+    const { speaker } = await pair(env[binding])
     speaker.send({ type: "P_LATE_RPC", meta: { correlationId: "slow" }, payload: { ms: 200 } })
     expect(await speaker.next()).toMatchObject({ type: "RPC_ERROR", meta: { correlationId: "slow" }, payload: { code: "DEADLINE_EXCEEDED" } })
     await sleep(300)

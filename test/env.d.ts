@@ -18,6 +18,7 @@ declare namespace Cloudflare {
     readonly FLOODED: DurableObjectNamespace
     readonly PUBLISHER: DurableObjectNamespace
     readonly TIMED_PUBLISHER: DurableObjectNamespace
+    readonly DEADLINE_PUBLISHER: DurableObjectNamespace
     readonly MIXED: DurableObjectNamespace
     readonly DAM: DurableObjectNamespace
     readonly RECOVERING: DurableObjectNamespace

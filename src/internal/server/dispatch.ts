@@ -480,20 +480,25 @@ const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown,
     )
   }
   const timeoutMs = instance.config.handlerTimeoutMs
-  if (timeoutMs === undefined) return handled
-  return Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), { duration: timeoutMs, orElse: timedOut(ctx, timeoutMs) })
+  return timeoutMs === undefined ? handled : withDeadline(handled, ctx, timeoutMs)
 }
 
 /** The router's middleware, then the route's. */
 const middlewareOf = (instance: Instance, route: Route): ReadonlyArray<AnyMiddleware> =>
   route.middleware.length === 0 ? instance.router.middleware : [...instance.router.middleware, ...route.middleware]
 
-/** What a handler past its deadline comes to. */
-const timedOut = (ctx: HandlerContext, timeoutMs: number) => () => {
-  // Effects were interrupted; a promise cannot be, so its context goes dead instead.
+/** A handler past its deadline: its context goes dead (a promise cannot be stopped), and this is its failure. */
+const expired = (ctx: HandlerContext, timeoutMs: number): HandlerTimeout => {
   ctx.revoke()
-  return Effect.fail(new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` }))
+  return new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
 }
+
+/** What a handler past its deadline comes to: Effects were interrupted, and it fails. */
+const timedOut = (ctx: HandlerContext, timeoutMs: number) => () => Effect.fail(expired(ctx, timeoutMs))
+
+/** An Effect handler's own work and its sends, under the deadline. */
+const withDeadline = (handled: Effect.Effect<unknown, unknown>, ctx: HandlerContext, timeoutMs: number) =>
+  Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), { duration: timeoutMs, orElse: timedOut(ctx, timeoutMs) })
 
 const unavailable = (connection: LiveConnection, error: unknown): void => {
   console.error("durable-ws: services failed to build", error)
@@ -525,6 +530,59 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
   }
   if (Predicate.isPromiseLike(result)) return awaitHandler(instance, prepared, result)
   return finish(instance, prepared)
+}
+
+/**
+ * A handler without middleware under `handlerTimeoutMs`, called directly.
+ * An Effect runs on a fiber with the deadline as an Effect, which
+ * interrupts it. A Promise (or sends still waiting for their validator) is
+ * raced against one timer: past it, the context is revoked and the
+ * handler fails with `HandlerTimeout`, as on a fiber, and what the promise
+ * does later is ignored. A handler done synchronously needs no timer.
+ */
+const startUnderDeadline = (
+  instance: Instance,
+  prepared: Prepared,
+  scope: PublishScope,
+  timeoutMs: number
+): Promise<void> | undefined => {
+  const { ctx, route } = prepared
+  let result: unknown
+  try {
+    result = route.handler(ctx)
+  } catch (error) {
+    reportError(instance, ctx, error, true)
+    return undefined
+  }
+  if (isEffect(result)) {
+    const handled = withDeadline(result as Effect.Effect<unknown, unknown>, ctx, timeoutMs)
+    return instance.runtime.runFork(handled, ctx.connection, scope, prepared, settled, unavailable)
+  }
+  const work = result instanceof Promise || Predicate.isPromiseLike(result)
+    ? Promise.resolve(result).then(() => ctx.sendsDone())
+    : ctx.sendsDone()
+  if (work === undefined) return finish(instance, prepared)
+  return new Promise<void>((resolve) => {
+    let over = false
+    const timer = setTimeout(() => {
+      over = true
+      reportError(instance, ctx, expired(ctx, timeoutMs), true)
+      resolve()
+    }, timeoutMs)
+    work.then(
+      () => {
+        if (over) return
+        clearTimeout(timer)
+        resolve(finish(instance, prepared))
+      },
+      (error: unknown) => {
+        if (over) return
+        clearTimeout(timer)
+        reportError(instance, ctx, error, true)
+        resolve()
+      }
+    )
+  })
 }
 
 /** Middleware and the handler, in place (see {@link inPlace}), then what {@link start} does after a handler. */
@@ -583,32 +641,34 @@ const handle = (
   prepared: Prepared
 ): Promise<void> | undefined => {
   if (answeredBefore(instance, prepared.ctx, prepared.sent, prepared.route.idempotent)) return undefined
-  const { validating } = prepared
+  const { ctx, validating } = prepared
   const middleware = instance.router.middleware.length > 0 || prepared.route.middleware.length > 0
-  if (middleware && instance.config.handlerTimeoutMs === undefined && validating === undefined && instance.runtime.ready) {
-    const running = startChain(instance, prepared, scope)
-    recordIfUnanswered(instance, prepared.ctx)
-    return running
-  }
-  if (middleware || instance.config.handlerTimeoutMs !== undefined) {
+  const timeoutMs = instance.config.handlerTimeoutMs
+  // Called directly once no validator is still running and the services are built; middleware under
+  // a deadline runs on fibers, which the deadline interrupts.
+  const direct = validating === undefined && instance.runtime.ready
+  let running: Promise<void> | undefined
+  if (direct && timeoutMs === undefined) {
+    running = middleware ? startChain(instance, prepared, scope) : start(instance, prepared, scope)
+  } else if (timeoutMs !== undefined) {
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
-    const running = instance.config.handlerTimeoutMs === undefined
-      ? runProgram(instance, connection, scope, prepared)
-      : runInScope(prepared.ctx, () => runProgram(instance, connection, scope, prepared))
-    recordIfUnanswered(instance, prepared.ctx)
-    return running
+    running = direct && !middleware
+      ? runInScope(ctx, () => startUnderDeadline(instance, prepared, scope, timeoutMs))
+      : runInScope(ctx, () => runProgram(instance, connection, scope, prepared))
+  } else if (middleware) {
+    running = runProgram(instance, connection, scope, prepared)
+  } else if (validating === undefined) {
+    running = start(instance, prepared, scope)
+  } else {
+    // The handler starts in a later turn: the request is recorded now.
+    recordIfUnanswered(instance, ctx)
+    return validating.then(
+      (result) => accept(prepared, result) ? start(instance, prepared, scope) : undefined,
+      (error: unknown) => reportError(instance, ctx, error, true)
+    )
   }
-  if (validating === undefined) {
-    const running = start(instance, prepared, scope)
-    recordIfUnanswered(instance, prepared.ctx)
-    return running
-  }
-  // The handler starts in a later turn: the request is recorded now.
-  recordIfUnanswered(instance, prepared.ctx)
-  return validating.then(
-    (result) => accept(prepared, result) ? start(instance, prepared, scope) : undefined,
-    (error: unknown) => reportError(instance, prepared.ctx, error, true)
-  )
+  recordIfUnanswered(instance, ctx)
+  return running
 }
 
 
