@@ -23,6 +23,16 @@ import { sleep } from "./helpers/socket"
 let rooms = 0
 const room = () => `recovery-${Date.now()}-${rooms++}`
 
+/** Drops `socket` (4000, as a lost connection) and resumes its session from the start on a new socket of `RECOVERING`. */
+const resumeAfterDrop = async (name: string, socket: TestSocket, session: Session) => {
+  socket.close(4000)
+  await socket.closed()
+  const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
+  await back.next()
+  await untilResumed(back)
+  return back
+}
+
 describe("recovery: sessions", () => {
   it("sends $session first: the clientId, a token of at least 128 bits, the log position", async () => {
     const name = room()
@@ -300,20 +310,21 @@ describe("recovery: limits", () => {
     expect((await back.next()).payload.seq).toBe(3)
   })
 
-  it("answers an rpc resent on a resumed socket once from the reply cache: the handler runs once", async () => {
-    const name = room()
+  /** Sends `request`, takes its answer, resumes the session on a new socket and sends it again: both answers. */
+  const sendAgainAfterResume = async (name: string, request: Frame, answer: (frame: Frame) => boolean) => {
     const { socket, session } = await open(env.RECOVERING, name)
     await socket.next((f) => f.type === "R_OPENED")
-    const request = { type: "R_WORK", meta: { correlationId: "work-1" }, payload: { text: "hi" } }
     socket.send(request)
-    const first = await socket.next((f) => f.type === "R_WORKED")
-    socket.close(4000)
-    await socket.closed()
-    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
-    await back.next()
-    await untilResumed(back)
+    const first = await socket.next(answer)
+    const back = await resumeAfterDrop(name, socket, session)
     back.send(request)
-    const again = await back.next((f) => f.type === "R_WORKED")
+    return { first, again: await back.next(answer) }
+  }
+
+  it("answers an rpc resent on a resumed socket once from the reply cache: the handler runs once", async () => {
+    const name = room()
+    const request = { type: "R_WORK", meta: { correlationId: "work-1" }, payload: { text: "hi" } }
+    const { first, again } = await sendAgainAfterResume(name, request, (f) => f.type === "R_WORKED")
     expect(again).toEqual(first)
     expect(first.payload).toEqual({ text: "hi", run: 1 })
     expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
@@ -321,19 +332,10 @@ describe("recovery: limits", () => {
 
   it("knows a resent rpc by the payload that was sent, even after its handler changed ctx.payload in place", async () => {
     const name = room()
-    const { socket, session } = await open(env.RECOVERING, name)
-    await socket.next((f) => f.type === "R_OPENED")
     const request = { type: "R_SHOUT", meta: { correlationId: "shout-1" }, payload: { text: "hi" } }
-    socket.send(request)
-    const first = await socket.next((f) => f.type === "R_SHOUTED")
+    const { first, again } = await sendAgainAfterResume(name, request, (f) => f.type === "R_SHOUTED" || f.type === "RPC_ERROR")
     expect(first.payload).toEqual({ text: "HI", run: 1 })
-    socket.close(4000)
-    await socket.closed()
-    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
-    await back.next()
-    await untilResumed(back)
-    back.send(request)
-    expect(await back.next((f) => f.type === "R_SHOUTED" || f.type === "RPC_ERROR")).toEqual(first)
+    expect(again).toEqual(first)
     expect((await control<{ runs: number }>(env.RECOVERING, name, "events")).runs).toBe(1)
   })
 
@@ -392,11 +394,7 @@ describe("recovery: limits", () => {
     socket.send(whoAmI)
     expect((await socket.next((f) => f.type === "R_YOU_ARE", 3000)).payload.data).toMatchObject({ userId: "anonymous" })
     await socket.next((f) => f.type === "R_LATER_DONE", 3000)
-    socket.close(4000)
-    await socket.closed()
-    const back = await openOn(env.RECOVERING, name, { query: resumeQuery(session, 0) })
-    await back.next()
-    await untilResumed(back)
+    const back = await resumeAfterDrop(name, socket, session)
     // Resent on the resumed socket, the second request is answered from the cache with its own answer.
     back.send(whoAmI)
     const again = await back.next((f) => f.meta?.correlationId === "dup", 3000)

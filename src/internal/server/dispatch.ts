@@ -505,23 +505,30 @@ const unavailable = (connection: LiveConnection, error: unknown): void => {
   sendError(connection, { code: "UNAVAILABLE", message: "Service unavailable" }, undefined)
 }
 
+/** What {@link callHandler} gives for a handler that threw: the throw is already reported. */
+const threw: unique symbol = Symbol("threw")
+
+/** Calls the route's handler; a synchronous throw is reported, and {@link threw} returned. */
+const callHandler = (instance: Instance, prepared: Prepared): unknown => {
+  try {
+    return prepared.route.handler(prepared.ctx)
+  } catch (error) {
+    reportError(instance, prepared.ctx, error, true)
+    return threw
+  }
+}
+
 /** Calls a handler directly: an Effect starts in place, a Promise is awaited, nothing else waits. */
 const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Promise<void> | undefined => {
-  const { ctx, route } = prepared
-  let result: unknown
-  try {
-    result = route.handler(ctx)
-  } catch (error) {
-    reportError(instance, ctx, error, true)
-    return undefined
-  }
+  const result = callHandler(instance, prepared)
+  if (result === threw) return undefined
   // A native Promise is the common answer of an async handler: checked first, it costs one instanceof.
   if (result instanceof Promise) return awaitHandler(instance, prepared, result)
   if (result === undefined) return finish(instance, prepared)
   if (isEffect(result)) {
     return instance.runtime.runHandler(
       result as Effect.Effect<unknown, unknown>,
-      ctx.connection,
+      prepared.ctx.connection,
       scope,
       prepared,
       settled,
@@ -546,14 +553,9 @@ const startUnderDeadline = (
   scope: PublishScope,
   timeoutMs: number
 ): Promise<void> | undefined => {
-  const { ctx, route } = prepared
-  let result: unknown
-  try {
-    result = route.handler(ctx)
-  } catch (error) {
-    reportError(instance, ctx, error, true)
-    return undefined
-  }
+  const { ctx } = prepared
+  const result = callHandler(instance, prepared)
+  if (result === threw) return undefined
   if (isEffect(result)) {
     const handled = withDeadline(result as Effect.Effect<unknown, unknown>, ctx, timeoutMs)
     return instance.runtime.runFork(handled, ctx.connection, scope, prepared, settled, unavailable)
