@@ -12,6 +12,7 @@ import { AsyncOut, GetUser, Handled, Quick, SendBoth, shapes, SlowRpc, SlowZod, 
 import { eventually, workerdSockets } from "./helpers/clientSocket"
 import { openOn } from "./helpers/durable"
 import type { Frame, TestSocket } from "./helpers/socket"
+import { sleep } from "./helpers/socket"
 
 let n = 0
 const open = () => openOn(env.VALIDATORS, `validators-${n++}`)
@@ -221,6 +222,25 @@ describe("asynchronous validators", () => {
       "Handler for \"SLOW_RPC\" ran past 100 ms"
     ])
   })
+
+  it.each(["ctx", "effect"] as const)(
+    "handlerTimeoutMs covers a send still waiting for its validator (%s): past the deadline it is DEADLINE_EXCEEDED and never sent",
+    async (via) => {
+      const socket = await openTimed()
+      socket.send({ type: "SEND_SLOW", payload: { ms: 300, via } })
+      expect(await socket.next((frame) => frame.type !== "ERROR_SEEN")).toMatchObject({
+        type: "ERROR",
+        payload: { code: "DEADLINE_EXCEEDED", message: "Handler for \"SEND_SLOW\" ran past 100 ms" }
+      })
+      // Once its validator is done (frames leave in order, so later sends wait for it), a send within
+      // its deadline arrives as without one; the timed-out one never does.
+      await sleep(300)
+      socket.send({ type: "SEND_SLOW", payload: { ms: 10, via } })
+      const rest = await socket.drain(300)
+      expect(rest.map((frame) => frame.type)).toEqual(["ERROR_SEEN", "SLOW_OUT"])
+      expect(rest[1]!.payload).toEqual({ ms: 10 })
+    }
+  )
 
   it("with recovery, an rpc answered after async validation is answered once; a resend gets the same answer", async () => {
     const name = `recovering-${n++}`

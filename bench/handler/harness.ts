@@ -37,9 +37,10 @@ const router = createRouter()
   .on(EchoOnce, effectEchoOnce)
   .on(EchoGenerator, generatorEcho)
 
-// The promise echo behind a middleware that only calls `next`, and under a handler deadline.
+// The promise echo behind a middleware that only calls `next`, under a handler deadline, and both;
+// the Effect echo under a deadline.
 const withMiddleware = createRouter().use((_ctx, next) => next()).on(EchoPromise, promiseEcho)
-const withDeadline = createRouter().on(EchoPromise, promiseEcho)
+const withDeadline = createRouter().on(EchoPromise, promiseEcho).on(EchoGen, effectEcho)
 
 const messages = Number(process.env["HANDLER_MESSAGES"] ?? 200_000)
 const rounds = Number(process.env["HANDLER_ROUNDS"] ?? 7)
@@ -69,6 +70,7 @@ const main = async () => {
   const instance = await instanceOf(router)
   const middlewareInstance = await instanceOf(withMiddleware as unknown as typeof router)
   const deadlineInstance = await instanceOf(withDeadline as unknown as typeof router, { handlerTimeoutMs: 10_000 })
+  const bothInstance = await instanceOf(withMiddleware as unknown as typeof router, { handlerTimeoutMs: 10_000 })
 
   const rawFrame = frameOf("ECHO")
   // The raw contender's echo (bench/worker/raw.ts): parse, then the same reply durable-ws sends.
@@ -88,7 +90,9 @@ const main = async () => {
     ["Effect.fnUntraced", viaDws("ECHO_ONCE")],
     ["promise + a generator per message", viaDws("ECHO_GENERATOR")],
     ["promise, a middleware", viaDws("ECHO_PROMISE", middlewareInstance)],
-    ["promise, a deadline", viaDws("ECHO_PROMISE", deadlineInstance)]
+    ["promise, a deadline", viaDws("ECHO_PROMISE", deadlineInstance)],
+    ["promise, a middleware and a deadline", viaDws("ECHO_PROMISE", bothInstance)],
+    ["Effect.gen, a deadline", viaDws("ECHO_GEN", deadlineInstance)]
   ]
   const cases = all.filter(([name]) => only === undefined || name === "raw" || name === "promise" || only.test(name))
   const samples = new Map<string, Array<number>>(cases.map(([name]) => [name, []]))

@@ -540,30 +540,21 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
 }
 
 /**
- * A handler without middleware under `handlerTimeoutMs`, called directly.
- * An Effect runs on a fiber with the deadline as an Effect, which
- * interrupts it. A Promise (or sends still waiting for their validator) is
- * raced against one timer: past it, the context is revoked and the
+ * `work` (a handler's promise, or sends still waiting for their validator)
+ * raced against one timer: past `timeoutMs` the context is revoked and the
  * handler fails with `HandlerTimeout`, as on a fiber, and what the promise
- * does later is ignored. A handler done synchronously needs no timer.
+ * does later is ignored. Nothing left to wait for needs no timer. In
+ * workerd a timer counts from the start of the event, so the handler's
+ * synchronous part is inside the deadline.
  */
-const startUnderDeadline = (
+const raceDeadline = (
   instance: Instance,
   prepared: Prepared,
-  scope: PublishScope,
+  work: PromiseLike<unknown> | undefined,
   timeoutMs: number
 ): Promise<void> | undefined => {
-  const { ctx } = prepared
-  const result = callHandler(instance, prepared)
-  if (result === threw) return undefined
-  if (isEffect(result)) {
-    const handled = withDeadline(result as Effect.Effect<unknown, unknown>, ctx, timeoutMs)
-    return instance.runtime.runFork(handled, ctx.connection, scope, prepared, settled, unavailable)
-  }
-  const work = result instanceof Promise || Predicate.isPromiseLike(result)
-    ? Promise.resolve(result).then(() => ctx.sendsDone())
-    : ctx.sendsDone()
   if (work === undefined) return finish(instance, prepared)
+  const { ctx } = prepared
   return new Promise<void>((resolve) => {
     let over = false
     const timer = setTimeout(() => {
@@ -585,6 +576,49 @@ const startUnderDeadline = (
       }
     )
   })
+}
+
+/** An Effect handler under a deadline ended: its failure is reported, or its sends are raced against the deadline. */
+const settledUnderDeadline = (prepared: Prepared, exit: Exit.Exit<unknown, unknown>): Promise<void> | undefined => {
+  const { instance, ctx } = prepared
+  if (Exit.isFailure(exit)) {
+    reportError(instance, ctx, Cause.squash(exit.cause), true)
+    return undefined
+  }
+  return raceDeadline(instance, prepared, ctx.sendsDone(), instance.config.handlerTimeoutMs!)
+}
+
+/**
+ * A handler without middleware under `handlerTimeoutMs`, called directly.
+ * An Effect runs in place while it can, as without a deadline (what runs
+ * synchronously cannot be timed out anyway); from its first fiber step
+ * on, its fiber runs under the deadline as an Effect, which interrupts
+ * it. A Promise is raced against one timer ({@link raceDeadline}).
+ */
+const startUnderDeadline = (
+  instance: Instance,
+  prepared: Prepared,
+  scope: PublishScope,
+  timeoutMs: number
+): Promise<void> | undefined => {
+  const { ctx } = prepared
+  const result = callHandler(instance, prepared)
+  if (result === threw) return undefined
+  if (isEffect(result)) {
+    return instance.runtime.runHandler(
+      result as Effect.Effect<unknown, unknown>,
+      ctx.connection,
+      scope,
+      prepared,
+      settledUnderDeadline,
+      unavailable,
+      (rest) => withDeadline(rest, ctx, timeoutMs)
+    )
+  }
+  const work = result instanceof Promise || Predicate.isPromiseLike(result)
+    ? Promise.resolve(result).then(() => ctx.sendsDone())
+    : ctx.sendsDone()
+  return raceDeadline(instance, prepared, work, timeoutMs)
 }
 
 /** Middleware and the handler, in place (see {@link inPlace}), then what {@link start} does after a handler. */

@@ -129,6 +129,7 @@ export class InstanceRuntime {
    * goes without a fiber (see generators.ts): a handler that never waits
    * starts no fiber at all. A tracer that wraps each step of a fiber, or
    * fiber metrics, in the user's layer keep every handler on a fiber.
+   * `around` wraps what goes on on the fiber (a deadline).
    */
   runHandler<S>(
     effect: Effect.Effect<unknown, unknown, unknown>,
@@ -136,12 +137,14 @@ export class InstanceRuntime {
     scope: PublishScope,
     state: S,
     done: (state: S, exit: Exit.Exit<unknown, unknown>) => Promise<void> | undefined,
-    unavailable: (connection: LiveConnection, error: unknown) => void
+    unavailable: (connection: LiveConnection, error: unknown) => void,
+    around?: (rest: Effect.Effect<unknown, unknown>) => Effect.Effect<unknown, unknown>
   ): Promise<void> | undefined {
     const services = this.services
     const inPlace = services !== undefined && (this.inPlace ??= steppable(services))
     const rest = runInPlace(effect, inPlace ? this.contextOf(services, connection, scope) : undefined)
-    return isExit(rest) ? done(state, rest) : this.runFork(rest, connection, scope, state, done, unavailable)
+    if (isExit(rest)) return done(state, rest)
+    return this.runFork(around === undefined ? rest : around(rest as Effect.Effect<unknown, unknown>), connection, scope, state, done, unavailable)
   }
 
   /** Releases what the user's layer acquired. */
