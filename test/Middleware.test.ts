@@ -277,3 +277,38 @@ describe("middleware in place: what each layer hands the next", () => {
     expect(handled).toBe(2)
   })
 })
+
+describe("middleware under handlerTimeoutMs", () => {
+  it("interrupts every Effect layer and the Effect handler at the deadline, and the next frame goes on", async () => {
+    const interrupted: Array<string> = []
+    const Hang = message("HANG")
+    const router = createRouter()
+      .use(async (_ctx, next) => {
+        await next()
+      })
+      .use((_ctx, next) =>
+        Effect.promise(next).pipe(Effect.onInterrupt(() => Effect.sync(() => void interrupted.push("middleware"))))
+      )
+      .on(Hang, () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void interrupted.push("handler")))))
+      .on(Ping, (ctx) => ctx.send(Pong, { reply: ctx.payload.text }))
+    const client = await Testing.make(router, { handlerTimeoutMs: 30 }).connect()
+    await client.send({ type: "HANG" })
+    await client.send({ type: "PING", payload: { text: "after" } })
+    expect(client.frames.map((f) => f.type === "ERROR" ? (f.payload as { code: string }).code : f.type)).toEqual([
+      "DEADLINE_EXCEEDED",
+      "PONG"
+    ])
+    expect([...interrupted].sort()).toEqual(["handler", "middleware"])
+  })
+
+  it("a chain done in time is answered as usual, and no deadline error follows it", async () => {
+    const router = createRouter()
+      .use((_ctx, next) => Effect.promise(next))
+      .on(Ping, (ctx) =>
+        Effect.sleep(5).pipe(Effect.andThen(Effect.sync(() => ctx.send(Pong, { reply: ctx.payload.text })))))
+    const client = await Testing.make(router, { handlerTimeoutMs: 40 }).connect()
+    await client.send({ type: "PING", payload: { text: "in time" } })
+    await new Promise((resolve) => setTimeout(resolve, 80))
+    expect(client.frames.map((f) => [f.type, f.payload])).toEqual([["PONG", { reply: "in time" }]])
+  })
+})

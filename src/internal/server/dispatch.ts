@@ -129,15 +129,25 @@ const started = (below: Below, run: () => Promise<void> | undefined): Promise<vo
   )
 }
 
+/** The fibers a chain under a deadline started: the deadline interrupts them. */
+type Fibers = Set<Fiber.Fiber<unknown, unknown>>
+
 /** The rest of the chain as a child fiber with `context`, as {@link chain}'s `next()` runs it. */
-const forked = (below: Below, context: Fiber.Fiber<unknown, unknown>["context"], rest: Effect.Effect<unknown, unknown>) =>
-  new Promise<void>((resolve, reject) =>
-    Effect.runForkWith(context)(rest).addObserver((exit) => {
+const forked = (
+  below: Below,
+  context: Fiber.Fiber<unknown, unknown>["context"],
+  rest: Effect.Effect<unknown, unknown>,
+  fibers: Fibers | undefined
+) =>
+  new Promise<void>((resolve, reject) => {
+    const fiber = Effect.runForkWith(context)(rest)
+    fibers?.add(fiber)
+    fiber.addObserver((exit) => {
       below.settled = true
       if (exit._tag === "Success") resolve()
       else reject(Cause.squash(exit.cause))
     })
-  )
+  })
 
 /** What a layer still waits for after its own answer: the rest it started and did not see settle. */
 const pending = (below: Below): Promise<void> | undefined =>
@@ -155,7 +165,12 @@ const keepExit = (outcome: { exit: Exit.Exit<unknown, unknown> | undefined }, ex
 }
 
 /** The handler below middleware, in place: settles (or throws) with it, as {@link invoke} would fail. */
-const handlerBelow = (instance: Instance, prepared: Prepared, scope: PublishScope): Promise<void> | undefined => {
+const handlerBelow = (
+  instance: Instance,
+  prepared: Prepared,
+  scope: PublishScope,
+  fibers: Fibers | undefined
+): Promise<void> | undefined => {
   const { ctx, route } = prepared
   const result = route.handler(ctx)
   if (result instanceof Promise) return result.then(ignore)
@@ -168,7 +183,12 @@ const handlerBelow = (instance: Instance, prepared: Prepared, scope: PublishScop
       scope,
       outcome,
       keepExit,
-      unavailable
+      unavailable,
+      fibers === undefined ? undefined : (rest) =>
+        Effect.withFiber((fiber) => {
+          fibers.add(fiber)
+          return rest
+        })
     )
     return running === undefined ? unwrap(outcome.exit) : running.then(() => unwrap(outcome.exit))
   }
@@ -182,26 +202,29 @@ const handlerBelow = (instance: Instance, prepared: Prepared, scope: PublishScop
  * promise middleware starts no fiber. A layer that answers with an Effect
  * runs on a fiber, and a `next()` it calls from there forks the rest with
  * that fiber's services, as {@link chain} does. Returns nothing when the
- * chain ended synchronously; throws, or rejects, with what failed.
+ * chain ended synchronously; throws, or rejects, with what failed. Under a
+ * deadline, every fiber it starts goes into `fibers`.
  */
 const inPlace = (
   instance: Instance,
   prepared: Prepared,
   scope: PublishScope,
   middleware: ReadonlyArray<AnyMiddleware>,
-  index: number
+  index: number,
+  fibers: Fibers | undefined
 ): Promise<void> | undefined => {
-  if (index === middleware.length) return handlerBelow(instance, prepared, scope)
+  if (index === middleware.length) return handlerBelow(instance, prepared, scope, fibers)
   const { ctx } = prepared
   const below: Below = { downstream: undefined, settled: false, fiber: undefined }
   // `next`, written in place (see above).
   const result = middleware[index]!(ctx, () =>
     below.downstream ??= below.fiber === undefined
-      ? started(below, () => inPlace(instance, prepared, scope, middleware, index + 1))
-      : forked(below, below.fiber.context, chain(middleware, index + 1, prepared.route.handler, ctx)))
+      ? started(below, () => inPlace(instance, prepared, scope, middleware, index + 1, fibers))
+      : forked(below, below.fiber.context, chain(middleware, index + 1, prepared.route.handler, ctx), fibers))
   if (Effect.isEffect(result)) {
     const layer = Effect.withFiber((fiber) => {
       below.fiber = fiber
+      fibers?.add(fiber)
       return result as Effect.Effect<unknown, unknown>
     }).pipe(Effect.flatMap(() => Effect.suspend(() => {
       const rest = pending(below)
@@ -539,19 +562,30 @@ const start = (instance: Instance, prepared: Prepared, scope: PublishScope): Pro
   return finish(instance, prepared)
 }
 
+/** Interrupts `fibers`; settles once every one of them has stopped. */
+const interruptAll = (fibers: Fibers): Promise<unknown> =>
+  Promise.all(Array.from(fibers, (fiber) =>
+    new Promise((resolve) => {
+      fiber.addObserver(resolve)
+      fiber.interruptUnsafe()
+    })))
+
 /**
- * `work` (a handler's promise, or sends still waiting for their validator)
- * raced against one timer: past `timeoutMs` the context is revoked and the
- * handler fails with `HandlerTimeout`, as on a fiber, and what the promise
- * does later is ignored. Nothing left to wait for needs no timer. In
- * workerd a timer counts from the start of the event, so the handler's
- * synchronous part is inside the deadline.
+ * `work` (a handler's promise, a chain of middleware, or sends still
+ * waiting for their validator) raced against one timer: past `timeoutMs`
+ * the context is revoked, the `fibers` the work started are interrupted,
+ * and once they stopped (as a race waits for its loser) the handler fails
+ * with `HandlerTimeout`, as on a fiber; what a promise does later is
+ * ignored. Nothing left to wait for needs no timer. In workerd a timer
+ * counts from the start of the event, so the handler's synchronous part is
+ * inside the deadline.
  */
 const raceDeadline = (
   instance: Instance,
   prepared: Prepared,
   work: PromiseLike<unknown> | undefined,
-  timeoutMs: number
+  timeoutMs: number,
+  fibers?: Fibers
 ): Promise<void> | undefined => {
   if (work === undefined) return finish(instance, prepared)
   const { ctx } = prepared
@@ -559,8 +593,16 @@ const raceDeadline = (
     let over = false
     const timer = setTimeout(() => {
       over = true
-      reportError(instance, ctx, expired(ctx, timeoutMs), true)
-      resolve()
+      const error = expired(ctx, timeoutMs)
+      if (fibers === undefined || fibers.size === 0) {
+        reportError(instance, ctx, error, true)
+        resolve()
+      } else {
+        void interruptAll(fibers).then(() => {
+          reportError(instance, ctx, error, true)
+          resolve()
+        })
+      }
     }, timeoutMs)
     work.then(
       () => {
@@ -621,16 +663,31 @@ const startUnderDeadline = (
   return raceDeadline(instance, prepared, work, timeoutMs)
 }
 
-/** Middleware and the handler, in place (see {@link inPlace}), then what {@link start} does after a handler. */
-const startChain = (instance: Instance, prepared: Prepared, scope: PublishScope): Promise<void> | undefined => {
+/**
+ * Middleware and the handler, in place (see {@link inPlace}), then what
+ * {@link start} does after a handler; under a deadline, raced against it
+ * ({@link raceDeadline}), with the fibers the chain started.
+ */
+const startChain = (
+  instance: Instance,
+  prepared: Prepared,
+  scope: PublishScope,
+  timeoutMs: number | undefined
+): Promise<void> | undefined => {
+  const fibers: Fibers | undefined = timeoutMs === undefined ? undefined : new Set()
   let running: Promise<void> | undefined
   try {
-    running = inPlace(instance, prepared, scope, middlewareOf(instance, prepared.route), 0)
+    running = inPlace(instance, prepared, scope, middlewareOf(instance, prepared.route), 0, fibers)
   } catch (error) {
     reportError(instance, prepared.ctx, error, true)
     return undefined
   }
-  return running === undefined ? finish(instance, prepared) : awaitHandler(instance, prepared, running)
+  if (timeoutMs === undefined) {
+    return running === undefined ? finish(instance, prepared) : awaitHandler(instance, prepared, running)
+  }
+  const { ctx } = prepared
+  const work = running === undefined ? ctx.sendsDone() : running.then(() => ctx.sendsDone())
+  return raceDeadline(instance, prepared, work, timeoutMs, fibers)
 }
 
 const awaitHandler = (instance: Instance, prepared: Prepared, result: PromiseLike<unknown>): Promise<void> =>
@@ -680,17 +737,19 @@ const handle = (
   const { ctx, validating } = prepared
   const middleware = instance.router.middleware.length > 0 || prepared.route.middleware.length > 0
   const timeoutMs = instance.config.handlerTimeoutMs
-  // Called directly once no validator is still running and the services are built; middleware under
-  // a deadline runs on fibers, which the deadline interrupts.
+  // Called directly once no validator is still running and the services are built.
   const direct = validating === undefined && instance.runtime.ready
   let running: Promise<void> | undefined
   if (direct && timeoutMs === undefined) {
-    running = middleware ? startChain(instance, prepared, scope) : start(instance, prepared, scope)
+    running = middleware ? startChain(instance, prepared, scope, undefined) : start(instance, prepared, scope)
   } else if (timeoutMs !== undefined) {
     // Under a deadline the message's own context is the scope: once revoked, a late router.publish is refused.
-    running = direct && !middleware
-      ? runInScope(ctx, () => startUnderDeadline(instance, prepared, scope, timeoutMs))
-      : runInScope(ctx, () => runProgram(instance, connection, scope, prepared))
+    running = runInScope(ctx, () =>
+      !direct
+        ? runProgram(instance, connection, scope, prepared)
+        : middleware
+        ? startChain(instance, prepared, scope, timeoutMs)
+        : startUnderDeadline(instance, prepared, scope, timeoutMs))
   } else if (middleware) {
     running = runProgram(instance, connection, scope, prepared)
   } else if (validating === undefined) {
