@@ -197,9 +197,9 @@ const handlerBelow = (
 }
 
 /**
- * Middleware and handler without a deadline, in place: each layer is
- * called directly and its `next()` starts the rest at once, so a chain of
- * promise middleware starts no fiber. A layer that answers with an Effect
+ * Middleware and handler, in place: each layer is called directly and its
+ * `next()` starts the rest at once, so a chain of promise middleware
+ * starts no fiber. A layer that answers with an Effect
  * runs on a fiber, and a `next()` it calls from there forks the rest with
  * that fiber's services, as {@link chain} does. Returns nothing when the
  * chain ended synchronously; throws, or rejects, with what failed. Under a
