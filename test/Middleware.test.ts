@@ -12,6 +12,14 @@ import { captureConsole } from "./helpers/console"
 const Ping = message("PING", { text: Schema.String })
 const Pong = message("PONG", { reply: Schema.String })
 
+/** Under a 30 ms deadline: a HANG that never ends, then a PING; what the client got, errors by code. */
+const hangThenPing = async (router: Router) => {
+  const client = await Testing.make(router, { handlerTimeoutMs: 30 }).connect()
+  await client.send({ type: "HANG" })
+  await client.send({ type: "PING", payload: { text: "after" } })
+  return client.frames.map((f) => f.type === "ERROR" ? (f.payload as { code: string }).code : f.type)
+}
+
 describe("middleware (driven without a Durable Object)", () => {
   it("runs middleware in registration order around the handler", async () => {
     const trace: Array<string> = []
@@ -104,13 +112,7 @@ describe("middleware (driven without a Durable Object)", () => {
     const router = createRouter()
       .on(Hang, () => new Promise<void>(() => {}))
       .on(Ping, (ctx) => ctx.send(Pong, { reply: ctx.payload.text }))
-    const client = await Testing.make(router, { handlerTimeoutMs: 30 }).connect()
-    await client.send({ type: "HANG" })
-    await client.send({ type: "PING", payload: { text: "after" } })
-    expect(client.frames.map((f) => f.type === "ERROR" ? (f.payload as { code: string }).code : f.type)).toEqual([
-      "DEADLINE_EXCEEDED",
-      "PONG"
-    ])
+    expect(await hangThenPing(router)).toEqual(["DEADLINE_EXCEEDED", "PONG"])
   })
 
   it("does not trust look-alike errors: only real WsError instances choose the code", async () => {
@@ -291,13 +293,7 @@ describe("middleware under handlerTimeoutMs", () => {
       )
       .on(Hang, () => Effect.never.pipe(Effect.onInterrupt(() => Effect.sync(() => void interrupted.push("handler")))))
       .on(Ping, (ctx) => ctx.send(Pong, { reply: ctx.payload.text }))
-    const client = await Testing.make(router, { handlerTimeoutMs: 30 }).connect()
-    await client.send({ type: "HANG" })
-    await client.send({ type: "PING", payload: { text: "after" } })
-    expect(client.frames.map((f) => f.type === "ERROR" ? (f.payload as { code: string }).code : f.type)).toEqual([
-      "DEADLINE_EXCEEDED",
-      "PONG"
-    ])
+    expect(await hangThenPing(router)).toEqual(["DEADLINE_EXCEEDED", "PONG"])
     expect([...interrupted].sort()).toEqual(["handler", "middleware"])
   })
 
