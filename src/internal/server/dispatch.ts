@@ -487,9 +487,11 @@ const sendsDone = (ctx: HandlerContext): Effect.Effect<unknown, unknown> =>
 
 /**
  * Validation still running, middleware, the handler and its deadline, as
- * one Effect. The deadline covers all of it: a validator slower than
- * `handlerTimeoutMs` is a timeout like a slow handler, and so are sends
- * still waiting for their validator.
+ * one Effect: for a frame whose validator is still deciding, or one that
+ * comes before the user's layer is built (see {@link handle}). The deadline
+ * covers all of it: a validator slower than `handlerTimeoutMs` is a
+ * timeout like a slow handler, and so are sends still waiting for their
+ * validator.
  */
 const program = (instance: Instance, prepared: Prepared): Effect.Effect<unknown, unknown> => {
   const { ctx, route, validating } = prepared
@@ -702,10 +704,12 @@ const awaitHandler = (instance: Instance, prepared: Prepared, result: PromiseLik
  * connection's next frame must wait for it (an async handler, or an
  * asynchronous validator).
  *
- * Without middleware or a deadline, a handler that returns nothing or a
- * Promise is called directly: starting a fiber only to await a Promise
- * would cost more than the rest of the path. Effect handlers, middleware
- * and deadlines run as one Effect on the instance's Effect runtime.
+ * Handlers and middleware are called directly: starting a fiber only to
+ * await a Promise would cost more than the rest of the path. An Effect
+ * runs in place until it needs a fiber; a deadline is one timer, or the
+ * Effect's own for a handler without middleware. While a validator is
+ * still deciding under middleware or a deadline, or before the user's
+ * layer is built, the frame runs as one Effect instead ({@link program}).
  */
 export const dispatch = (
   instance: Instance,
