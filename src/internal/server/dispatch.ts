@@ -707,9 +707,9 @@ const awaitHandler = (instance: Instance, prepared: Prepared, result: PromiseLik
  * Handlers and middleware are called directly: starting a fiber only to
  * await a Promise would cost more than the rest of the path. An Effect
  * runs in place until it needs a fiber; a deadline is one timer, or the
- * Effect's own for a handler without middleware. While a validator is
- * still deciding under middleware or a deadline, or before the user's
- * layer is built, the frame runs as one Effect instead ({@link program}).
+ * Effect's own for a handler without middleware. Under middleware or a
+ * deadline, a frame whose validator is still deciding, or one that comes
+ * before the user's layer is built, runs as one Effect ({@link program}).
  */
 export const dispatch = (
   instance: Instance,
