@@ -311,33 +311,23 @@ export class HomePresence {
       : undefined
   }
 
-  /** Makes `refs` the edge's part (a whole part): the union hears each ref that left, joined or changed. */
+  /** Makes `refs` the edge's part (a whole part): a change that leaves the refs it no longer holds and joins every one it does. */
   private replacePart(
     topic: string,
     state: TopicState,
     part: Part,
     refs: ReadonlyMap<string, { readonly key: string; readonly meta: unknown }>
   ): void {
-    const wasEmpty = part.refs.size === 0
-    for (const [ref, old] of part.refs) {
-      if (refs.get(ref)?.key === old.key) continue
-      state.union.set(old.key, ref, absent)
-      state.owners.delete(ref)
-    }
-    for (const [ref, entry] of refs) {
-      state.union.set(entry.key, ref, entry.meta)
-      state.owners.set(ref, part.address.id)
-    }
-    part.refs.clear()
-    for (const [ref, entry] of refs) part.refs.set(ref, entry)
-    this.changed(topic, state, part, wasEmpty)
+    const leaves = new Map<string, { readonly key: string; readonly meta: unknown }>()
+    for (const [ref, entry] of part.refs) if (!refs.has(ref)) leaves.set(ref, entry)
+    this.applyChange(topic, state, part, { leaves, joins: refs })
   }
 
   /**
-   * Applies a change to the edge's part, as `replacePart` would with the
-   * part it makes, touching only the refs the change names: a leave of a
-   * ref the part does not hold changes nothing, and a ref leaves under the
-   * key the part holds it by, whatever key the change says.
+   * Applies a change to the edge's part, touching only the refs the change
+   * names: a leave of a ref the part does not hold changes nothing, and a
+   * ref leaves under the key the part holds it by, whatever key the change
+   * says.
    */
   private applyChange(topic: string, state: TopicState, part: Part, change: Change): void {
     const wasEmpty = part.refs.size === 0
