@@ -48,7 +48,7 @@ export const plainStruct = (
     }
     return output
   }
-  // `for…in` lists inherited enumerable keys too: any such key, like any extra or reordered one,
+  // `for…in` lists inherited enumerable keys too; such a key, like an extra or reordered one,
   // differs from the declared list and sends the input to `copy`.
   const exact = (input: object): Record<string, unknown> | undefined => {
     let i = 0
