@@ -62,44 +62,7 @@ const invoke = <Args extends ReadonlyArray<unknown>>(
     }
   })
 
-/**
- * Middleware and handler as one Effect. `next()` runs the rest of the chain
- * as a child fiber of the middleware's own, with its services: interrupting
- * the chain (a deadline) interrupts every layer below it too.
- */
-const chain = (
-  middleware: ReadonlyArray<AnyMiddleware>,
-  index: number,
-  handler: AnyHandler,
-  ctx: HandlerContext
-): Effect.Effect<unknown, unknown> => {
-  if (index === middleware.length) return invoke(handler, ctx)
-  return Effect.withFiber((parent) => {
-    let child: Fiber.Fiber<unknown, unknown> | undefined
-    let downstream: Promise<void> | undefined
-    let settled = false
-    // `next`, written in place (see above).
-    return invoke(middleware[index]!, ctx, () =>
-      downstream ??= new Promise<void>((resolve, reject) => {
-        child = Effect.runForkWith(parent.context)(chain(middleware, index + 1, handler, ctx))
-        child.addObserver((exit) => {
-          settled = true
-          if (exit._tag === "Success") resolve()
-          else reject(Cause.squash(exit.cause))
-        })
-      })).pipe(
-        Effect.flatMap(() => {
-          // A middleware that awaited next() has already seen its outcome; one that
-          // did not is still waited for, and its failure is not lost.
-          if (downstream === undefined || settled) return Effect.void
-          return awaitPromise(downstream)
-        }),
-        Effect.onInterrupt(() => child === undefined ? Effect.void : Effect.sync(() => child!.interruptUnsafe(parent.id)))
-      )
-  })
-}
-
-/** What a layer of {@link inPlace} knows of the rest of the chain below it. */
+/** What a layer of the chain ({@link chain}, {@link inPlace}) knows of the rest below it. */
 interface Below {
   downstream: Promise<void> | undefined
   settled: boolean
@@ -129,7 +92,7 @@ const started = (below: Below, run: () => Promise<void> | undefined): Promise<vo
   )
 }
 
-/** The fibers a chain under a deadline started: the deadline interrupts them. */
+/** Fibers the chain started, for interrupting them: a layer's children, or all of a message's under a deadline. */
 type Fibers = Set<Fiber.Fiber<unknown, unknown>>
 
 /** The rest of the chain as a child fiber with `context`, as {@link chain}'s `next()` runs it. */
@@ -152,6 +115,39 @@ const forked = (
 /** What a layer still waits for after its own answer: the rest it started and did not see settle. */
 const pending = (below: Below): Promise<void> | undefined =>
   below.downstream === undefined || below.settled ? undefined : below.downstream
+
+/** The Effect a layer's own answer is followed by: waiting for {@link pending}. */
+const awaitPending = (below: Below) => () =>
+  Effect.suspend(() => {
+    const rest = pending(below)
+    return rest === undefined ? Effect.void : awaitPromise(rest)
+  })
+
+/**
+ * Middleware and handler as one Effect. `next()` runs the rest of the chain
+ * as a child fiber of the middleware's own, with its services: interrupting
+ * the chain (a deadline) interrupts every layer below it too.
+ */
+const chain = (
+  middleware: ReadonlyArray<AnyMiddleware>,
+  index: number,
+  handler: AnyHandler,
+  ctx: HandlerContext
+): Effect.Effect<unknown, unknown> => {
+  if (index === middleware.length) return invoke(handler, ctx)
+  return Effect.withFiber((parent) => {
+    const below: Below = { downstream: undefined, settled: false, fiber: parent }
+    const children: Fibers = new Set()
+    // `next`, written in place (see above).
+    return invoke(middleware[index]!, ctx, () =>
+      below.downstream ??= forked(below, parent.context, chain(middleware, index + 1, handler, ctx), children)).pipe(
+        // A middleware that awaited next() has already seen its outcome; one that
+        // did not is still waited for, and its failure is not lost.
+        Effect.flatMap(awaitPending(below)),
+        Effect.onInterrupt(() => Effect.sync(() => children.forEach((child) => child.interruptUnsafe(parent.id))))
+      )
+  })
+}
 
 /** Throws what an Exit failed with; nothing for a success. */
 const unwrap = (exit: Exit.Exit<unknown, unknown> | undefined): undefined => {
@@ -226,10 +222,7 @@ const inPlace = (
       below.fiber = fiber
       fibers?.add(fiber)
       return result as Effect.Effect<unknown, unknown>
-    }).pipe(Effect.flatMap(() => Effect.suspend(() => {
-      const rest = pending(below)
-      return rest === undefined ? Effect.void : awaitPromise(rest)
-    })))
+    }).pipe(Effect.flatMap(awaitPending(below)))
     return instance.runtime.runPromise(layer, ctx.connection, scope).then(ignore)
   }
   if (Predicate.isPromiseLike(result)) return Promise.resolve(result).then(() => pending(below))
