@@ -514,9 +514,27 @@ const expired = (ctx: HandlerContext, timeoutMs: number): HandlerTimeout => {
 /** What a handler past its deadline comes to: Effects were interrupted, and it fails. */
 const timedOut = (ctx: HandlerContext, timeoutMs: number) => () => Effect.fail(expired(ctx, timeoutMs))
 
-/** An Effect handler's own work and its sends, under the deadline. */
+/** Marks the deadline's side of the race in {@link withDeadline}. */
+const pastDeadline: unique symbol = Symbol("pastDeadline")
+
+/** Succeeds with {@link pastDeadline} after `timeoutMs`, on the same timer as every other deadline (not Effect's `Clock`). */
+const deadline = (timeoutMs: number): Effect.Effect<typeof pastDeadline> =>
+  Effect.callback((resume) => {
+    const timer = setTimeout(() => resume(Effect.succeed(pastDeadline)), timeoutMs)
+    return Effect.sync(() => clearTimeout(timer))
+  })
+
+/**
+ * An Effect handler's own work and its sends, under the deadline: the first
+ * to finish wins, the other is interrupted. The race is `timeoutOrElse`'s
+ * without its `Duration` and `Clock`, which a worker would otherwise bundle
+ * for this alone.
+ */
 const withDeadline = (handled: Effect.Effect<unknown, unknown>, ctx: HandlerContext, timeoutMs: number) =>
-  Effect.timeoutOrElse(Effect.andThen(handled, sendsDone(ctx)), { duration: timeoutMs, orElse: timedOut(ctx, timeoutMs) })
+  Effect.flatMap(
+    Effect.raceFirst(Effect.andThen(handled, sendsDone(ctx)), deadline(timeoutMs)),
+    (result) => result === pastDeadline ? timedOut(ctx, timeoutMs)() : Effect.succeed(result)
+  )
 
 const unavailable = (connection: LiveConnection, error: unknown): void => {
   console.error("durable-ws: services failed to build", error)
