@@ -14,6 +14,7 @@ import { describe, expect, it } from "vitest"
 import type { Router } from "../src/index"
 import { Connection, createRouter, message, WsError } from "../src/index"
 import * as Testing from "../src/Testing"
+import { captureConsole } from "./helpers/console"
 
 const Ping = message("PING", { n: Schema.Number })
 const Pong = message("PONG", { n: Schema.Number, step: Schema.String })
@@ -196,5 +197,77 @@ describe("Effect handlers", () => {
     const client = await Testing.make(router, {}).connect()
     for (const n of [1, 2, 3]) await client.send({ type: "PING", payload: { n } })
     expect(payloads(client.frames)).toEqual([{ n: 2, step: "piped" }, { n: 3, step: "fn" }])
+  })
+})
+
+describe("the user's layer", () => {
+  class Backend extends Context.Service<Backend, { readonly name: string }>()("test/Backend") {}
+
+  const counting = createRouter<{}, Counter>().on(Ping, (ctx) =>
+    Effect.gen(function*() {
+      const counter = yield* Counter
+      const connection = yield* Connection
+      yield* connection.send(Pong, { n: ctx.payload.n, step: `count ${counter.next()}` })
+    }))
+
+  it("is built once for every connection, even for first messages that arrive together, and released by dispose", async () => {
+    const events: Array<string> = []
+    let counted = 0
+    const layer = Layer.effect(
+      Counter,
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          events.push("acquired")
+          return { next: () => ++counted }
+        }),
+        () => Effect.sync(() => events.push("released"))
+      )
+    )
+    const runtime = Testing.make(counting, { layer })
+    const [a, b] = await Promise.all([runtime.connect(), runtime.connect()])
+    await Promise.all([a.send({ type: "PING", payload: { n: 1 } }), b.send({ type: "PING", payload: { n: 2 } })])
+    expect([...payloads(a.frames), ...payloads(b.frames)].map((p) => (p as { step: string }).step).sort())
+      .toEqual(["count 1", "count 2"])
+    expect(events).toEqual(["acquired"])
+    await runtime.dispose()
+    expect(events).toEqual(["acquired", "released"])
+    await runtime.dispose()
+    expect(events).toEqual(["acquired", "released"])
+  })
+
+  it("that failed to build releases what it had acquired, answers UNAVAILABLE, and is built again on the next message", async () => {
+    const events: Array<string> = []
+    let attempts = 0
+    const backend = Layer.effect(
+      Backend,
+      Effect.acquireRelease(
+        Effect.sync(() => {
+          events.push(`backend ${++attempts}`)
+          return { name: "db" }
+        }),
+        () => Effect.sync(() => events.push(`backend ${attempts} released`))
+      )
+    )
+    const counter = Layer.effect(
+      Counter,
+      Effect.gen(function*() {
+        yield* Backend
+        if (attempts === 1) return yield* Effect.fail(new Error("backend unreachable"))
+        return { next: () => attempts }
+      })
+    )
+    const errors = captureConsole("error")
+    const runtime = Testing.make(counting, { layer: Layer.provide(counter, backend) })
+    const client = await runtime.connect()
+    await client.send({ type: "PING", payload: { n: 1 } })
+    await client.send({ type: "PING", payload: { n: 2 } })
+    expect(payloads(client.frames)).toEqual([
+      { type: "ERROR", meta: {}, payload: { code: "UNAVAILABLE", message: "Service unavailable" } },
+      { n: 2, step: "count 2" }
+    ])
+    expect(errors.lines()).toEqual(["durable-ws: services failed to build Error: backend unreachable"])
+    expect(events).toEqual(["backend 1", "backend 1 released", "backend 2"])
+    await runtime.dispose()
+    expect(events).toEqual(["backend 1", "backend 1 released", "backend 2", "backend 2 released"])
   })
 })

@@ -3,7 +3,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
-import * as ManagedRuntime from "effect/ManagedRuntime"
+import * as Scope from "effect/Scope"
 import type * as Tracer from "effect/Tracer"
 import { TracerKey } from "effect/Tracer"
 import { Connection } from "../../Connection"
@@ -25,7 +25,8 @@ export const exitToPromise = <A>(exit: Exit.Exit<A, unknown>): Promise<A> =>
  */
 export class InstanceRuntime {
   private readonly layer: Layer.Layer<never, unknown> | undefined
-  private managed: ManagedRuntime.ManagedRuntime<never, unknown> | undefined
+  /** The user's layer being built, or built: the scope its resources are released with, and the build. */
+  private build: { readonly scope: Scope.Closeable; readonly services: Promise<Context.Context<never>> } | undefined
   private services: Context.Context<never> | undefined
   /** Whether a handler may run in place: no tracer that wraps every step, no fiber metrics (decided once). */
   private inPlace: boolean | undefined = undefined
@@ -46,16 +47,22 @@ export class InstanceRuntime {
 
   private built(): Context.Context<never> | Promise<Context.Context<never>> {
     if (this.services !== undefined) return this.services
-    const managed = this.managed ??= ManagedRuntime.make(this.layer!)
-    return managed.context().then(
-      (services) => this.services = services,
-      (error: unknown) => {
-        // A layer that failed to build (its backend was down) is tried again on the next use.
-        if (this.managed === managed) this.managed = undefined
-        void managed.dispose()
-        throw error
-      }
-    )
+    if (this.build !== undefined) return this.build.services
+    const scope = Scope.makeUnsafe()
+    const build = {
+      scope,
+      services: Effect.runPromise(Layer.buildWithScope(this.layer!, scope)).then(
+        (services) => this.services = services,
+        (error: unknown) => {
+          // A layer that failed to build (its backend was down) is tried again on the next use.
+          if (this.build === build) this.build = undefined
+          void Effect.runPromise(Scope.close(scope, Exit.void))
+          throw error
+        }
+      )
+    }
+    this.build = build
+    return build.services
   }
 
   /** The instance's services plus the connection's own, built once per connection. */
@@ -149,7 +156,12 @@ export class InstanceRuntime {
 
   /** Releases what the user's layer acquired. */
   dispose(): Promise<void> {
-    return this.managed === undefined ? Promise.resolve() : this.managed.dispose()
+    const build = this.build
+    if (build === undefined) return Promise.resolve()
+    this.build = undefined
+    this.services = undefined
+    // A build still running finishes first: what it acquires is released with the rest.
+    return build.services.then(() => Effect.runPromise(Scope.close(build.scope, Exit.void)), () => undefined)
   }
 }
 
