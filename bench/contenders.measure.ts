@@ -42,7 +42,7 @@ const plan = {
   handlerCpu: { calls: quick ? 500 : 40_000, rounds: quick ? 2 : 15 },
   fanOut: [
     { subscribers: 100, publishesPerRound: quick ? 2 : 40, rounds: quick ? 2 : 15 },
-    { subscribers: 1000, publishesPerRound: quick ? 1 : 8, rounds: quick ? 2 : 15 }
+    { subscribers: 1000, publishesPerRound: quick ? 1 : 32, rounds: quick ? 2 : 15 }
   ],
   wake: { subscribers: 1000, rounds: quick ? 2 : 15 },
   recovery: {
