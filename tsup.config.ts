@@ -47,6 +47,6 @@ export default defineConfig({
   splitting: true,
   treeshake: true,
   target: "es2022",
-  external: ["cloudflare:workers", "effect", "uuid", "valibot", "zod"],
+  external: ["cloudflare:workers", "effect", "valibot", "zod"],
   onSuccess: emitDeclarations
 })

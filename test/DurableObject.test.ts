@@ -4,6 +4,7 @@ import { captureConsole } from "./helpers/console"
 import { connect, sleep, upgrade } from "./helpers/socket"
 import type { TestSocket } from "./helpers/socket"
 import type { Room } from "./fixtures/worker"
+import { uuidv7 } from "../src/internal/server/uuid"
 
 let n = 0
 const unique = (prefix: string) => `${prefix}-${n++}-${Date.now()}`
@@ -23,6 +24,8 @@ const whoAmI = async (client: TestSocket) => {
 }
 
 const uuidV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/
+/** The Unix milliseconds in a UUID v7's first 48 bits. */
+const timeOf = (id: string) => parseInt(id.slice(0, 8) + id.slice(9, 13), 16)
 
 describe("upgrade path", () => {
   it("answers a plain request with 426 and Upgrade: websocket", async () => {
@@ -112,7 +115,21 @@ describe("connection data", () => {
     const data = (await whoAmI(a.client)).data
     expect(data["clientId"]).toBe(a.clientId)
     expect(data["connectedAt"]).toBeGreaterThanOrEqual(before)
+    expect(timeOf(a.clientId)).toBe(data["connectedAt"])
     expect(data["userId"]).toBe("anonymous")
+  })
+
+  it("makes clientIds that differ within one millisecond and carry it in their first 48 bits", () => {
+    const ms = Date.UTC(2026, 11, 7, 12, 0, 0, 123)
+    const ids = Array.from({ length: 5000 }, () => uuidv7(ms))
+    expect(new Set(ids).size).toBe(ids.length)
+    for (const id of ids) {
+      expect(id).toMatch(uuidV7)
+      expect(timeOf(id)).toBe(ms)
+    }
+    expect(uuidv7(0).slice(0, 13)).toBe("00000000-0000")
+    expect(uuidv7(2 ** 48 - 1).slice(0, 13)).toBe("ffffffff-ffff")
+    expect(uuidv7(2 ** 32).slice(0, 13)).toBe("00010000-0000")
   })
 
   it("derives resourceId from ?room, then ?id, then the last path segment", async () => {

@@ -5,7 +5,6 @@
  * accepted and opened. The HTTP-only checks (method, origin,
  * `authenticate`) come before, in the handler.
  */
-import { v7 as uuidv7 } from "uuid"
 import type { ConnectionData } from "../../Connection"
 import { maxAttachmentBytes } from "../../Connection"
 import { ConnectionLimitExceeded, PayloadTooLarge, RateLimited, Unauthorized } from "../../Errors"
@@ -16,6 +15,7 @@ import { mergeData } from "./data"
 import type { Instance } from "./instance"
 import { prepareResume } from "./recovery"
 import * as Sockets from "./sockets"
+import { uuidv7 } from "./uuid"
 
 /** What a connection is admitted with. */
 export interface Arrival {
@@ -112,10 +112,12 @@ export const admit = async (
   return Sockets.open(instance, accept(data.clientId), data, resumption, arrival.batches === true)
 }
 
-const systemData = (resourceId: string | undefined): ConnectionData<Record<string, unknown>> =>
-  resourceId === undefined
-    ? { clientId: uuidv7(), connectedAt: Date.now() }
-    : { clientId: uuidv7(), resourceId, connectedAt: Date.now() }
+const systemData = (resourceId: string | undefined): ConnectionData<Record<string, unknown>> => {
+  const connectedAt = Date.now()
+  return resourceId === undefined
+    ? { clientId: uuidv7(connectedAt), connectedAt }
+    : { clientId: uuidv7(connectedAt), resourceId, connectedAt }
+}
 
 /** Whether an admission ended in a refusal. */
 export const isRefusal = (u: LiveConnection | Refusal): u is Refusal =>
