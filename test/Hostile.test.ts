@@ -100,6 +100,14 @@ const cases: ReadonlyArray<FrameCase> = [
     answer: error("RESOURCE_EXHAUSTED"),
     reported: "PayloadTooLarge"
   },
+  {
+    // The same beside a string made by concatenation: V8 then serializes on its recursive path, out of stack.
+    name: "deeply nested connection data beside a concatenated string (too deep to serialize)",
+    on: "crowd",
+    frame: `{"type":"H_SET_DATA_JOINED","payload":{"patch":{"x":${nested(200_000, "[", "", "]")}}}}`,
+    answer: error("RESOURCE_EXHAUSTED"),
+    reported: "PayloadTooLarge"
+  },
 
   // Size: measured in bytes, before anything is parsed.
   { name: "a frame of exactly maxPayloadBytes", frame: frameOfBytes(4096, "x"), answer: { type: "H_PONG" } },
@@ -377,7 +385,7 @@ describe("hostile upgrades", () => {
       500
     )
     expect(body).toBe("Connection data too large")
-    expect(errors.lines()).toEqual([expect.stringMatching(/^durable-ws: connection data is \d+ bytes; the limit is 16384$/)])
+    expect(errors.lines()).toEqual([expect.stringMatching(/^durable-ws: Connection data is \d+ bytes; the limit is 16384$/)])
   })
 
   it("never lets authenticate's result set clientId, connectedAt or resourceId", async () => {

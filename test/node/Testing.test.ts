@@ -82,7 +82,7 @@ describe("Testing.make in plain Node", () => {
       const refused = runtime.connect({ role: "x".repeat(17 * 1024) })
       await expect(refused).rejects.toBeInstanceOf(PayloadTooLarge)
       await expect(refused).rejects.toMatchObject({ limit: 16 * 1024 })
-      expect(errors).toEqual([expect.stringMatching(/^durable-ws: connection data is \d+ bytes; the limit is 16384$/)])
+      expect(errors).toEqual([expect.stringMatching(/^durable-ws: Connection data is \d+ bytes; the limit is 16384$/)])
       // The refused connection took no slot: maxConnections (2) still admits two.
       await runtime.connect({ role: "member" })
       await runtime.connect({ role: "member" })

@@ -6,10 +6,9 @@
  * `authenticate`) come before, in the handler.
  */
 import type { ConnectionData } from "../../Connection"
-import { maxAttachmentBytes } from "../../Connection"
 import { ConnectionLimitExceeded, PayloadTooLarge, RateLimited, Unauthorized } from "../../Errors"
-import { utf8Length } from "../../Protocol"
 import type { LiveConnection } from "./connection"
+import { oversized } from "./connection"
 import type { Socket } from "./data"
 import { mergeData } from "./data"
 import type { Instance } from "./instance"
@@ -99,14 +98,10 @@ export const admit = async (
     ...(session?.bucket === undefined ? {} : { r: session.bucket }),
     ...(arrival.batches === true ? { b: 1 } : {})
   }
-  const size = utf8Length(JSON.stringify(attachment))
-  if (size > maxAttachmentBytes) {
-    console.error(`durable-ws: connection data is ${size} bytes; the limit is ${maxAttachmentBytes}`)
-    return new PayloadTooLarge({
-      size,
-      limit: maxAttachmentBytes,
-      message: `Connection data is ${size} bytes; the limit is ${maxAttachmentBytes}`
-    })
+  const tooLarge = oversized(attachment, "Connection data is")
+  if (tooLarge !== undefined) {
+    console.error(`durable-ws: ${tooLarge.message}`)
+    return tooLarge
   }
   resumption?.take()
   return Sockets.open(instance, accept(data.clientId), data, resumption, arrival.batches === true)

@@ -103,6 +103,29 @@ export const isAttachment = (u: unknown): u is Attachment =>
   typeof u === "object" && u !== null && "d" in u && "t" in u && Array.isArray((u as Attachment).t) &&
   typeof (u as Attachment).d?.clientId === "string"
 
+/**
+ * The error for an attachment past workerd's 16 KiB, `state` saying whose
+ * ("Connection data is"). One nested too deeply to serialize (its
+ * serializer runs out of stack) is past any limit: it is refused the same way.
+ */
+export const oversized = (attachment: unknown, state: string): PayloadTooLarge | undefined => {
+  let size: number
+  try {
+    size = utf8Length(JSON.stringify(attachment))
+  } catch (error) {
+    if (!(error instanceof RangeError)) throw error
+    size = Number.POSITIVE_INFINITY
+  }
+  if (size <= maxAttachmentBytes) return undefined
+  return new PayloadTooLarge({
+    size,
+    limit: maxAttachmentBytes,
+    message: size === Number.POSITIVE_INFINITY
+      ? `${state} nested too deeply to store; the limit is ${maxAttachmentBytes} bytes`
+      : `${state} ${size} bytes; the limit is ${maxAttachmentBytes}`
+  })
+}
+
 const settled: Promise<void> = Promise.resolve()
 const noTopics: ReadonlyArray<string> = []
 const ignore = (): void => {}
@@ -299,14 +322,8 @@ export class LiveConnection {
     const withPresence: Attachment = p === undefined ? base : { ...base, p }
     const withMarks: Attachment = s === undefined ? withPresence : { ...withPresence, s }
     const attachment: Attachment = this.batches ? { ...withMarks, b: 1 } : withMarks
-    const size = utf8Length(JSON.stringify(attachment))
-    if (size > maxAttachmentBytes) {
-      return new PayloadTooLarge({
-        size,
-        limit: maxAttachmentBytes,
-        message: `Connection state would be ${size} bytes; the limit is ${maxAttachmentBytes}`
-      })
-    }
+    const tooLarge = oversized(attachment, "Connection state would be")
+    if (tooLarge !== undefined) return tooLarge
     this.store.write(this.socket, attachment)
     if (bucket !== undefined) this.bucket?.markSaved(bucket)
     return undefined
