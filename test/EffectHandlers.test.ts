@@ -12,7 +12,7 @@ import * as Schema from "effect/Schema"
 import * as Tracer from "effect/Tracer"
 import { describe, expect, it } from "vitest"
 import type { Router } from "../src/index"
-import { Connection, createRouter, message, WsError } from "../src/index"
+import { Connection, createRouter, message, PubSub, WsError } from "../src/index"
 import * as Testing from "../src/Testing"
 import { captureConsole } from "./helpers/console"
 
@@ -183,6 +183,39 @@ describe("Effect handlers", () => {
     expect(await countedOnSecondEcho(Layer.succeed(Metric.FiberRuntimeMetrics, metrics), () => started)).toBeGreaterThan(0)
   })
 
+  it("publish through the PubSub service: every subscriber gets it, excludeSelf leaves the sender out", async () => {
+    const Join = message("JOIN", { topic: Schema.String })
+    const Say = message("SAY", { topic: Schema.String, text: Schema.String, excludeSelf: Schema.Boolean })
+    const Said = message("SAID", { text: Schema.String })
+    const Done = message("DONE", { matched: Schema.Number })
+    const router = createRouter()
+      .on(Join, (ctx) =>
+        Effect.gen(function*() {
+          const pubsub = yield* PubSub
+          yield* pubsub.subscribe(ctx.payload.topic)
+        }))
+      .on(Say, (ctx) =>
+        Effect.gen(function*() {
+          const pubsub = yield* PubSub
+          const { topic, text, excludeSelf } = ctx.payload
+          const result = yield* pubsub.publish(topic, Said, { text }, { excludeSelf })
+          const connection = yield* Connection
+          yield* connection.send(Done, { matched: result.ok ? result.matched : -1 })
+        }))
+    const runtime = Testing.make(router, {})
+    const [a, b] = await Promise.all([runtime.connect(), runtime.connect()])
+    for (const client of [a, b]) await client.send({ type: "JOIN", payload: { topic: "room" } })
+    await a.send({ type: "SAY", payload: { topic: "room", text: "to all", excludeSelf: false } })
+    await a.send({ type: "SAY", payload: { topic: "room", text: "to the others", excludeSelf: true } })
+    const seen = (frames: ReadonlyArray<{ type: string; payload?: unknown }>) => frames.map((f) => [f.type, f.payload])
+    expect(seen(a.frames)).toEqual([
+      ["SAID", { text: "to all" }],
+      ["DONE", { matched: 2 }],
+      ["DONE", { matched: 1 }]
+    ])
+    expect(seen(b.frames)).toEqual([["SAID", { text: "to all" }], ["SAID", { text: "to the others" }]])
+  })
+
   it("of every shape still run: a plain Effect, an Effect.fnUntraced, a piped one", async () => {
     const router = createRouter()
       .on(Ping, (ctx) =>
@@ -233,6 +266,30 @@ describe("the user's layer", () => {
     expect(events).toEqual(["acquired", "released"])
     await runtime.dispose()
     expect(events).toEqual(["acquired", "released"])
+  })
+
+  it("that fails to build fails no subscribe and no publish, which use none of its services", async () => {
+    const Join = message("JOIN", { topic: Schema.String })
+    const Say = message("SAY", { topic: Schema.String, text: Schema.String })
+    const Said = message("SAID", { text: Schema.String })
+    const router = createRouter()
+      .on(Join, (ctx) => ctx.topics.subscribe(ctx.payload.topic))
+      .on(Say, async (ctx) => {
+        await ctx.publish(ctx.payload.topic, Said, { text: ctx.payload.text })
+      })
+    const layer = Layer.effect(Counter, Effect.fail(new Error("backend unreachable")))
+    // An authorization hook puts a publish from a connection on the engine's Effect path; without one it sends at once.
+    for (const authorizePublish of [undefined, () => Promise.resolve(true)]) {
+      const runtime = Testing.make(router, authorizePublish === undefined ? { layer } : { layer, authorizePublish })
+      const client = await runtime.connect()
+      await client.send({ type: "JOIN", payload: { topic: "news" } })
+      await client.send({ type: "SAY", payload: { topic: "news", text: "from a handler" } })
+      await expect(runtime.publish("news", Said, { text: "from outside" })).resolves.toEqual({ ok: true, matched: 1 })
+      expect(client.frames.map((f) => [f.type, f.payload])).toEqual([
+        ["SAID", { text: "from a handler" }],
+        ["SAID", { text: "from outside" }]
+      ])
+    }
   })
 
   it("that failed to build releases what it had acquired, answers UNAVAILABLE, and is built again on the next message", async () => {

@@ -31,7 +31,7 @@ export class InstanceRuntime {
   /** Whether a handler may run in place: no tracer that wraps every step, no fiber metrics (decided once). */
   private inPlace: boolean | undefined = undefined
 
-  constructor(builtins: Context.Context<never>, layer: Layer.Layer<unknown, unknown, unknown> | undefined) {
+  constructor(private readonly builtins: Context.Context<never>, layer: Layer.Layer<unknown, unknown, unknown> | undefined) {
     if (layer === undefined) {
       this.services = builtins
     } else {
@@ -95,6 +95,16 @@ export class InstanceRuntime {
     return Effect.runPromiseExitWith(this.contextOf(services, connection, scope))(
       effect as Effect.Effect<A, unknown, never>
     ).then(exitToPromise)
+  }
+
+  /**
+   * Runs one of the engine's own Effects (a subscribe, a publish that has to
+   * wait), which use none of the user's services: on the built-in ones, so
+   * it neither waits for the user's layer nor fails with it. It rejects with
+   * the original error.
+   */
+  runEngine<A>(effect: Effect.Effect<A, unknown>): Promise<A> {
+    return Effect.runPromiseExitWith(this.builtins)(effect).then(exitToPromise)
   }
 
   /**

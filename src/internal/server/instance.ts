@@ -26,6 +26,7 @@ import { connectionsService, presenceService, pubSubService } from "./services"
 import { Presence } from "../../Presence"
 import { TopicError } from "../../Errors"
 import { InstanceRuntime } from "./effectRuntime"
+import { isEffect } from "./generators"
 
 /** Where an instance's sockets live: the runtime (hibernation) or memory. */
 export interface SocketRegistry extends AttachmentStore {
@@ -310,7 +311,7 @@ export class Instance {
   // -- Topics and publishing: the one way in ----------------------------------
 
   subscribe(connection: LiveConnection, topic: string): Promise<void> {
-    return this.runtime.runPromise(this.pubsub.subscribe(connection, topic))
+    return this.runtime.runEngine(this.pubsub.subscribe(connection, topic))
   }
 
   unsubscribe(connection: LiveConnection, topic: string): void {
@@ -329,7 +330,9 @@ export class Instance {
     options: PublishOptions | undefined,
     from: LiveConnection | undefined
   ): Promise<PublishResult> {
-    const published = this.runtime.runPromise(this.pubsub.publish(topic, message, payload, options, from))
+    // A publish that finishes at once needs no fiber; none needs the user's layer.
+    const started = this.pubsub.start(topic, message, payload, options, from)
+    const published = isEffect(started) ? this.runtime.runEngine(started) : Promise.resolve(started)
     if (this.router.observers.length === 0) return published
     return published.then((result) => {
       if (result.ok) this.router.observe("onPublish", { topic, type: message.type, payload, meta: options?.meta })

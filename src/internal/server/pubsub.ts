@@ -17,11 +17,16 @@ import { checkTopic, maxTopicsPerConnection } from "../../PubSub"
 import type { LiveConnection } from "./connection"
 import type { RecoveryStore } from "./recovery"
 import type { SpanEdge } from "./span"
+import { isEffect } from "./generators"
 
 /** A topic authorization hook, given the connection and the topic. */
 export type Authorize = (connection: LiveConnection, topic: string) => boolean | PromiseLike<boolean>
 
 const failed = (error: ErrorCode, message: string): PublishResult => ({ ok: false, error, message })
+
+/** A result given now as the Effect of it. */
+const asEffect = (result: PublishResult | Effect.Effect<PublishResult>): Effect.Effect<PublishResult> =>
+  isEffect(result) ? result as Effect.Effect<PublishResult> : Effect.succeed(result)
 
 // A publish never throws, not even when a validator does: that is the server's fault, reported as such.
 const validatorFailed = (message: MessageSchema, error: unknown): PublishResult => {
@@ -212,6 +217,7 @@ export class InstancePubSub {
     return matched
   }
 
+  /** {@link start} as an Effect (the `PubSub` service's publish). */
   publish(
     topic: string,
     message: MessageSchema,
@@ -219,20 +225,35 @@ export class InstancePubSub {
     options: PublishOptions | undefined,
     from: LiveConnection | undefined
   ): Effect.Effect<PublishResult> {
+    return Effect.suspend(() => asEffect(this.start(topic, message, payload, options, from)))
+  }
+
+  /**
+   * A publish as far as it goes now: checked, encoded and sent, its result;
+   * or, when it has to wait (a spanning topic's home, an authorization hook,
+   * an asynchronous validator), the Effect that finishes it.
+   */
+  start(
+    topic: string,
+    message: MessageSchema,
+    payload: unknown,
+    options: PublishOptions | undefined,
+    from: LiveConnection | undefined
+  ): PublishResult | Effect.Effect<PublishResult> {
     const problem = checkTopic(topic)
-    if (problem !== undefined) return Effect.succeed(failed("INVALID_ARGUMENT", problem))
+    if (problem !== undefined) return failed("INVALID_ARGUMENT", problem)
     let encoded: PayloadResult | Promise<PayloadResult>
     try {
       encoded = encodePayload(message, payload)
     } catch (error) {
-      return Effect.sync(() => validatorFailed(message, error))
+      return validatorFailed(message, error)
     }
     if (isPendingResult(encoded)) {
       const pending = encoded
       return Effect.tryPromise({ try: () => pending, catch: (error) => error }).pipe(
         Effect.matchEffect({
           onFailure: (error) => Effect.sync(() => validatorFailed(message, error)),
-          onSuccess: (settled) => this.deliver(topic, message, settled, options, from)
+          onSuccess: (settled) => asEffect(this.deliver(topic, message, settled, options, from))
         })
       )
     }
@@ -245,10 +266,14 @@ export class InstancePubSub {
     encoded: PayloadResult,
     options: PublishOptions | undefined,
     from: LiveConnection | undefined
-  ): Effect.Effect<PublishResult> {
-    if (!encoded.ok) return Effect.succeed(failed("INVALID_ARGUMENT", encoded.error.message))
+  ): PublishResult | Effect.Effect<PublishResult> {
+    if (!encoded.ok) return failed("INVALID_ARGUMENT", encoded.error.message)
     const span = this.span
-    const send = span !== undefined && span.spans(topic)
+    const spanning = span !== undefined && span.spans(topic)
+    if (!spanning && (this.authorizePublish === undefined || from === undefined)) {
+      return this.deliverHere(topic, message, encoded.value, options, from)
+    }
+    const send = spanning
       ? () =>
         Effect.promise(() =>
           span.publish(topic, message.type, encoded.value, options?.meta, options?.excludeSelf === true ? from?.clientId : undefined)
