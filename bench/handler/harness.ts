@@ -10,7 +10,9 @@
  * milliseconds. Its figures are not the targets (`npm run bench` is); run
  * it under `node --cpu-prof` to see where a change's time goes.
  */
+import * as Effect from "effect/Effect"
 import { message } from "../../src/Message"
+import { PubSub } from "../../src/PubSub"
 import { createRouter } from "../../src/Router"
 import { admit, isRefusal } from "../../src/internal/server/admission"
 import type { Socket } from "../../src/internal/server/data"
@@ -28,6 +30,9 @@ const EchoSync = message("ECHO_SYNC", echoFields)
 const EchoGen = message("ECHO_GEN", echoFields)
 const EchoOnce = message("ECHO_ONCE", echoFields)
 const EchoGenerator = message("ECHO_GENERATOR", echoFields)
+const EchoPublish = message("ECHO_PUBLISH", echoFields)
+const EchoPublishGen = message("ECHO_PUBLISH_GEN", echoFields)
+const Join = message("JOIN")
 
 // The handlers of the workerd bench (bench/worker/echo.ts), one route each, and a plain function.
 const router = createRouter()
@@ -36,6 +41,16 @@ const router = createRouter()
   .on(EchoGen, effectEcho)
   .on(EchoOnce, effectEchoOnce)
   .on(EchoGenerator, generatorEcho)
+  // The echo published to a topic whose one subscriber is the sender, from each face.
+  .on(Join, (ctx) => ctx.topics.subscribe("echo"))
+  .on(EchoPublish, async (ctx) => {
+    await ctx.publish("echo", EchoReply, ctx.payload)
+  })
+  .on(EchoPublishGen, (ctx) =>
+    Effect.gen(function*() {
+      const pubsub = yield* PubSub
+      yield* pubsub.publish("echo", EchoReply, ctx.payload)
+    }))
 
 // The promise echo behind a middleware that only calls `next`, under a handler deadline, and both;
 // the Effect echo under a deadline.
@@ -68,6 +83,7 @@ const instanceOf = async (routes: typeof router, options: { readonly handlerTime
 
 const main = async () => {
   const instance = await instanceOf(router)
+  await Sockets.message(instance, socket, JSON.stringify({ type: "JOIN" }))
   const middlewareInstance = await instanceOf(withMiddleware as unknown as typeof router)
   const deadlineInstance = await instanceOf(withDeadline as unknown as typeof router, { handlerTimeoutMs: 10_000 })
   const bothInstance = await instanceOf(withMiddleware as unknown as typeof router, { handlerTimeoutMs: 10_000 })
@@ -89,6 +105,8 @@ const main = async () => {
     ["Effect.gen", viaDws("ECHO_GEN")],
     ["Effect.fnUntraced", viaDws("ECHO_ONCE")],
     ["promise + a generator per message", viaDws("ECHO_GENERATOR")],
+    ["promise, published to itself", viaDws("ECHO_PUBLISH")],
+    ["Effect.gen, published to itself", viaDws("ECHO_PUBLISH_GEN")],
     ["promise, a middleware", viaDws("ECHO_PROMISE", middlewareInstance)],
     ["promise, a deadline", viaDws("ECHO_PROMISE", deadlineInstance)],
     ["promise, a middleware and a deadline", viaDws("ECHO_PROMISE", bothInstance)],
