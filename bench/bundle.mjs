@@ -102,10 +102,14 @@ const partOf = (source) =>
   : /(^|\/)src\//.test(source) ? "durable-ws: everything else"
   : "the rest (the worker itself, its other packages)"
 
-const measure = (config, minify) => {
+/** One bundle's sizes; with `byOrigin`, also its parts (see {@link partsOf}). */
+const measure = (config, minify, byOrigin) => {
   const outdir = mkdtempSync(join(tmpdir(), "durable-ws-bundle-"))
   try {
-    const flags = ["--upload-source-maps", ...(minify ? ["--minify", "--metafile", join(outdir, "meta.json")] : [])]
+    const flags = [
+      ...(byOrigin ? ["--upload-source-maps"] : []),
+      ...(minify ? ["--minify", "--metafile", join(outdir, "meta.json")] : [])
+    ]
     execFileSync(wrangler, ["deploy", "--dry-run", "--outdir", outdir, "--config", config, ...flags], {
       cwd: root,
       stdio: ["ignore", "pipe", "pipe"],
@@ -121,7 +125,7 @@ const measure = (config, minify) => {
       bytes += code.length
       gzip += gzipSync(code).length
       const map = join(outdir, `${file}.map`)
-      if (existsSync(map)) parts = partsOf(code.toString("utf8"), JSON.parse(readFileSync(map, "utf8")), partOf)
+      if (byOrigin && existsSync(map)) parts = partsOf(code.toString("utf8"), JSON.parse(readFileSync(map, "utf8")), partOf)
     }
     const modules = minify ? modulesOf(JSON.parse(readFileSync(join(outdir, "meta.json"), "utf8"))) : []
     return { bytes, gzip, modules, parts }
@@ -140,8 +144,9 @@ for (const worker of workers) {
     rows.push([worker.name, "-", "-", "-", "-", "skipped: examples/chat is not there yet"])
     continue
   }
-  const plain = measure(worker.config, false)
-  const minified = measure(worker.config, true)
+  // Cut by origin: the bundle a target is measured on.
+  const plain = measure(worker.config, false, worker.limitOn === "configured")
+  const minified = measure(worker.config, true, worker.limitOn === "minified" && worker.limitKiB !== undefined)
   const measured = worker.limitOn === "minified" ? minified : plain
   if (worker.limitKiB === undefined) {
     rows.push([worker.name, kib(plain.bytes), kib(plain.gzip), kib(minified.bytes), kib(minified.gzip), "the floor: no target"])

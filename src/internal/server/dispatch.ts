@@ -511,9 +511,6 @@ const expired = (ctx: HandlerContext, timeoutMs: number): HandlerTimeout => {
   return new HandlerTimeout({ timeoutMs, message: `Handler for "${ctx.type}" ran past ${timeoutMs} ms` })
 }
 
-/** What a handler past its deadline comes to: Effects were interrupted, and it fails. */
-const timedOut = (ctx: HandlerContext, timeoutMs: number) => () => Effect.fail(expired(ctx, timeoutMs))
-
 /** Marks the deadline's side of the race in {@link withDeadline}. */
 const pastDeadline: unique symbol = Symbol("pastDeadline")
 
@@ -533,7 +530,7 @@ const deadline = (timeoutMs: number): Effect.Effect<typeof pastDeadline> =>
 const withDeadline = (handled: Effect.Effect<unknown, unknown>, ctx: HandlerContext, timeoutMs: number) =>
   Effect.flatMap(
     Effect.raceFirst(Effect.andThen(handled, sendsDone(ctx)), deadline(timeoutMs)),
-    (result) => result === pastDeadline ? timedOut(ctx, timeoutMs)() : Effect.succeed(result)
+    (result) => result === pastDeadline ? Effect.fail(expired(ctx, timeoutMs)) : Effect.succeed(result)
   )
 
 const unavailable = (connection: LiveConnection, error: unknown): void => {

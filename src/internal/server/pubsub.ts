@@ -270,17 +270,17 @@ export class InstancePubSub {
     if (!encoded.ok) return failed("INVALID_ARGUMENT", encoded.error.message)
     const span = this.span
     const spanning = span !== undefined && span.spans(topic)
-    if (!spanning && (this.authorizePublish === undefined || from === undefined)) {
-      return this.deliverHere(topic, message, encoded.value, options, from)
-    }
+    const authorize = this.authorizePublish
+    const checked = authorize !== undefined && from !== undefined
+    if (!spanning && !checked) return this.deliverHere(topic, message, encoded.value, options, from)
     const send = spanning
       ? () =>
         Effect.promise(() =>
           span.publish(topic, message.type, encoded.value, options?.meta, options?.excludeSelf === true ? from?.clientId : undefined)
         )
       : () => Effect.sync(() => this.deliverHere(topic, message, encoded.value, options, from))
-    if (this.authorizePublish === undefined || from === undefined) return send()
-    return allowed(this.authorizePublish, from, topic).pipe(
+    if (!checked) return send()
+    return allowed(authorize, from, topic).pipe(
       Effect.flatMap((ok) => ok ? send() : Effect.succeed(failed("PERMISSION_DENIED", `Not allowed to publish to "${topic}"`)))
     )
   }

@@ -57,12 +57,15 @@ export interface PresenceHomeHost {
   readonly edge: (address: EdgeAddress) => PresenceEdge
 }
 
+/** A member's connection in a part, by ref: its key and meta. */
+type Entry = { readonly key: string; readonly meta: unknown }
+
 /** One edge's members of a topic, by ref, as the edge last said. */
 interface Part {
   readonly address: EdgeAddress
   epoch: string
   counter: number
-  readonly refs: Map<string, { readonly key: string; readonly meta: unknown }>
+  readonly refs: Map<string, Entry>
   heardAt: number
   checking: boolean
 }
@@ -78,8 +81,8 @@ interface Cursor {
 
 /** A change of one part, read and checked: the refs that leave, then those that join (or change meta). */
 interface Change {
-  readonly leaves: ReadonlyMap<string, { readonly key: string; readonly meta: unknown }>
-  readonly joins: ReadonlyMap<string, { readonly key: string; readonly meta: unknown }>
+  readonly leaves: ReadonlyMap<string, Entry>
+  readonly joins: ReadonlyMap<string, Entry>
 }
 
 interface TopicState {
@@ -255,8 +258,8 @@ export class HomePresence {
   }
 
   /** Reads a whole part, checking every bound; a string says why it is refused. */
-  private entriesOf(members: PresenceMembers): Map<string, { key: string; meta: unknown }> | string {
-    const refs = new Map<string, { key: string; meta: unknown }>()
+  private entriesOf(members: PresenceMembers): Map<string, Entry> | string {
+    const refs = new Map<string, Entry>()
     if (typeof members !== "object" || members === null) return "malformed members"
     for (const key of Object.keys(members)) {
       const metas = members[key]
@@ -316,9 +319,9 @@ export class HomePresence {
     topic: string,
     state: TopicState,
     part: Part,
-    refs: ReadonlyMap<string, { readonly key: string; readonly meta: unknown }>
+    refs: ReadonlyMap<string, Entry>
   ): void {
-    const leaves = new Map<string, { readonly key: string; readonly meta: unknown }>()
+    const leaves = new Map<string, Entry>()
     for (const [ref, entry] of part.refs) if (!refs.has(ref)) leaves.set(ref, entry)
     this.applyChange(topic, state, part, { leaves, joins: refs })
   }
