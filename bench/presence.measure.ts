@@ -23,7 +23,7 @@ import * as Schema from "effect/Schema"
 import { afterAll, describe, it } from "vitest"
 import { createRouter, message } from "../src/index"
 import * as Testing from "../src/Testing"
-import { median } from "./lib/stats"
+import { median, rotated } from "./lib/stats"
 
 const quick = env.BENCH_QUICK === "1"
 // workerd's clock only moves at I/O: a timer at the end of a timed batch lets it catch up.
@@ -183,7 +183,7 @@ describe("presence", () => {
     const bigChanges: Array<number> = []
     const smallChanges: Array<number> = []
     for (let round = 0; round <= rounds; round++) {
-      const order = round % 2 === 0 ? [big, small] : [small, big]
+      const order = rotated([big, small], round)
       const times = new Map<Edge, number>()
       for (const edge of order) times.set(edge, await timeChanges(edge))
       if (round === 0) continue
@@ -242,7 +242,7 @@ describe("presence", () => {
     const smallJoins: Array<number> = []
     const bigFlush: Array<number> = []
     for (let round = 0; round <= rounds; round++) {
-      const order = round % 2 === 0 ? [big, small] : [small, big]
+      const order = rotated([big, small], round)
       const times = new Map<unknown, number>()
       for (const subject of order) times.set(subject, await timeJoins(subject))
       const flushed = await timeFlush(big)
